@@ -1,0 +1,357 @@
+//! Server configuration: a TOML file (see `wasmpacs.example.toml`) whose every key can be
+//! overridden by a `WASMPACS_<SECTION>_<KEY>` environment variable.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path} is not valid TOML: {source}")]
+    Parse { path: PathBuf, source: toml::de::Error },
+    #[error("configuration is invalid: {0}")]
+    Invalid(String),
+}
+
+/// The whole server configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub http: HttpConfig,
+    #[serde(default)]
+    pub storage: StorageConfig,
+    #[serde(default)]
+    pub database: DatabaseConfig,
+    /// Tenants; each API key selects one.
+    #[serde(default, rename = "tenant")]
+    pub tenants: Vec<TenantConfig>,
+    #[serde(default)]
+    pub plugins: PluginsConfig,
+    #[serde(default)]
+    pub reload: ReloadConfig,
+    #[serde(default)]
+    pub admin: AdminConfig,
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
+}
+
+/// `[http]`: the REST listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address to listen on; port 0 picks a free port.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Largest request body read into memory for a plugin (JSON and the like), in bytes.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+}
+
+/// `[storage]`: where files live.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Data directory: default database, default storage medium, compiled plugin cache.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+}
+
+/// `[database]`: the archive index.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://path` or `postgres://...`; default: `wasmpacs.db` in the data directory.
+    pub url: Option<String>,
+    /// Connections in the pool (PostgreSQL, and SQLite readers).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+}
+
+/// `[[tenant]]`: one tenant and its API key.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    pub name: String,
+    pub api_key: String,
+}
+
+impl std::fmt::Debug for TenantConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantConfig").field("name", &self.name).field("api_key", &"***").finish()
+    }
+}
+
+/// `[plugins]`: where the plugins manifest is.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// Path of plugins.toml; relative paths are taken from the config file's folder.
+    #[serde(default = "default_manifest")]
+    pub manifest: PathBuf,
+}
+
+/// `[reload]`: hot reload of plugin components (for staging servers).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReloadConfig {
+    #[serde(default)]
+    pub enabled: bool,
+    /// Quiet time after the last change to a file before it is reloaded.
+    #[serde(default = "default_debounce_ms")]
+    pub debounce_ms: u64,
+}
+
+/// `[admin]`: the admin endpoints (`/admin/...`), enabled when a key is set.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    pub api_key: Option<String>,
+}
+
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminConfig").field("api_key", &self.api_key.as_ref().map(|_| "***")).finish()
+    }
+}
+
+/// `[runtime]`: the WebAssembly engine.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Use the pooling instance allocator when the machine allows it.
+    #[serde(default = "default_true")]
+    pub pooling: bool,
+    /// Plugin instances alive at once (concurrent plugin requests) with the pooling allocator.
+    #[serde(default = "default_max_instances")]
+    pub max_instances: u32,
+    /// Interval of the epoch clock that enforces plugin deadlines, in milliseconds.
+    #[serde(default = "default_epoch_tick_ms")]
+    pub epoch_tick_ms: u64,
+}
+
+fn default_listen() -> SocketAddr {
+    "127.0.0.1:8080".parse().expect("valid default address")
+}
+fn default_max_body() -> usize {
+    16 * 1024 * 1024
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("data")
+}
+fn default_max_connections() -> u32 {
+    16
+}
+fn default_manifest() -> PathBuf {
+    PathBuf::from("plugins.toml")
+}
+fn default_debounce_ms() -> u64 {
+    200
+}
+fn default_true() -> bool {
+    true
+}
+fn default_max_instances() -> u32 {
+    256
+}
+fn default_epoch_tick_ms() -> u64 {
+    10
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self { listen: default_listen(), max_body_bytes: default_max_body() }
+    }
+}
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self { data_dir: default_data_dir() }
+    }
+}
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        Self { manifest: default_manifest() }
+    }
+}
+impl Default for ReloadConfig {
+    fn default() -> Self {
+        Self { enabled: false, debounce_ms: default_debounce_ms() }
+    }
+}
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            pooling: true,
+            max_instances: default_max_instances(),
+            epoch_tick_ms: default_epoch_tick_ms(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads a config file, applies `WASMPACS_*` overrides from the process environment, and
+    /// resolves relative paths against the file's folder.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::from_toml(&text, std::env::vars(), base)
+            .map_err(|e| match e {
+                ConfigError::Parse { source, .. } => ConfigError::Parse { path: path.to_owned(), source },
+                other => other,
+            })
+    }
+
+    /// Builds a config from TOML text and environment pairs; relative paths are taken from `base`.
+    pub fn from_toml(
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+        base: &Path,
+    ) -> Result<Self, ConfigError> {
+        let parse_err = |source| ConfigError::Parse { path: PathBuf::from("<config>"), source };
+        let mut table: toml::Table = toml::from_str(text).map_err(parse_err)?;
+        for (key, value) in env {
+            if let Some(rest) = key.strip_prefix("WASMPACS_") {
+                apply_override(&mut table, rest, &value)?;
+            }
+        }
+        let mut config: Config = Config::deserialize(toml::Value::Table(table)).map_err(parse_err)?;
+        config.resolve_paths(base);
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        if self.storage.data_dir.is_relative() {
+            self.storage.data_dir = base.join(&self.storage.data_dir);
+        }
+        if self.plugins.manifest.is_relative() {
+            self.plugins.manifest = base.join(&self.plugins.manifest);
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let mut names = std::collections::HashSet::new();
+        let mut keys = std::collections::HashSet::new();
+        for t in &self.tenants {
+            if t.name.is_empty() || t.api_key.is_empty() {
+                return Err(ConfigError::Invalid("every [[tenant]] needs a name and an api_key".into()));
+            }
+            if !names.insert(&t.name) {
+                return Err(ConfigError::Invalid(format!("tenant `{}` is configured twice", t.name)));
+            }
+            if !keys.insert(&t.api_key) {
+                return Err(ConfigError::Invalid(format!("tenant `{}` reuses another tenant's api_key", t.name)));
+            }
+        }
+        if self.tenants.is_empty() {
+            return Err(ConfigError::Invalid("at least one [[tenant]] is required".into()));
+        }
+        Ok(())
+    }
+
+    /// The database URL: the configured one, or a SQLite file in the data directory.
+    pub fn database_url(&self) -> String {
+        match &self.database.url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.storage.data_dir.join("wasmpacs.db").display()),
+        }
+    }
+}
+
+/// Sections whose name is one word; the rest of the variable name is the key.
+const SECTIONS: &[&str] = &["http", "storage", "database", "plugins", "reload", "admin", "runtime"];
+
+/// Applies `SECTION_KEY=value` (or `TENANT_<index>_KEY=value`) to the parsed table.
+fn apply_override(table: &mut toml::Table, name: &str, value: &str) -> Result<(), ConfigError> {
+    let lower = name.to_ascii_lowercase();
+    let unknown = || ConfigError::Invalid(format!("unknown configuration variable WASMPACS_{name}"));
+    if let Some(rest) = lower.strip_prefix("tenant_") {
+        let (index, key) = rest.split_once('_').ok_or_else(unknown)?;
+        let index: usize = index.parse().map_err(|_| unknown())?;
+        let tenants = table
+            .entry("tenant")
+            .or_insert_with(|| toml::Value::Array(Vec::new()))
+            .as_array_mut()
+            .ok_or_else(unknown)?;
+        while tenants.len() <= index {
+            tenants.push(toml::Value::Table(toml::Table::new()));
+        }
+        let entry = tenants[index].as_table_mut().ok_or_else(unknown)?;
+        let typed = typed_value(entry.get(key), value);
+        entry.insert(key.to_owned(), typed);
+        return Ok(());
+    }
+    let (section, key) = SECTIONS
+        .iter()
+        .find_map(|s| lower.strip_prefix(s).and_then(|r| r.strip_prefix('_')).map(|k| (*s, k)))
+        .ok_or_else(unknown)?;
+    let section = table
+        .entry(section)
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+        .as_table_mut()
+        .ok_or_else(unknown)?;
+    let typed = typed_value(section.get(key), value);
+    section.insert(key.to_owned(), typed);
+    Ok(())
+}
+
+/// Keeps the type of the value being replaced; otherwise guesses bool, integer, then string.
+fn typed_value(existing: Option<&toml::Value>, raw: &str) -> toml::Value {
+    match existing {
+        Some(toml::Value::String(_)) => toml::Value::String(raw.to_owned()),
+        _ => {
+            if let Ok(b) = raw.parse::<bool>() {
+                toml::Value::Boolean(b)
+            } else if let Ok(i) = raw.parse::<i64>() {
+                toml::Value::Integer(i)
+            } else {
+                toml::Value::String(raw.to_owned())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+        [http]
+        listen = "127.0.0.1:8080"
+        [[tenant]]
+        name = "default"
+        api_key = "change-me"
+    "#;
+
+    #[test]
+    fn environment_overrides_keys_and_keeps_types() {
+        let env = vec![
+            ("WASMPACS_HTTP_LISTEN".to_owned(), "127.0.0.1:9999".to_owned()),
+            ("WASMPACS_TENANT_0_API_KEY".to_owned(), "12345".to_owned()),
+            ("WASMPACS_RELOAD_ENABLED".to_owned(), "true".to_owned()),
+            ("WASMPACS_STORAGE_DATA_DIR".to_owned(), "/var/lib/wasmpacs".to_owned()),
+        ];
+        let c = Config::from_toml(BASE, env, Path::new("/etc")).unwrap();
+        assert_eq!(c.http.listen.port(), 9999);
+        assert_eq!(c.tenants[0].api_key, "12345");
+        assert!(c.reload.enabled);
+        assert_eq!(c.storage.data_dir, PathBuf::from("/var/lib/wasmpacs"));
+        assert_eq!(c.plugins.manifest, PathBuf::from("/etc/plugins.toml"));
+    }
+
+    #[test]
+    fn unknown_keys_and_duplicate_tenants_are_refused() {
+        let err = Config::from_toml(&format!("{BASE}\n[http2]\nx=1"), vec![], Path::new(".")).unwrap_err();
+        assert!(err.to_string().contains("http2"), "{err}");
+        let dup = format!("{BASE}\n[[tenant]]\nname = \"default\"\napi_key = \"other\"");
+        let err = Config::from_toml(&dup, vec![], Path::new(".")).unwrap_err();
+        assert!(err.to_string().contains("configured twice"), "{err}");
+        let err = Config::from_toml(BASE, vec![("WASMPACS_NOPE_X".into(), "1".into())], Path::new(".")).unwrap_err();
+        assert!(err.to_string().contains("WASMPACS_NOPE_X"), "{err}");
+    }
+}

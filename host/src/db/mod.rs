@@ -1,0 +1,153 @@
+//! The archive index in SQL: connection pools for SQLite (default) or PostgreSQL, migrations,
+//! and units of work. The submodules hold the queries, written once for both dialects.
+
+pub mod archive;
+pub mod events;
+
+use std::time::{Duration, SystemTime};
+
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{Any, AnyPool, Executor, Transaction};
+
+/// A database failure.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("cannot connect to the database: {0}")]
+    Connect(#[source] sqlx::Error),
+    #[error("cannot migrate the database: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot create the database folder {0}: {1}")]
+    Folder(String, #[source] std::io::Error),
+    #[error("unsupported database URL `{0}`: use sqlite://... or postgres://...")]
+    UnsupportedUrl(String),
+    #[error(transparent)]
+    Sql(#[from] sqlx::Error),
+}
+
+/// Which SQL engine is behind the pools.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// One unit of work: a transaction that commits only when asked to.
+pub type UnitOfWork = Transaction<'static, Any>;
+
+/// Connection pools to the archive index.
+#[derive(Clone, Debug)]
+pub struct Database {
+    backend: Backend,
+    /// Pool for units of work. On SQLite a single connection: SQLite has one writer at a time,
+    /// and queueing in the pool is far cheaper than retrying on SQLITE_BUSY.
+    writer: AnyPool,
+    /// Pool for read-only queries.
+    reader: AnyPool,
+}
+
+impl Database {
+    /// Connects to `url` (creating a SQLite file and its folder when needed) and applies the
+    /// migrations of its dialect.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, DbError> {
+        install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(DbError::UnsupportedUrl(url.to_owned()));
+        };
+        let db = match backend {
+            Backend::Sqlite => {
+                let url = sqlite_url(url)?;
+                let writer = sqlite_pool(&url, 1).await?;
+                sqlx::migrate!("../migrations/sqlite").run(&writer).await?;
+                let reader = sqlite_pool(&url, max_connections.max(1)).await?;
+                Database { backend, writer, reader }
+            }
+            Backend::Postgres => {
+                let pool = AnyPoolOptions::new()
+                    .max_connections(max_connections.max(2))
+                    .acquire_timeout(Duration::from_secs(30))
+                    .connect(url)
+                    .await
+                    .map_err(DbError::Connect)?;
+                sqlx::migrate!("../migrations/postgres").run(&pool).await?;
+                Database { backend, writer: pool.clone(), reader: pool }
+            }
+        };
+        Ok(db)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Pool for read-only queries.
+    pub fn reader(&self) -> &AnyPool {
+        &self.reader
+    }
+
+    /// Starts a unit of work. On SQLite it takes the write lock at once (`BEGIN IMMEDIATE`) so
+    /// that a read-then-write never fails half way on a lock upgrade.
+    pub async fn begin(&self) -> Result<UnitOfWork, DbError> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.writer.begin().await?,
+        })
+    }
+
+    /// Closes the pools, waiting for connections in use to be returned.
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+    }
+}
+
+/// Adds `mode=rwc` so that the file is created, and creates its folder.
+fn sqlite_url(url: &str) -> Result<String, DbError> {
+    let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+    let path = path.split('?').next().unwrap_or_default();
+    if !path.is_empty() && path != ":memory:" {
+        if let Some(parent) = std::path::Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| DbError::Folder(parent.display().to_string(), e))?;
+        }
+    }
+    Ok(if url.contains("mode=") {
+        url.to_owned()
+    } else if url.contains('?') {
+        format!("{url}&mode=rwc")
+    } else {
+        format!("{url}?mode=rwc")
+    })
+}
+
+async fn sqlite_pool(url: &str, max: u32) -> Result<AnyPool, DbError> {
+    AnyPoolOptions::new()
+        .max_connections(max)
+        .min_connections(1)
+        .acquire_timeout(Duration::from_secs(30))
+        .after_connect(|conn, _meta| {
+            Box::pin(async move {
+                conn.execute(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 30000;",
+                )
+                .await?;
+                Ok(())
+            })
+        })
+        .connect(url)
+        .await
+        .map_err(DbError::Connect)
+}
+
+/// Now, as the text timestamps are stored in (RFC 3339, UTC, milliseconds): sortable as text.
+pub fn now_text() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+/// True when `e` is a unique-constraint violation.
+pub fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}

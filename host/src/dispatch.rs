@@ -1,0 +1,134 @@
+//! One request from start to answer: admin or API, authenticate the tenant, route, and hand the
+//! request to its native handler or its plugin; every failure becomes a JSON error.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::header::{AUTHORIZATION, HeaderName, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+
+use crate::app::App;
+use crate::auth::Tenant;
+use crate::error::ApiError;
+use crate::native::{self, Native};
+use crate::response::{self, Body};
+use crate::router::{API_PREFIX, Target};
+use crate::runtime::{PluginRequest, PluginResponse};
+
+/// Serves one request; never fails (errors are answers).
+pub async fn handle(app: Arc<App>, request: Request<Incoming>) -> Response<Body> {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = match route(&app, request).await {
+        Ok(response) => response,
+        Err(e) => {
+            if e.status().is_server_error() {
+                tracing::warn!(%method, %path, error = %e, "request failed");
+            }
+            e.into_response()
+        }
+    };
+    tracing::debug!(%method, %path, status = response.status().as_u16(), us = started.elapsed().as_micros() as u64, "request");
+    response
+}
+
+async fn route(app: &Arc<App>, request: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let path = request.uri().path().to_owned();
+    let key = request.headers().get(AUTHORIZATION).map(|v| v.as_bytes());
+    if path == "/admin/plugins" {
+        app.auth.admin(key)?;
+        return Ok(native::admin_plugins(app));
+    }
+    let below = if let Some(rest) = path.strip_prefix(API_PREFIX) {
+        rest.to_owned()
+    } else if path == API_PREFIX.trim_end_matches('/') {
+        String::new()
+    } else {
+        return Err(ApiError::NotFound(path));
+    };
+    // Authentication comes before routing: an unknown path without a key is a 401, not a 404.
+    let tenant = app.auth.tenant(key)?;
+    let matched = app.router.route(request.method(), &below)?;
+    let query = parse_query(request.uri().query());
+    match matched.target {
+        Target::Native(native) => {
+            let native: Native = *native;
+            native.serve(app, &tenant, &query).await
+        }
+        Target::Plugin(plugin) => {
+            let plugin = plugin.clone();
+            let params = matched.params;
+            call_plugin(app, &plugin, &tenant, below, params, query, request).await
+        }
+    }
+}
+
+async fn call_plugin(
+    app: &Arc<App>,
+    plugin: &str,
+    tenant: &Tenant,
+    path: String,
+    params: Vec<(String, String)>,
+    query: Vec<(String, String)>,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let (parts, body) = request.into_parts();
+    let max = app.config.http.max_body_bytes;
+    let body: Bytes = Limited::new(body, max)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                ApiError::PayloadTooLarge(max)
+            } else {
+                ApiError::BadRequest(format!("cannot read the request body: {e}"))
+            }
+        })?
+        .to_bytes();
+    let headers = parts
+        .headers
+        .iter()
+        .filter(|(name, _)| **name != AUTHORIZATION)
+        .filter_map(|(name, value)| value.to_str().ok().map(|v| (name.as_str().to_owned(), v.to_owned())))
+        .collect();
+    let request = PluginRequest {
+        method: parts.method.to_string(),
+        path,
+        params,
+        query,
+        headers,
+        body,
+        files: Vec::new(),
+    };
+    let response = app.runtime.handle(plugin, tenant.name(), request).await?;
+    Ok(into_http(plugin, response))
+}
+
+fn into_http(plugin: &str, r: PluginResponse) -> Response<Body> {
+    let status = StatusCode::from_u16(r.status).unwrap_or_else(|_| {
+        tracing::warn!(plugin, status = r.status, "plugin answered an invalid status");
+        StatusCode::INTERNAL_SERVER_ERROR
+    });
+    let mut response = Response::new(response::full(r.body));
+    *response.status_mut() = status;
+    for (name, value) in r.headers {
+        match (HeaderName::try_from(name.as_str()), HeaderValue::try_from(value.as_str())) {
+            (Ok(name), Ok(value)) => {
+                response.headers_mut().append(name, value);
+            }
+            _ => tracing::warn!(plugin, header = %name, "plugin answered an invalid header; dropped"),
+        }
+    }
+    response
+}
+
+/// Decoded query pairs, in order.
+pub fn parse_query(query: Option<&str>) -> Vec<(String, String)> {
+    query
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default()
+}
