@@ -29,7 +29,7 @@ run: build
 	./target/release/wasmpacs serve --config wasmpacs.toml
 
 # Every test, on SQLite and (when reachable) PostgreSQL at 127.0.0.1:5432.
-test: plugins
+test: plugins host
 	$(CARGO) test --release --workspace
 
 bench: build

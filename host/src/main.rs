@@ -1,5 +1,6 @@
 //! The `wasmpacs` command line: `wasmpacs serve --config wasmpacs.toml`.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -33,6 +34,7 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_ansi(std::io::stdout().is_terminal())
         .init();
     match Cli::parse().command {
         Command::Serve { config } => {

@@ -1,0 +1,362 @@
+//! Test support: starts the real wasmpacs server on 127.0.0.1:0 with the built plugins, on
+//! SQLite or on a fresh PostgreSQL database, and talks to it over HTTP as clients do.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use reqwest::StatusCode;
+use serde_json::Value;
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, Executor};
+use tempfile::TempDir;
+use wasmpacs::{Config, RunningServer};
+
+/// API key of tenant "alpha", used by default.
+pub const KEY_A: &str = "key-alpha";
+/// API key of tenant "beta".
+pub const KEY_B: &str = "key-beta";
+/// Admin key.
+pub const ADMIN_KEY: &str = "key-admin";
+
+/// The database a test server runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Generates one `#[tokio::test]` per backend from an async fn taking a [`Backend`].
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() { super::$name($crate::Backend::Sqlite).await }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() { super::$name($crate::Backend::Postgres).await }
+            )*
+        }
+    };
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
+}
+
+/// A built plugin component from plugins/dist (run `make plugins` first).
+pub fn component(name: &str) -> PathBuf {
+    let path = repo_root().join("plugins/dist").join(format!("{name}.wasm"));
+    assert!(path.exists(), "{} is missing: run `make plugins` first", path.display());
+    path
+}
+
+/// The PostgreSQL server tests use: `WASMPACS_TEST_POSTGRES` or the local one.
+pub fn postgres_admin_url() -> String {
+    std::env::var("WASMPACS_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// The manifest entry of the bundled patients plugin, pointing at `component_path`.
+pub fn patients_manifest(component_path: &Path) -> String {
+    format!(
+        r#"
+[[plugin]]
+name = "patients"
+component = "{}"
+routes = ["POST patients/create", "POST patients/update", "POST patients/merge",
+          "POST studies/move", "POST studies/reconcile", "POST studies/swap"]
+grants = ["archive", "events", "log"]
+memory_limit_mb = 64
+timeout_ms = 5000
+"#,
+        component_path.display()
+    )
+}
+
+/// How to start a test server.
+pub struct Options {
+    pub backend: Backend,
+    /// plugins.toml text; default: the bundled patients plugin.
+    pub manifest: Option<String>,
+    /// Extra config TOML appended to the generated config.
+    pub extra_config: String,
+}
+
+impl Options {
+    pub fn new(backend: Backend) -> Self {
+        Self { backend, manifest: None, extra_config: String::new() }
+    }
+}
+
+/// A running server and what it needs to be torn down.
+pub struct TestServer {
+    pub base: String,
+    pub addr: std::net::SocketAddr,
+    pub http: reqwest::Client,
+    pub data_dir: TempDir,
+    pub database_url: String,
+    server: Option<RunningServer>,
+    pg_database: Option<String>,
+    fixture_pool: Option<AnyPool>,
+}
+
+/// Creates a fresh PostgreSQL database and returns its URL and name.
+async fn fresh_postgres_database() -> anyhow::Result<(String, String)> {
+    install_default_drivers();
+    let admin_url = postgres_admin_url();
+    let name = format!(
+        "wasmpacs_test_{}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.subsec_nanos()
+    );
+    let admin = AnyPoolOptions::new().max_connections(1).connect(&admin_url).await.context("PostgreSQL for tests")?;
+    admin.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await?;
+    admin.close().await;
+    let base = admin_url.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap_or(admin_url);
+    Ok((format!("{base}/{name}"), name))
+}
+
+impl TestServer {
+    /// A server with the bundled patients plugin, tenants alpha and beta, and an admin key.
+    pub async fn start(backend: Backend) -> Self {
+        Self::start_with(Options::new(backend)).await.expect("server starts")
+    }
+
+    /// A server as `options` say; errors when the server refuses to start.
+    pub async fn start_with(options: Options) -> anyhow::Result<Self> {
+        let data_dir = tempfile::tempdir()?;
+        let (database_url, pg_database) = match options.backend {
+            Backend::Sqlite => (format!("sqlite://{}", data_dir.path().join("wasmpacs.db").display()), None),
+            Backend::Postgres => {
+                let (url, name) = fresh_postgres_database().await?;
+                (url, Some(name))
+            }
+        };
+        let manifest = options.manifest.unwrap_or_else(|| patients_manifest(&component("patients")));
+        let manifest_path = data_dir.path().join("plugins.toml");
+        std::fs::write(&manifest_path, manifest)?;
+        let config_text = format!(
+            r#"
+[http]
+listen = "127.0.0.1:0"
+[storage]
+data_dir = "{data}"
+[database]
+url = "{database_url}"
+max_connections = 8
+[[tenant]]
+name = "alpha"
+api_key = "{KEY_A}"
+[[tenant]]
+name = "beta"
+api_key = "{KEY_B}"
+[plugins]
+manifest = "{manifest}"
+[admin]
+api_key = "{ADMIN_KEY}"
+[runtime]
+max_instances = 64
+{extra}
+"#,
+            data = data_dir.path().display(),
+            manifest = manifest_path.display(),
+            extra = options.extra_config,
+        );
+        let config = Config::from_toml(&config_text, Vec::new(), data_dir.path())?;
+        let started = RunningServer::start(config).await;
+        let server = match started {
+            Ok(server) => server,
+            Err(e) => {
+                if let Some(name) = &pg_database {
+                    drop_postgres_database(name).await;
+                }
+                return Err(e);
+            }
+        };
+        let addr = server.addr;
+        Ok(Self {
+            base: format!("http://{addr}/o3-dpacs-wado"),
+            addr,
+            http: reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?,
+            data_dir,
+            database_url,
+            server: Some(server),
+            pg_database,
+            fixture_pool: None,
+        })
+    }
+
+    /// POSTs JSON as tenant `key`; returns status and parsed body (Null when not JSON).
+    pub async fn post_as(&self, key: &str, path: &str, body: &Value) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .post(format!("{}/{path}", self.base))
+            .header("Authorization", key)
+            .header("Content-Type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("request sent");
+        read(response).await
+    }
+
+    /// POSTs JSON as tenant alpha.
+    pub async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        self.post_as(KEY_A, path, body).await
+    }
+
+    /// GETs as tenant `key`.
+    pub async fn get_as(&self, key: &str, path: &str) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .get(format!("{}/{path}", self.base))
+            .header("Authorization", key)
+            .send()
+            .await
+            .expect("request sent");
+        read(response).await
+    }
+
+    /// GETs as tenant alpha.
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.get_as(KEY_A, path).await
+    }
+
+    /// The admin listing of loaded plugins.
+    pub async fn admin_plugins(&self) -> Value {
+        let response = self
+            .http
+            .get(format!("http://{}/admin/plugins", self.addr))
+            .header("Authorization", ADMIN_KEY)
+            .send()
+            .await
+            .expect("request sent");
+        let (status, body) = read(response).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    /// Every event of tenant `key` (following pages).
+    pub async fn events_as(&self, key: &str) -> Vec<Value> {
+        let mut all = Vec::new();
+        let mut offset = 0;
+        loop {
+            let (status, body) = self.get_as(key, &format!("studyEvents?offsetId={offset}&limit=1000")).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            let events = body["events"].as_array().cloned().unwrap_or_default();
+            if events.is_empty() {
+                return all;
+            }
+            offset = body["nextOffsetId"].as_i64().expect("nextOffsetId");
+            all.extend(events);
+        }
+    }
+
+    async fn fixture_db(&mut self) -> AnyPool {
+        if self.fixture_pool.is_none() {
+            install_default_drivers();
+            let pool = AnyPoolOptions::new().max_connections(1).connect(&self.database_url).await.expect("fixture db");
+            if self.database_url.starts_with("sqlite") {
+                pool.execute("PRAGMA busy_timeout = 30000").await.expect("pragma");
+            }
+            self.fixture_pool = Some(pool);
+        }
+        self.fixture_pool.clone().expect("fixture pool")
+    }
+
+    /// Test fixture standing in for DICOM ingest: a study of `patient_id` with series of
+    /// `instances` instances each, written straight into the archive tables of `tenant`.
+    pub async fn seed_study(&mut self, tenant: &str, patient_id: &str, study_uid: &str, series: &[(&str, u32)]) {
+        let pool = self.fixture_db().await;
+        let now = "2026-01-01T00:00:00.000Z";
+        sqlx::query(
+            "INSERT INTO patients (tenant, patient_id, issuer, name, created_at, updated_at) \
+             VALUES ($1, $2, '', $3, $4, $4) ON CONFLICT (tenant, patient_id, issuer) DO NOTHING",
+        )
+        .bind(tenant)
+        .bind(patient_id)
+        .bind(format!("PATIENT^{patient_id}"))
+        .bind(now)
+        .execute(&pool)
+        .await
+        .expect("seed patient");
+        let patient: i64 = sqlx::query_scalar("SELECT id FROM patients WHERE tenant = $1 AND patient_id = $2 AND issuer = ''")
+            .bind(tenant)
+            .bind(patient_id)
+            .fetch_one(&pool)
+            .await
+            .expect("patient key");
+        let study: i64 = sqlx::query_scalar(
+            "INSERT INTO studies (tenant, study_uid, patient_fk, received_at) VALUES ($1, $2, $3, $4) RETURNING id",
+        )
+        .bind(tenant)
+        .bind(study_uid)
+        .bind(patient)
+        .bind(now)
+        .fetch_one(&pool)
+        .await
+        .expect("seed study");
+        for (n, (series_uid, instances)) in series.iter().enumerate() {
+            let series_key: i64 = sqlx::query_scalar(
+                "INSERT INTO series (tenant, series_uid, study_fk, modality, series_number) VALUES ($1, $2, $3, 'CT', $4) RETURNING id",
+            )
+            .bind(tenant)
+            .bind(*series_uid)
+            .bind(study)
+            .bind(n as i64 + 1)
+            .fetch_one(&pool)
+            .await
+            .expect("seed series");
+            for i in 0..*instances {
+                sqlx::query(
+                    "INSERT INTO instances (tenant, sop_instance_uid, sop_class_uid, series_fk, instance_number, file_path, size_bytes, sha1) \
+                     VALUES ($1, $2, '1.2.840.10008.5.1.4.1.1.2', $3, $4, 'fixture', 1024, 'fixture')",
+                )
+                .bind(tenant)
+                .bind(format!("{series_uid}.{}", i + 1))
+                .bind(series_key)
+                .bind(i as i64 + 1)
+                .execute(&pool)
+                .await
+                .expect("seed instance");
+            }
+        }
+    }
+
+    /// Stops the server (requests in flight finish) and drops its PostgreSQL database.
+    pub async fn stop(mut self) {
+        if let Some(pool) = self.fixture_pool.take() {
+            pool.close().await;
+        }
+        if let Some(server) = self.server.take() {
+            server.shutdown().await;
+        }
+        if let Some(name) = self.pg_database.take() {
+            drop_postgres_database(&name).await;
+        }
+    }
+}
+
+async fn drop_postgres_database(name: &str) {
+    if let Ok(admin) = AnyPoolOptions::new().max_connections(1).connect(&postgres_admin_url()).await {
+        let _ = admin.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).await;
+        admin.close().await;
+    }
+}
+
+async fn read(response: reqwest::Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let bytes = response.bytes().await.expect("response body");
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (status, body)
+}

@@ -224,7 +224,7 @@ impl PluginRuntime {
             Some(Trap::Interrupt) => format!("exceeded its time limit of {} ms", slot.spec.timeout_ms),
             Some(Trap::UnreachableCodeReached) => "trapped: the plugin panicked (unreachable code reached)".to_owned(),
             Some(trap) => format!("trapped: {trap}"),
-            None if root.contains("memory growth failure") || root.contains("memory limit") => {
+            None if root.contains("growing memory") || root.contains("memory growth") => {
                 format!("exceeded its memory limit of {} MiB", slot.spec.memory_limit_mb)
             }
             None if root.contains("concurrent") && root.contains("limit") => {

@@ -1,0 +1,280 @@
+//! The patients family over HTTP: every endpoint's success and each error status of the seed,
+//! on SQLite and PostgreSQL.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use wasmpacs_tests::{Backend, TestServer, on_both_backends};
+
+on_both_backends!(
+    create_patient_rules,
+    concurrent_creates_give_one_patient,
+    update_patient_rules,
+    merge_patients_rules,
+    move_study_rules,
+    reconcile_study_rules,
+    swap_studies_rules,
+);
+
+fn kinds(events: &[Value]) -> Vec<(String, Option<String>)> {
+    events
+        .iter()
+        .map(|e| (e["eventType"].as_str().unwrap().to_owned(), e["studyInstanceUid"].as_str().map(str::to_owned)))
+        .collect()
+}
+
+async fn create_patient_rules(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let body = json!({"patientID": "PID-123", "patientName": "DOE^JOHN", "patientBirthDate": "20211224",
+                      "patientSex": "M", "idIssuer": "ISSUER", "userName": "user543"});
+    let (status, answer) = s.post("patients/create", &body).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["patient"]["patientID"], "PID-123");
+    assert_eq!(answer["patient"]["patientBirthDate"], "20211224");
+
+    // Same ID and issuer: 409. Same ID under another issuer is another patient.
+    let (status, answer) = s.post("patients/create", &body).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    assert!(answer["message"].as_str().unwrap().contains("PID-123"), "{answer}");
+    let (status, _) = s
+        .post("patients/create", &json!({"patientID": "PID-123", "patientName": "DOE^JOHN", "idIssuer": "OTHER", "userName": "u"}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Each mandatory field, missing or blank or of the wrong type, is a 400 naming it.
+    for missing in ["patientID", "patientName", "userName"] {
+        let mut b = json!({"patientID": "NEW-1", "patientName": "A^B", "userName": "u"});
+        b.as_object_mut().unwrap().remove(missing);
+        let (status, answer) = s.post("patients/create", &b).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        assert!(answer["message"].as_str().unwrap().contains(missing), "{answer}");
+        b[missing] = json!("   ");
+        let (status, _) = s.post("patients/create", &b).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+    }
+    for (field, value) in [("patientBirthDate", json!("2021-12-24")), ("patientBirthDate", json!("20210230")),
+                           ("patientSex", json!("X")), ("patientID", json!(12))] {
+        let mut b = json!({"patientID": "NEW-2", "patientName": "A^B", "userName": "u"});
+        b[field] = value;
+        let (status, answer) = s.post("patients/create", &b).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{field}: {answer}");
+        assert!(answer["message"].as_str().unwrap().contains(field), "{answer}");
+    }
+    // Not JSON, not an object, empty.
+    for raw in ["{not json", "[1,2]", ""] {
+        let response = s.http.post(format!("{}/patients/create", s.base)).header("Authorization", wasmpacs_tests::KEY_A)
+            .body(raw).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "body {raw:?}");
+        let answer: Value = response.json().await.unwrap();
+        assert!(answer["message"].is_string());
+    }
+    // None of the refused requests left a patient behind: NEW-1 and NEW-2 can still be created.
+    for id in ["NEW-1", "NEW-2"] {
+        let (status, _) = s.post("patients/create", &json!({"patientID": id, "patientName": "A^B", "userName": "u"})).await;
+        assert_eq!(status, StatusCode::OK, "{id}");
+    }
+    let events = s.events_as(wasmpacs_tests::KEY_A).await;
+    assert_eq!(kinds(&events).iter().filter(|(k, _)| k == "PATIENT_CREATED").count(), 4);
+    s.stop().await;
+}
+
+async fn concurrent_creates_give_one_patient(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let body = json!({"patientID": "RACE-1", "patientName": "RACE^ONE", "userName": "u"});
+    let attempts = futures::future::join_all((0..16).map(|_| s.post("patients/create", &body))).await;
+    let ok = attempts.iter().filter(|(status, _)| *status == StatusCode::OK).count();
+    let conflicts = attempts.iter().filter(|(status, _)| *status == StatusCode::CONFLICT).count();
+    assert_eq!((ok, conflicts), (1, 15), "{attempts:?}");
+    let events = s.events_as(wasmpacs_tests::KEY_A).await;
+    assert_eq!(events.len(), 1, "one patient, one event: {events:?}");
+    s.stop().await;
+}
+
+async fn update_patient_rules(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (status, answer) = s
+        .post("patients/update", &json!({"patientID": "NOBODY", "patientName": "A^B", "userName": "u"}))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
+
+    s.post("patients/create", &json!({"patientID": "PID-1", "patientName": "OLD^NAME", "patientSex": "F", "userName": "u"})).await;
+    let (status, answer) = s
+        .post("patients/update", &json!({"patientID": "PID-1", "patientName": "DOE^JANE", "patientBirthDate": "19800101",
+                                         "operatorName": "op", "userName": "u"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["patient"]["patientName"], "DOE^JANE");
+    assert_eq!(answer["patient"]["patientBirthDate"], "19800101");
+    assert_eq!(answer["patient"]["patientSex"], "F", "an omitted optional field keeps its value");
+
+    // The same ID under two issuers: the ID identifies more than one patient.
+    s.post("patients/create", &json!({"patientID": "PID-1", "patientName": "X^Y", "idIssuer": "B", "userName": "u"})).await;
+    let (status, answer) = s.post("patients/update", &json!({"patientID": "PID-1", "patientName": "Z^Z", "userName": "u"})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    let (status, _) = s
+        .post("patients/update", &json!({"patientID": "PID-1", "idIssuer": "B", "patientName": "Z^Z", "userName": "u"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "an issuer disambiguates");
+
+    for missing in ["patientID", "patientName", "userName"] {
+        let mut b = json!({"patientID": "PID-1", "patientName": "A^B", "userName": "u"});
+        b.as_object_mut().unwrap().remove(missing);
+        let (status, answer) = s.post("patients/update", &b).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        assert!(answer["message"].as_str().unwrap().contains(missing));
+    }
+    let (status, _) = s.post("patients/update", &json!({"patientID": "PID-1", "idIssuer": "B", "patientName": "A^B", "patientSex": "Q", "userName": "u"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    s.stop().await;
+}
+
+async fn merge_patients_rules(backend: Backend) {
+    let mut s = TestServer::start(backend).await;
+    let merge = |source: &str, target: &str| {
+        json!({"sourcePatientID": source, "targetPatientID": target, "patientName": "TEST^NAME",
+               "patientBirthDate": "19700101", "patientSex": "O", "operatorName": "operator 5", "userName": "john"})
+    };
+    // No source patient.
+    let (status, answer) = s.post("patients/merge", &merge("GHOST", "PID-124")).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    // A source patient without studies.
+    s.post("patients/create", &json!({"patientID": "EMPTY", "patientName": "E^E", "userName": "u"})).await;
+    let (status, answer) = s.post("patients/merge", &merge("EMPTY", "PID-124")).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    assert!(answer["message"].as_str().unwrap().contains("no study"), "{answer}");
+
+    s.seed_study("alpha", "PID-123", "1.1", &[("1.1.1", 2)]).await;
+    s.seed_study("alpha", "PID-123", "1.2", &[("1.2.1", 1)]).await;
+    // Merge into a patient that does not exist yet: it is created, both studies move.
+    let (status, answer) = s.post("patients/merge", &merge("PID-123", "PID-124")).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["studies"], json!(["1.1", "1.2"]));
+    // The source has no studies left, the target has them: merging back works, again is a 409.
+    let (status, _) = s.post("patients/merge", &merge("PID-123", "PID-124")).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, _) = s.post("patients/merge", &merge("PID-124", "PID-123")).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Several patients with the source ID, or with the target ID: 409.
+    s.post("patients/create", &json!({"patientID": "PID-123", "patientName": "D^D", "idIssuer": "X", "userName": "u"})).await;
+    let (status, _) = s.post("patients/merge", &merge("PID-123", "PID-200")).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    s.seed_study("alpha", "SRC-2", "2.1", &[("2.1.1", 1)]).await;
+    let (status, answer) = s.post("patients/merge", &merge("SRC-2", "PID-123")).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+
+    let (status, _) = s.post("patients/merge", &json!({"sourcePatientID": "SRC-2", "userName": "u"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let events = s.events_as(wasmpacs_tests::KEY_A).await;
+    let merged: Vec<_> = kinds(&events).into_iter().filter(|(k, _)| k == "STUDY_MERGED").collect();
+    assert_eq!(merged.len(), 4, "two studies merged there and back: {merged:?}");
+    s.stop().await;
+}
+
+async fn move_study_rules(backend: Backend) {
+    let mut s = TestServer::start(backend).await;
+    let body = |study: &str, target: &str| {
+        json!({"studyInstanceUid": study, "targetPatientID": target, "patientName": "POE^BLACK",
+               "patientBirthDate": "20210801", "patientSex": "M", "userName": "operator"})
+    };
+    let (status, answer) = s.post("studies/move", &body("9.9.9", "PID3")).await;
+    assert_eq!(status, StatusCode::CONFLICT, "study not found is a 409 in the seed: {answer}");
+
+    s.seed_study("alpha", "OWNER", "1.2.826.0.1582626144587", &[("1.2.826.0.1582626144587.1", 3)]).await;
+    let (status, answer) = s.post("studies/move", &body("1.2.826.0.1582626144587", "PID3")).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["patient"]["patientID"], "PID3");
+    assert_eq!(answer["patient"]["patientName"], "POE^BLACK", "the target patient was created");
+    // The study now belongs to PID3: OWNER has nothing left to merge, PID3 has.
+    let merge = |src: &str| json!({"sourcePatientID": src, "targetPatientID": "SOMEONE", "patientName": "S^S", "userName": "u"});
+    assert_eq!(s.post("patients/merge", &merge("OWNER")).await.0, StatusCode::CONFLICT);
+
+    // Several patients with the target ID: 409.
+    s.post("patients/create", &json!({"patientID": "TWIN", "patientName": "T^A", "userName": "u"})).await;
+    s.post("patients/create", &json!({"patientID": "TWIN", "patientName": "T^B", "idIssuer": "B", "userName": "u"})).await;
+    let (status, _) = s.post("studies/move", &body("1.2.826.0.1582626144587", "TWIN")).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+
+    for missing in ["studyInstanceUid", "targetPatientID", "patientName", "userName"] {
+        let mut b = body("1.2.826.0.1582626144587", "PID4");
+        b.as_object_mut().unwrap().remove(missing);
+        let (status, answer) = s.post("studies/move", &b).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        assert!(answer["message"].as_str().unwrap().contains(missing));
+    }
+    assert_eq!(s.post("patients/merge", &merge("PID3")).await.0, StatusCode::OK);
+    let events = s.events_as(wasmpacs_tests::KEY_A).await;
+    assert!(kinds(&events).contains(&("STUDY_MOVED".into(), Some("1.2.826.0.1582626144587".into()))));
+    s.stop().await;
+}
+
+async fn reconcile_study_rules(backend: Backend) {
+    let mut s = TestServer::start(backend).await;
+    let body = |source: &str, target: &str, pid: &str| {
+        json!({"sourceStudyInstanceUID": source, "targetStudyInstanceUID": target, "patientID": pid,
+               "patientName": "PATIENT^NEW", "patientBirthDate": "19010101", "patientSex": "M",
+               "accessionNumber": "AN201191249", "studyDescription": "Reconciled study", "studyDate": "20211229",
+               "userName": "operator"})
+    };
+    let (status, _) = s.post("studies/reconcile", &body("1.950.94590.1", "1.950.94590.2", "RECON-123")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "unknown source study");
+
+    s.seed_study("alpha", "OLD-PID", "1.950.94590.1", &[("1.950.94590.1.1", 2), ("1.950.94590.1.2", 1)]).await;
+    // Target does not exist: created for a new patient RECON-123, the series move there.
+    let (status, answer) = s.post("studies/reconcile", &body("1.950.94590.1", "1.950.94590.2", "RECON-123")).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["seriesMoved"], 2);
+    assert_eq!(answer["targetCreated"], true);
+    // Target exists with another patient ID: 409; with its own ID: 200, nothing left to move.
+    let (status, answer) = s.post("studies/reconcile", &body("1.950.94590.1", "1.950.94590.2", "OTHER")).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    let (status, answer) = s.post("studies/reconcile", &body("1.950.94590.1", "1.950.94590.2", "RECON-123")).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["seriesMoved"], 0);
+    assert_eq!(answer["targetCreated"], false);
+
+    for missing in ["sourceStudyInstanceUID", "targetStudyInstanceUID", "patientID", "userName"] {
+        let mut b = body("1.950.94590.1", "1.950.94590.2", "RECON-123");
+        b.as_object_mut().unwrap().remove(missing);
+        let (status, answer) = s.post("studies/reconcile", &b).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    }
+    let mut bad_date = body("1.950.94590.1", "1.950.94590.3", "RECON-123");
+    bad_date["studyDate"] = json!("2021-12-29");
+    assert_eq!(s.post("studies/reconcile", &bad_date).await.0, StatusCode::BAD_REQUEST);
+
+    let events = s.events_as(wasmpacs_tests::KEY_A).await;
+    let k = kinds(&events);
+    assert!(k.contains(&("STUDY_RECONCILED".into(), Some("1.950.94590.2".into()))), "{k:?}");
+    assert!(k.contains(&("IMAGE_AVAILABLE".into(), Some("1.950.94590.2".into()))), "{k:?}");
+    s.stop().await;
+}
+
+async fn swap_studies_rules(backend: Backend) {
+    let mut s = TestServer::start(backend).await;
+    s.seed_study("alpha", "A", "1.3.76.6.149036212421207", &[("1.3.76.6.1.1", 1), ("1.3.76.6.1.2", 1)]).await;
+    s.seed_study("alpha", "B", "1.3.6.1.1.7.1.6358916", &[("1.3.6.1.1.1", 4)]).await;
+    let body = json!({"sourceStudyInstanceUID": "1.3.76.6.149036212421207", "targetStudyInstanceUID": "1.3.6.1.1.7.1.6358916", "userName": "Test"});
+    let (status, answer) = s.post("studies/swap", &body).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    // After the swap, reconciling the (now one-series) source into a new study moves one series.
+    let (status, answer) = s
+        .post("studies/reconcile", &json!({"sourceStudyInstanceUID": "1.3.76.6.149036212421207", "targetStudyInstanceUID": "7.7.7",
+                                            "patientID": "A", "userName": "u"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["seriesMoved"], 1, "the source study holds the target's single series now");
+
+    let (status, _) = s
+        .post("studies/swap", &json!({"sourceStudyInstanceUID": "nope", "targetStudyInstanceUID": "1.3.6.1.1.7.1.6358916", "userName": "T"}))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = s
+        .post("studies/swap", &json!({"sourceStudyInstanceUID": "1.3.6.1.1.7.1.6358916", "targetStudyInstanceUID": "nope", "userName": "T"}))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = s.post("studies/swap", &json!({"sourceStudyInstanceUID": "1.3.6.1.1.7.1.6358916"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let events = s.events_as(wasmpacs_tests::KEY_A).await;
+    assert_eq!(kinds(&events).iter().filter(|(k, _)| k == "STUDY_SWAPPED").count(), 2);
+    s.stop().await;
+}
