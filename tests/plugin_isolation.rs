@@ -3,24 +3,12 @@
 
 use reqwest::StatusCode;
 use serde_json::json;
-use wasmpacs_tests::{Backend, Options, TestServer, component, on_both_backends, patients_manifest};
+use wasmpacs_tests::{Backend, Options, TestServer, component, hostile_manifest, on_both_backends, patients_manifest};
 
 on_both_backends!(hostile_plugins_fail_only_their_own_requests);
 
 fn manifest() -> String {
-    format!(
-        r#"{}
-[[plugin]]
-name = "hostile"
-component = "{}"
-routes = ["GET test/trap", "GET test/loop", "GET test/alloc", "GET test/ungranted", "GET test/ok"]
-grants = ["log"]
-memory_limit_mb = 32
-timeout_ms = 500
-"#,
-        patients_manifest(&component("patients")),
-        component("hostile").display()
-    )
+    format!("{}{}", patients_manifest(&component("patients")), hostile_manifest(500, 32))
 }
 
 async fn hostile_plugins_fail_only_their_own_requests(backend: Backend) {

@@ -65,6 +65,22 @@ pub fn postgres_admin_url() -> String {
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
+/// The manifest entry of the test-only hostile plugin (granted `log` only).
+pub fn hostile_manifest(timeout_ms: u64, memory_limit_mb: u64) -> String {
+    format!(
+        r#"
+[[plugin]]
+name = "hostile"
+component = "{}"
+routes = ["GET test/trap", "GET test/loop", "GET test/alloc", "GET test/ungranted", "GET test/ok"]
+grants = ["log"]
+memory_limit_mb = {memory_limit_mb}
+timeout_ms = {timeout_ms}
+"#,
+        component("hostile").display()
+    )
+}
+
 /// The manifest entry of the bundled patients plugin, pointing at `component_path`.
 pub fn patients_manifest(component_path: &Path) -> String {
     format!(
@@ -194,6 +210,11 @@ max_instances = 64
             pg_database,
             fixture_pool: None,
         })
+    }
+
+    /// The application behind the server (its runtime, database, config).
+    pub fn app(&self) -> &std::sync::Arc<wasmpacs::App> {
+        &self.server.as_ref().expect("server running").app
     }
 
     /// POSTs JSON as tenant `key`; returns status and parsed body (Null when not JSON).

@@ -180,6 +180,21 @@ impl PluginRuntime {
         Ok(response)
     }
 
+    /// Time to create a store and instantiate `plugin` once, without calling it: the fixed cost
+    /// every plugin request pays (for benchmarks and diagnostics).
+    pub async fn measure_instantiation(&self, plugin: &str) -> Result<Duration, ApiError> {
+        let slot = self.slot(plugin)?;
+        let loaded = slot.current.load_full();
+        let started = Instant::now();
+        let mut store = self.new_store(slot, "bench");
+        match &loaded.pre {
+            PluginPre::V0_1_0(pre) => {
+                pre.instantiate_async(&mut store).await.map_err(|e| self.failure(slot, &e))?;
+            }
+        }
+        Ok(started.elapsed())
+    }
+
     /// Hands `event` to every plugin whose `hooks` list its kind, each in its own unit of work.
     /// A hook's failure is logged; it never undoes the event itself.
     pub async fn deliver_event(&self, tenant: &str, event: &StudyEvent) {

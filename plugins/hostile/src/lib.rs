@@ -27,10 +27,7 @@ impl Plugin for Hostile {
                 Ok(found) => wasmpacs_sdk::json(200, &json!({ "found": found.len() })),
                 Err(e) => e.into(),
             },
-            "test/ok" => {
-                wasmpacs_sdk::info("hostile plugin behaving");
-                wasmpacs_sdk::json(200, &json!({ "ok": true }))
-            }
+            "test/ok" => wasmpacs_sdk::json(200, &json!({ "ok": true })),
             other => error(404, format!("no such test: {other}")),
         }
     }

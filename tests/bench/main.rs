@@ -1,0 +1,199 @@
+//! `make bench`: the foundation's figures, measured on the real server over loopback HTTP.
+//!
+//! - added latency of a plugin-served request over a natively served one (p50/p99);
+//! - instantiation cost per request, with and without the pooling allocator;
+//! - patients/create requests/s on SQLite and PostgreSQL;
+//! - reload latency, from component file replaced to new version serving.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::json;
+use wasmpacs_tests::{Backend, KEY_A, Options, TestServer, component, hostile_manifest, patients_manifest};
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn summary(mut samples: Vec<Duration>) -> (Duration, Duration) {
+    samples.sort();
+    (percentile(&samples, 0.50), percentile(&samples, 0.99))
+}
+
+fn us(d: Duration) -> String {
+    format!("{:.1} µs", d.as_secs_f64() * 1e6)
+}
+
+async fn timed_gets(s: &TestServer, path: &str, n: usize) -> Vec<Duration> {
+    let url = format!("{}/{path}", s.base);
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let started = Instant::now();
+        let response = s.http.get(&url).header("Authorization", KEY_A).send().await.expect("sent");
+        let _ = response.bytes().await;
+        samples.push(started.elapsed());
+    }
+    samples
+}
+
+async fn plugin_overhead() {
+    let mut options = Options::new(Backend::Sqlite);
+    options.manifest = Some(hostile_manifest(5_000, 64));
+    let s = TestServer::start_with(options).await.expect("server");
+    const N: usize = 5_000;
+    timed_gets(&s, "test/ok", 500).await;
+    timed_gets(&s, "no/such/path", 500).await;
+    // Interleave the two so that both see the same machine conditions.
+    let (mut plugin, mut native) = (Vec::new(), Vec::new());
+    for _ in 0..10 {
+        plugin.extend(timed_gets(&s, "test/ok", N / 10).await);
+        native.extend(timed_gets(&s, "no/such/path", N / 10).await);
+    }
+    let (p50, p99) = summary(plugin);
+    let (n50, n99) = summary(native);
+    println!("HTTP request served by a plugin (GET test/ok)        p50 {:>10}  p99 {:>10}", us(p50), us(p99));
+    println!("HTTP request answered natively (auth, route, JSON)  p50 {:>10}  p99 {:>10}", us(n50), us(n99));
+    println!(
+        "=> added by the plugin                              p50 {:>10}  p99 {:>10}",
+        us(p50.saturating_sub(n50)),
+        us(p99.saturating_sub(n99))
+    );
+    // The same, inside the server: the runtime's whole call (store, instance, call, response).
+    let runtime = s.app().runtime.clone();
+    let request = wasmpacs::runtime::PluginRequest {
+        method: "GET".into(),
+        path: "test/ok".into(),
+        params: vec![],
+        query: vec![],
+        headers: vec![],
+        body: Default::default(),
+        files: vec![],
+    };
+    let mut inside = Vec::with_capacity(N);
+    for _ in 0..N {
+        let started = Instant::now();
+        runtime.handle("hostile", "alpha", request.clone()).await.expect("ok");
+        inside.push(started.elapsed());
+    }
+    let (i50, i99) = summary(inside);
+    println!("plugin call inside the host (no HTTP)               p50 {:>10}  p99 {:>10}", us(i50), us(i99));
+    s.stop().await;
+}
+
+async fn instantiation() {
+    for pooling in [true, false] {
+        let mut options = Options::new(Backend::Sqlite);
+        options.manifest = Some(hostile_manifest(5_000, 64));
+        // Appended inside the generated [runtime] table.
+        options.extra_config = format!("pooling = {pooling}");
+        let s = TestServer::start_with(options).await.expect("server");
+        let runtime = s.app().runtime.clone();
+        assert_eq!(runtime.pooling(), pooling, "allocator as asked");
+        for _ in 0..500 {
+            runtime.measure_instantiation("hostile").await.expect("instantiates");
+        }
+        let mut samples = Vec::new();
+        for _ in 0..5_000 {
+            samples.push(runtime.measure_instantiation("hostile").await.expect("instantiates"));
+        }
+        let (p50, p99) = summary(samples);
+        println!(
+            "instantiation per request, {:<22}         p50 {:>10}  p99 {:>10}",
+            if pooling { "pooling allocator" } else { "on-demand allocator" },
+            us(p50),
+            us(p99)
+        );
+        s.stop().await;
+    }
+}
+
+async fn create_throughput(backend: Backend) {
+    let s = Arc::new(TestServer::start(backend).await);
+    const TOTAL: usize = 20_000;
+    const CLIENTS: usize = 32;
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..CLIENTS {
+        let (s, next) = (s.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= TOTAL {
+                    return latencies;
+                }
+                let body = json!({"patientID": format!("BENCH-{i}"), "patientName": "BENCH^MARK", "userName": "bench"});
+                let t = Instant::now();
+                let (status, answer) = s.post("patients/create", &body).await;
+                assert_eq!(status, StatusCode::OK, "{answer}");
+                latencies.push(t.elapsed());
+            }
+        }));
+    }
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await.expect("client"));
+    }
+    let elapsed = started.elapsed();
+    let (p50, p99) = summary(latencies);
+    println!(
+        "patients/create on {:<10} {CLIENTS} clients: {:>7.0} req/s   p50 {:>10}  p99 {:>10}",
+        format!("{backend:?}"),
+        TOTAL as f64 / elapsed.as_secs_f64(),
+        us(p50),
+        us(p99)
+    );
+    Arc::try_unwrap(s).ok().expect("sole owner").stop().await;
+}
+
+async fn reload_latency() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let live = dir.path().join("patients.wasm");
+    let bundled = std::fs::read(component("patients")).expect("patients");
+    let strict = std::fs::read(component("patients-strict")).expect("strict");
+    std::fs::write(&live, &bundled).expect("write");
+    let mut options = Options::new(Backend::Sqlite);
+    options.manifest = Some(patients_manifest(&live));
+    options.extra_config = "[reload]\nenabled = true\ndebounce_ms = 50\n".into();
+    let s = TestServer::start_with(options).await.expect("server");
+    let mut samples = Vec::new();
+    let mut probe = 0;
+    for round in 0..6 {
+        let (bytes, expected) = if round % 2 == 0 { (&strict, StatusCode::BAD_REQUEST) } else { (&bundled, StatusCode::OK) };
+        let tmp = live.with_extension("new");
+        std::fs::write(&tmp, bytes).expect("write");
+        let started = Instant::now();
+        std::fs::rename(&tmp, &live).expect("rename");
+        loop {
+            probe += 1;
+            let body = json!({"patientID": format!("RELOAD-{probe}"), "patientName": "R^R", "userName": "u"});
+            if s.post("patients/create", &body).await.0 == expected {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(20), "reload did not happen");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        samples.push(started.elapsed());
+    }
+    let (p50, _) = summary(samples.clone());
+    let max = samples.iter().max().copied().unwrap_or_default();
+    println!(
+        "reload, file replaced -> new version serving (50 ms debounce): p50 {:.0} ms, max {:.0} ms",
+        p50.as_secs_f64() * 1e3,
+        max.as_secs_f64() * 1e3
+    );
+    s.stop().await;
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    println!("wasmpacs foundation benchmarks ({} cores)", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    plugin_overhead().await;
+    instantiation().await;
+    create_throughput(Backend::Sqlite).await;
+    create_throughput(Backend::Postgres).await;
+    reload_latency().await;
+}
