@@ -13,16 +13,16 @@ host:
 	$(CARGO) build --release --bin wasmpacs
 
 # The bundled plugin components, plus the example/test variants used by hot-reload tests.
+# Built from inside plugins/ so that plugins/.cargo/config.toml (guest stack size) applies.
 plugins:
 	rustup target add $(PLUGIN_TARGET) >/dev/null 2>&1 || true
-	$(CARGO) build --release --target $(PLUGIN_TARGET) --manifest-path plugins/Cargo.toml
+	cd plugins && $(CARGO) build --release --target $(PLUGIN_TARGET)
 	mkdir -p $(DIST)
 	cp $(PLUGIN_OUT)/patients.wasm $(PLUGIN_OUT)/hostile.wasm $(DIST)/
-	$(CARGO) build --release --target $(PLUGIN_TARGET) --manifest-path plugins/Cargo.toml \
-		-p wasmpacs-plugin-patients --features strict
+	cd plugins && $(CARGO) build --release --target $(PLUGIN_TARGET) -p wasmpacs-plugin-patients --features strict
 	cp $(PLUGIN_OUT)/patients.wasm $(DIST)/patients-strict.wasm
 	# Leave the default variant as the last build, so target/ and dist/ agree.
-	$(CARGO) build --release --target $(PLUGIN_TARGET) --manifest-path plugins/Cargo.toml -p wasmpacs-plugin-patients
+	cd plugins && $(CARGO) build --release --target $(PLUGIN_TARGET) -p wasmpacs-plugin-patients
 
 # Serve with the bundled config: embedded SQLite under ./data and the bundled plugins.
 run: build
@@ -37,5 +37,5 @@ bench: build
 
 clean:
 	$(CARGO) clean
-	$(CARGO) clean --manifest-path plugins/Cargo.toml
+	cd plugins && $(CARGO) clean
 	rm -rf $(DIST)

@@ -38,6 +38,51 @@ async fn timed_gets(s: &TestServer, path: &str, n: usize) -> Vec<Duration> {
     samples
 }
 
+/// What wrk measured.
+struct WrkRun {
+    requests_per_s: f64,
+    p50: Duration,
+    p99: Duration,
+    non_2xx: u64,
+}
+
+/// Runs wrk (an external load generator, so that client and server do not share a scheduler)
+/// when it is installed (`apt-get install wrk`).
+fn wrk(url: &str, connections: u32, seconds: u32, script: Option<&str>) -> Option<WrkRun> {
+    let mut command = std::process::Command::new("wrk");
+    command.args(["-t1", &format!("-c{connections}"), &format!("-d{seconds}s"), "--latency"]);
+    match script {
+        Some(script) => {
+            command.arg("-s").arg(wasmpacs_tests::repo_root().join("tests/bench").join(script));
+            command.env("WRK_API_KEY", KEY_A);
+        }
+        None => {
+            command.args(["-H", &format!("Authorization: {KEY_A}")]);
+        }
+    }
+    let output = command.arg(url).output().ok()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let field = |prefix: &str| {
+        text.lines().find_map(|l| l.trim().strip_prefix(prefix).map(|v| v.trim().to_owned()))
+    };
+    let duration = |v: String| -> Duration {
+        let (number, unit) = v.split_at(v.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(v.len()));
+        let n: f64 = number.parse().unwrap_or(f64::NAN);
+        Duration::from_secs_f64(match unit {
+            "us" => n / 1e6,
+            "ms" => n / 1e3,
+            "s" => n,
+            _ => f64::NAN,
+        })
+    };
+    Some(WrkRun {
+        requests_per_s: field("Requests/sec:")?.parse().ok()?,
+        p50: duration(field("50%")?),
+        p99: duration(field("99%")?),
+        non_2xx: field("Non-2xx or 3xx responses:").and_then(|v| v.parse().ok()).unwrap_or(0),
+    })
+}
+
 async fn plugin_overhead() {
     let mut options = Options::new(Backend::Sqlite);
     options.manifest = Some(hostile_manifest(5_000, 64));
@@ -56,10 +101,23 @@ async fn plugin_overhead() {
     println!("HTTP request served by a plugin (GET test/ok)        p50 {:>10}  p99 {:>10}", us(p50), us(p99));
     println!("HTTP request answered natively (auth, route, JSON)  p50 {:>10}  p99 {:>10}", us(n50), us(n99));
     println!(
-        "=> added by the plugin                              p50 {:>10}  p99 {:>10}",
+        "=> added by the plugin                              p50 {:>10}  p99 {:>10}   (in-process client)",
         us(p50.saturating_sub(n50)),
         us(p99.saturating_sub(n99))
     );
+    let plugin_run = wrk(&format!("{}/test/ok", s.base), 1, 4, None);
+    let native_run = wrk(&format!("{}/no/such/path", s.base), 1, 4, None);
+    match (plugin_run, native_run) {
+        (Some(p), Some(n)) => {
+            println!("wrk, 1 connection: plugin p50 {} p99 {}, native p50 {} p99 {}", us(p.p50), us(p.p99), us(n.p50), us(n.p99));
+            println!(
+                "=> added by the plugin (wrk)                        p50 {:>10}  p99 {:>10}",
+                us(p.p50.saturating_sub(n.p50)),
+                us(p.p99.saturating_sub(n.p99))
+            );
+        }
+        _ => println!("(wrk not installed: no external-client figures)"),
+    }
     // The same, inside the server: the runtime's whole call (store, instance, call, response).
     let runtime = s.app().runtime.clone();
     let request = wasmpacs::runtime::PluginRequest {
@@ -111,6 +169,16 @@ async fn instantiation() {
 
 async fn create_throughput(backend: Backend) {
     let s = Arc::new(TestServer::start(backend).await);
+    if let Some(run) = wrk(&format!("{}/patients/create", s.base), 32, 8, Some("create.lua")) {
+        assert_eq!(run.non_2xx, 0, "every create succeeds");
+        println!(
+            "patients/create on {:<10} wrk 32 conns: {:>7.0} req/s   p50 {:>10}  p99 {:>10}",
+            format!("{backend:?}"),
+            run.requests_per_s,
+            us(run.p50),
+            us(run.p99)
+        );
+    }
     const TOTAL: usize = 20_000;
     const CLIENTS: usize = 32;
     let next = Arc::new(AtomicUsize::new(0));

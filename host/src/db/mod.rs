@@ -67,6 +67,7 @@ impl Database {
             }
             Backend::Postgres => {
                 let pool = AnyPoolOptions::new()
+                    .test_before_acquire(false)
                     .max_connections(max_connections.max(2))
                     .acquire_timeout(Duration::from_secs(30))
                     .connect(url)
@@ -124,6 +125,7 @@ fn sqlite_url(url: &str) -> Result<String, DbError> {
 
 async fn sqlite_pool(url: &str, max: u32) -> Result<AnyPool, DbError> {
     AnyPoolOptions::new()
+                    .test_before_acquire(false)
         .max_connections(max)
         .min_connections(1)
         .acquire_timeout(Duration::from_secs(30))
