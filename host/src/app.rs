@@ -12,6 +12,9 @@ use tokio::sync::watch;
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::db::Database;
+use crate::db::events::StudyEvent;
+use crate::ingest::Ingest;
+use crate::storage::Storage;
 use crate::native::Native;
 use crate::router::{Router, Target};
 use crate::runtime::{CompileCache, Manifest, PluginRuntime, reload};
@@ -22,6 +25,7 @@ pub struct App {
     pub auth: Authenticator,
     pub router: Router,
     pub db: Database,
+    pub ingest: Ingest,
     pub runtime: Arc<PluginRuntime>,
 }
 
@@ -32,6 +36,8 @@ impl App {
             .with_context(|| format!("cannot create data directory {}", config.storage.data_dir.display()))?;
         let db = Database::connect(&config.database_url(), config.database.max_connections).await?;
         tracing::info!(backend = ?db.backend(), "database ready");
+        let storage = Storage::new(&config.storage)?;
+        let ingest = Ingest::new(db.clone(), storage);
         let manifest = Manifest::load(&config.plugins.manifest)?;
         let router = build_router(&manifest)?;
         let cache = CompileCache::new(config.storage.data_dir.join("cache").join("components"));
@@ -42,7 +48,21 @@ impl App {
         })
         .await??;
         let auth = Authenticator::new(&config.tenants, config.admin.api_key.as_deref());
-        Ok(Self { config, auth, router, db, runtime: Arc::new(runtime) })
+        Ok(Self { config, auth, router, db, ingest, runtime: Arc::new(runtime) })
+    }
+
+    /// Hands events recorded outside plugins (e.g. a study received) to the plugins' hooks, in
+    /// the background and in order.
+    pub fn deliver_events(&self, tenant: &str, events: Vec<StudyEvent>) {
+        if events.is_empty() {
+            return;
+        }
+        let (runtime, tenant) = (self.runtime.clone(), tenant.to_owned());
+        tokio::spawn(async move {
+            for event in events {
+                runtime.deliver_event(&tenant, &event).await;
+            }
+        });
     }
 }
 
@@ -65,6 +85,8 @@ fn build_router(manifest: &Manifest) -> anyhow::Result<Router> {
 pub struct RunningServer {
     /// The address the HTTP listener is bound to (useful with port 0).
     pub addr: SocketAddr,
+    /// The address of the DICOM listener, when one is configured.
+    pub dicom_addr: Option<SocketAddr>,
     pub app: Arc<App>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
@@ -78,6 +100,16 @@ impl RunningServer {
         let listener = TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = watch::channel(false);
+        let dicom_addr = match app.config.dicom.listen {
+            Some(listen) => {
+                let dicom = TcpListener::bind(listen).await.with_context(|| format!("cannot listen for DICOM on {listen}"))?;
+                let dicom_addr = dicom.local_addr()?;
+                tokio::spawn(crate::dicom::scp::serve(dicom, app.clone(), stopped.clone()));
+                tracing::info!(addr = %dicom_addr, ae_title = %app.config.dicom.ae_title, "DICOM listening");
+                Some(dicom_addr)
+            }
+            None => None,
+        };
         let clock = app.runtime.start_clock();
         let watcher = if app.config.reload.enabled {
             Some(reload::watch(app.runtime.clone(), Duration::from_millis(app.config.reload.debounce_ms))?)
@@ -91,7 +123,7 @@ impl RunningServer {
             drop(clock);
         });
         tracing::info!(%addr, "wasmpacs listening");
-        Ok(Self { addr, app, stop, task })
+        Ok(Self { addr, dicom_addr, app, stop, task })
     }
 
     /// Stops accepting, lets requests in flight finish, and closes the database.

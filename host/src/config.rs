@@ -38,6 +38,58 @@ pub struct Config {
     pub admin: AdminConfig,
     #[serde(default)]
     pub runtime: RuntimeConfig,
+    #[serde(default)]
+    pub dicom: DicomConfig,
+    /// DICOM nodes (modalities, other PACS) allowed to associate, each bound to a tenant.
+    #[serde(default, rename = "node")]
+    pub nodes: Vec<NodeConfig>,
+}
+
+/// `[dicom]`: the DICOM listener (C-ECHO, C-STORE, worklist C-FIND).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DicomConfig {
+    /// Address of the DIMSE listener; no listener when absent.
+    pub listen: Option<SocketAddr>,
+    /// This server's AE title: the title peers must call, and the Retrieve AE Title it publishes.
+    #[serde(default = "default_ae_title")]
+    pub ae_title: String,
+    /// Largest PDU this server accepts, in bytes.
+    #[serde(default = "default_max_pdu")]
+    pub max_pdu_length: u32,
+    /// Seconds without a PDU from the peer before an association is aborted.
+    #[serde(default = "default_dimse_timeout")]
+    pub timeout_s: u64,
+}
+
+/// `[[node]]`: a DICOM peer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    pub ae_title: String,
+    /// Host and port where the peer listens (for forwarding to it).
+    #[serde(default)]
+    pub host: String,
+    #[serde(default)]
+    pub port: u16,
+    /// Tenant whose archive the peer's images go to and whose worklist it sees.
+    pub tenant: String,
+}
+
+impl Default for DicomConfig {
+    fn default() -> Self {
+        Self { listen: None, ae_title: default_ae_title(), max_pdu_length: default_max_pdu(), timeout_s: default_dimse_timeout() }
+    }
+}
+
+fn default_ae_title() -> String {
+    "WASMPACS".to_owned()
+}
+fn default_max_pdu() -> u32 {
+    65_536
+}
+fn default_dimse_timeout() -> u64 {
+    60
 }
 
 /// `[http]`: the REST listener.
@@ -59,6 +111,19 @@ pub struct StorageConfig {
     /// Data directory: default database, default storage medium, compiled plugin cache.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
+    /// Further physical media (filesystem roots), by name.
+    #[serde(default, rename = "medium")]
+    pub media: Vec<MediumConfig>,
+    /// The medium new instances are written to; default: `default` (`<data_dir>/archive`).
+    pub default_medium: Option<String>,
+}
+
+/// `[[storage.medium]]`: a named filesystem root.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediumConfig {
+    pub name: String,
+    pub path: PathBuf,
 }
 
 /// `[database]`: the archive index.
@@ -169,7 +234,7 @@ impl Default for HttpConfig {
 }
 impl Default for StorageConfig {
     fn default() -> Self {
-        Self { data_dir: default_data_dir() }
+        Self { data_dir: default_data_dir(), media: Vec::new(), default_medium: None }
     }
 }
 impl Default for PluginsConfig {
@@ -229,6 +294,11 @@ impl Config {
         if self.storage.data_dir.is_relative() {
             self.storage.data_dir = base.join(&self.storage.data_dir);
         }
+        for medium in &mut self.storage.media {
+            if medium.path.is_relative() {
+                medium.path = base.join(&medium.path);
+            }
+        }
         if self.plugins.manifest.is_relative() {
             self.plugins.manifest = base.join(&self.plugins.manifest);
         }
@@ -251,6 +321,21 @@ impl Config {
         if self.tenants.is_empty() {
             return Err(ConfigError::Invalid("at least one [[tenant]] is required".into()));
         }
+        let mut titles = std::collections::HashSet::new();
+        for node in &self.nodes {
+            if node.ae_title.is_empty() || node.ae_title.len() > 16 {
+                return Err(ConfigError::Invalid(format!("node AE title `{}` must be 1 to 16 characters", node.ae_title)));
+            }
+            if !titles.insert(&node.ae_title) {
+                return Err(ConfigError::Invalid(format!("node `{}` is configured twice", node.ae_title)));
+            }
+            if !names.contains(&&node.tenant) {
+                return Err(ConfigError::Invalid(format!("node `{}` names unknown tenant `{}`", node.ae_title, node.tenant)));
+            }
+        }
+        if self.dicom.ae_title.is_empty() || self.dicom.ae_title.len() > 16 {
+            return Err(ConfigError::Invalid("dicom.ae_title must be 1 to 16 characters".into()));
+        }
         Ok(())
     }
 
@@ -264,24 +349,29 @@ impl Config {
 }
 
 /// Sections whose name is one word; the rest of the variable name is the key.
-const SECTIONS: &[&str] = &["http", "storage", "database", "plugins", "reload", "admin", "runtime"];
+const SECTIONS: &[&str] = &["http", "storage", "database", "plugins", "reload", "admin", "runtime", "dicom"];
+
+/// Arrays of tables, addressed as `<NAME>_<index>_<KEY>`.
+const ARRAYS: &[&str] = &["tenant", "node"];
 
 /// Applies `SECTION_KEY=value` (or `TENANT_<index>_KEY=value`) to the parsed table.
 fn apply_override(table: &mut toml::Table, name: &str, value: &str) -> Result<(), ConfigError> {
     let lower = name.to_ascii_lowercase();
     let unknown = || ConfigError::Invalid(format!("unknown configuration variable WASMPACS_{name}"));
-    if let Some(rest) = lower.strip_prefix("tenant_") {
+    if let Some((array, rest)) =
+        ARRAYS.iter().find_map(|a| lower.strip_prefix(a).and_then(|r| r.strip_prefix('_')).map(|r| (*a, r)))
+    {
         let (index, key) = rest.split_once('_').ok_or_else(unknown)?;
         let index: usize = index.parse().map_err(|_| unknown())?;
-        let tenants = table
-            .entry("tenant")
+        let entries = table
+            .entry(array)
             .or_insert_with(|| toml::Value::Array(Vec::new()))
             .as_array_mut()
             .ok_or_else(unknown)?;
-        while tenants.len() <= index {
-            tenants.push(toml::Value::Table(toml::Table::new()));
+        while entries.len() <= index {
+            entries.push(toml::Value::Table(toml::Table::new()));
         }
-        let entry = tenants[index].as_table_mut().ok_or_else(unknown)?;
+        let entry = entries[index].as_table_mut().ok_or_else(unknown)?;
         let typed = typed_value(entry.get(key), value);
         entry.insert(key.to_owned(), typed);
         return Ok(());

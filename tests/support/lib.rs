@@ -19,6 +19,12 @@ pub const KEY_A: &str = "key-alpha";
 pub const KEY_B: &str = "key-beta";
 /// Admin key.
 pub const ADMIN_KEY: &str = "key-admin";
+/// The test server's DICOM AE title.
+pub const SERVER_AE: &str = "WASMPACS";
+/// A DICOM node of tenant alpha.
+pub const NODE_A: &str = "MODALITY_A";
+/// A DICOM node of tenant beta.
+pub const NODE_B: &str = "MODALITY_B";
 
 /// The database a test server runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +123,8 @@ impl Options {
 pub struct TestServer {
     pub base: String,
     pub addr: std::net::SocketAddr,
+    /// Port of the DICOM listener.
+    pub dicom_port: u16,
     pub http: reqwest::Client,
     pub data_dir: TempDir,
     pub database_url: String,
@@ -182,6 +190,15 @@ manifest = "{manifest}"
 api_key = "{ADMIN_KEY}"
 [runtime]
 max_instances = 64
+[dicom]
+listen = "127.0.0.1:0"
+ae_title = "{SERVER_AE}"
+[[node]]
+ae_title = "{NODE_A}"
+tenant = "alpha"
+[[node]]
+ae_title = "{NODE_B}"
+tenant = "beta"
 {extra}
 "#,
             data = data_dir.path().display(),
@@ -200,9 +217,11 @@ max_instances = 64
             }
         };
         let addr = server.addr;
+        let dicom_port = server.dicom_addr.map(|a| a.port()).unwrap_or(0);
         Ok(Self {
             base: format!("http://{addr}/o3-dpacs-wado"),
             addr,
+            dicom_port,
             http: reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?,
             data_dir,
             database_url,
@@ -328,6 +347,11 @@ max_instances = 64
         .await
         .expect("seed study");
         for (n, (series_uid, instances)) in series.iter().enumerate() {
+            sqlx::query("UPDATE studies SET series_count = series_count + 1 WHERE id = $1")
+                .bind(study)
+                .execute(&pool)
+                .await
+                .expect("series count");
             let series_key: i64 = sqlx::query_scalar(
                 "INSERT INTO series (tenant, series_uid, study_fk, modality, series_number) VALUES ($1, $2, $3, 'CT', $4) RETURNING id",
             )
@@ -352,6 +376,22 @@ max_instances = 64
                 .expect("seed instance");
             }
         }
+    }
+
+    /// Sends files with dcmtk's `storescu` as `calling_ae` (each file in its own transfer
+    /// syntax); returns whether storescu succeeded, and its output.
+    pub async fn storescu(&self, calling_ae: &str, files: &[PathBuf]) -> (bool, String) {
+        let mut command = tokio::process::Command::new("storescu");
+        command
+            .env("TCP_NODELAY", "1")
+            .args(["-aet", calling_ae, "-aec", SERVER_AE, "--propose-implicit"])
+            .args(["-R", "--required"]) // propose exactly each file's own transfer syntax
+            .arg("127.0.0.1")
+            .arg(self.dicom_port.to_string())
+            .args(files);
+        let output = command.output().await.expect("storescu runs (apt-get install dcmtk)");
+        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        (output.status.success(), text)
     }
 
     /// Stops the server (requests in flight finish) and drops its PostgreSQL database.

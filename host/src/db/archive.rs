@@ -428,11 +428,12 @@ pub async fn swap_series(conn: &mut AnyConnection, tenant: &str, a: i64, b: i64)
     refresh_sizes(conn, a, b).await
 }
 
-/// Recomputes the stored size of two studies after series moved between them.
+/// Recomputes the stored size and series count of two studies after series moved between them.
 async fn refresh_sizes(conn: &mut AnyConnection, a: i64, b: i64) -> OpResult<()> {
     sqlx::query(
         "UPDATE studies SET size_bytes = CAST(COALESCE((SELECT SUM(i.size_bytes) FROM instances i \
-         JOIN series se ON i.series_fk = se.id WHERE se.study_fk = studies.id), 0) AS BIGINT) \
+         JOIN series se ON i.series_fk = se.id WHERE se.study_fk = studies.id), 0) AS BIGINT), \
+         series_count = (SELECT COUNT(*) FROM series se WHERE se.study_fk = studies.id) \
          WHERE id IN ($1, $2)",
     )
     .bind(a)

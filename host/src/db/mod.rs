@@ -3,6 +3,7 @@
 
 pub mod archive;
 pub mod events;
+pub mod index;
 
 use std::time::{Duration, SystemTime};
 

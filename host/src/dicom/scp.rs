@@ -1,0 +1,268 @@
+//! The DIMSE server: accepts associations from configured nodes only, answers C-ECHO, and
+//! streams each C-STORE data set to a staging file (never holding an instance in memory) before
+//! handing it to ingest. A dropped connection leaves nothing behind.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dicom_object::FileMetaTableBuilder;
+use dicom_ul::association::Association;
+use dicom_ul::association::server::{AccessControl, ServerAssociationOptions};
+use dicom_ul::pdu::{AssociationRJServiceUserReason, PDataValue, PDataValueType, Pdu, UserIdentity};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use super::dimse::{self, Command, field, status};
+use crate::app::App;
+use crate::ingest::{IngestError, StagedInstance};
+use crate::storage::{StagedWriter, StagingFile};
+
+/// Root under which this implementation's UIDs are made (a UUID-derived `2.25` root).
+pub const UID_ROOT: &str = "2.25.329628117552550639259218041455443066116";
+/// Implementation Class UID written in the file meta of every stored file.
+pub const IMPLEMENTATION_CLASS_UID: &str = "2.25.329628117552550639259218041455443066116.1";
+/// Implementation Version Name.
+pub const IMPLEMENTATION_VERSION: &str = "WASMPACS_010";
+
+/// Transfer syntaxes accepted for storage, in order of preference.
+pub const ACCEPTED_TRANSFER_SYNTAXES: &[&str] = &[
+    "1.2.840.10008.1.2.1",      // Explicit VR Little Endian
+    "1.2.840.10008.1.2",        // Implicit VR Little Endian
+    "1.2.840.10008.1.2.1.99",   // Deflated Explicit VR Little Endian
+    "1.2.840.10008.1.2.2",      // Explicit VR Big Endian (retired, still sent by old modalities)
+    "1.2.840.10008.1.2.4.50",   // JPEG Baseline
+    "1.2.840.10008.1.2.4.51",   // JPEG Extended
+    "1.2.840.10008.1.2.4.57",   // JPEG Lossless
+    "1.2.840.10008.1.2.4.70",   // JPEG Lossless SV1
+    "1.2.840.10008.1.2.4.80",   // JPEG-LS Lossless
+    "1.2.840.10008.1.2.4.81",   // JPEG-LS Near-Lossless
+    "1.2.840.10008.1.2.4.90",   // JPEG 2000 Lossless
+    "1.2.840.10008.1.2.4.91",   // JPEG 2000
+    "1.2.840.10008.1.2.5",      // RLE Lossless
+];
+
+/// Admits associations whose called AE title is ours and whose calling AE title is a node.
+struct NodeAccess {
+    nodes: Arc<HashMap<String, String>>,
+}
+
+impl AccessControl for NodeAccess {
+    fn check_access(
+        &self,
+        this_ae_title: &str,
+        calling_ae_title: &str,
+        called_ae_title: &str,
+        _user_identity: Option<&UserIdentity>,
+    ) -> Result<(), AssociationRJServiceUserReason> {
+        if called_ae_title.trim() != this_ae_title.trim() {
+            tracing::info!(calling = calling_ae_title, called = called_ae_title, "association refused: called AE title is not ours");
+            return Err(AssociationRJServiceUserReason::CalledAETitleNotRecognized);
+        }
+        if !self.nodes.contains_key(calling_ae_title.trim()) {
+            tracing::info!(calling = calling_ae_title, "association refused: calling AE title is not a configured node");
+            return Err(AssociationRJServiceUserReason::CallingAETitleNotRecognized);
+        }
+        Ok(())
+    }
+}
+
+/// Serves DIMSE on `listener` until `stop` turns true.
+pub async fn serve(listener: TcpListener, app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    let nodes: Arc<HashMap<String, String>> =
+        Arc::new(app.config.nodes.iter().map(|n| (n.ae_title.clone(), n.tenant.clone())).collect());
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (socket, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "DICOM accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = socket.set_nodelay(true);
+                let (app, nodes) = (app.clone(), nodes.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = association(app, nodes, socket).await {
+                        tracing::info!(%peer, error = %e, "association ended with an error");
+                    }
+                });
+            }
+            _ = stop.changed() => break,
+        }
+    }
+}
+
+/// A C-STORE whose data set is arriving.
+struct Incoming {
+    command: Command,
+    context_id: u8,
+    file: StagingFile,
+    writer: StagedWriter,
+}
+
+/// A request whose (small) data set is collected in memory, e.g. a C-FIND identifier.
+struct Collecting {
+    command: Command,
+    context_id: u8,
+    bytes: Vec<u8>,
+}
+
+async fn association(app: Arc<App>, nodes: Arc<HashMap<String, String>>, socket: TcpStream) -> anyhow::Result<()> {
+    let dicom = &app.config.dicom;
+    let mut options = ServerAssociationOptions::new()
+        .ae_access_control(NodeAccess { nodes: nodes.clone() })
+        .ae_title(dicom.ae_title.as_str())
+        .promiscuous(true)
+        .max_pdu_length(dicom.max_pdu_length)
+        .read_timeout(Duration::from_secs(dicom.timeout_s));
+    for ts in ACCEPTED_TRANSFER_SYNTAXES {
+        options = options.with_transfer_syntax(*ts);
+    }
+    let mut association = options.establish_async(socket).await?;
+    let calling = association.peer_ae_title().trim().to_owned();
+    let tenant = nodes.get(&calling).cloned().expect("access control admitted a known node");
+    let contexts: HashMap<u8, String> = association
+        .presentation_contexts()
+        .iter()
+        .map(|pc| (pc.id, pc.transfer_syntax.trim_end_matches('\0').to_owned()))
+        .collect();
+    tracing::debug!(calling, tenant, contexts = contexts.len(), "association established");
+
+    let mut command_bytes = Vec::new();
+    let mut incoming: Option<Incoming> = None;
+    let mut collecting: Option<Collecting> = None;
+    loop {
+        let pdu = match association.receive().await {
+            Ok(pdu) => pdu,
+            // A connection dropped mid-instance: the staging file deletes itself on drop.
+            Err(e) => return Err(e.into()),
+        };
+        match pdu {
+            Pdu::PData { data } => {
+                for pdv in data {
+                    match pdv.value_type {
+                        PDataValueType::Command => {
+                            command_bytes.extend_from_slice(&pdv.data);
+                            if !pdv.is_last {
+                                continue;
+                            }
+                            let command = dimse::parse_command(&std::mem::take(&mut command_bytes))?;
+                            let context_id = pdv.presentation_context_id;
+                            match command.field {
+                                field::C_ECHO_RQ => {
+                                    let rsp = dimse::response(field::C_ECHO_RSP, &command, status::SUCCESS, false, None);
+                                    send_command(&mut association, context_id, rsp).await?;
+                                }
+                                field::C_STORE_RQ if command.has_data_set => {
+                                    let ts = contexts.get(&context_id).cloned().unwrap_or_default();
+                                    incoming = Some(begin_store(&app, command, context_id, &ts, &calling)?);
+                                }
+                                field::C_CANCEL_RQ => {}
+                                _ if command.has_data_set => {
+                                    collecting = Some(Collecting { command, context_id, bytes: Vec::new() });
+                                }
+                                _ => {
+                                    let rsp = dimse::response(command.field | 0x8000, &command, status::UNRECOGNIZED_OPERATION, false, None);
+                                    send_command(&mut association, context_id, rsp).await?;
+                                }
+                            }
+                        }
+                        PDataValueType::Data => {
+                            if let Some(current) = incoming.as_mut() {
+                                current.writer.write_all(&pdv.data)?;
+                                if pdv.is_last {
+                                    let done = incoming.take().expect("instance in progress");
+                                    let context_id = done.context_id;
+                                    let rsp = finish_store(&app, &tenant, &calling, done).await;
+                                    send_command(&mut association, context_id, rsp).await?;
+                                }
+                            } else if let Some(current) = collecting.as_mut() {
+                                current.bytes.extend_from_slice(&pdv.data);
+                                if pdv.is_last {
+                                    let done = collecting.take().expect("request in progress");
+                                    let rsp = dimse::response(done.command.field | 0x8000, &done.command, status::UNRECOGNIZED_OPERATION, false, None);
+                                    send_command(&mut association, done.context_id, rsp).await?;
+                                }
+                            } else {
+                                anyhow::bail!("data set without a command");
+                            }
+                        }
+                    }
+                }
+            }
+            Pdu::ReleaseRQ => {
+                association.send(&Pdu::ReleaseRP).await?;
+                return Ok(());
+            }
+            Pdu::AbortRQ { .. } => return Ok(()),
+            other => anyhow::bail!("unexpected PDU: {other:?}"),
+        }
+    }
+}
+
+async fn send_command(
+    association: &mut dicom_ul::association::server::AsyncServerAssociation<TcpStream>,
+    context_id: u8,
+    bytes: Vec<u8>,
+) -> anyhow::Result<()> {
+    let pdu = Pdu::PData {
+        data: vec![PDataValue { presentation_context_id: context_id, value_type: PDataValueType::Command, is_last: true, data: bytes }],
+    };
+    association.send(&pdu).await?;
+    Ok(())
+}
+
+/// Opens the staging file of a C-STORE and writes its Part-10 preamble and file meta.
+fn begin_store(app: &App, command: Command, context_id: u8, transfer_syntax: &str, calling: &str) -> anyhow::Result<Incoming> {
+    let storage = app.ingest.storage();
+    let file = storage.stage(storage.default_medium())?;
+    let mut writer = file.writer()?;
+    let meta = FileMetaTableBuilder::new()
+        .media_storage_sop_class_uid(command.sop_class_uid.as_str())
+        .media_storage_sop_instance_uid(command.sop_instance_uid.as_str())
+        .transfer_syntax(transfer_syntax)
+        .implementation_class_uid(IMPLEMENTATION_CLASS_UID)
+        .implementation_version_name(IMPLEMENTATION_VERSION)
+        .source_application_entity_title(calling)
+        .build()?;
+    let mut head = vec![0u8; 128];
+    head.extend_from_slice(b"DICM");
+    meta.write(&mut head)?;
+    writer.write_all(&head)?;
+    Ok(Incoming { command, context_id, file, writer })
+}
+
+/// Completes a C-STORE: sync the staged file, ingest it, and build the response.
+async fn finish_store(app: &App, tenant: &str, calling: &str, done: Incoming) -> Vec<u8> {
+    let Incoming { command, writer, file, .. } = done;
+    let finished = tokio::task::spawn_blocking(move || writer.finish()).await;
+    let (size, sha1) = match finished {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "cannot write staged instance");
+            return dimse::response(field::C_STORE_RSP, &command, status::OUT_OF_RESOURCES, false, Some("storage failure"));
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "staging task failed");
+            return dimse::response(field::C_STORE_RSP, &command, status::OUT_OF_RESOURCES, false, Some("storage failure"));
+        }
+    };
+    match app.ingest.store(tenant, calling, StagedInstance { file, size, sha1 }).await {
+        Ok(outcome) => {
+            app.deliver_events(tenant, outcome.events);
+            dimse::response(field::C_STORE_RSP, &command, status::SUCCESS, false, None)
+        }
+        Err(e) => {
+            let code = match &e {
+                IngestError::Invalid(_) => status::CANNOT_UNDERSTAND,
+                IngestError::Conflict(_) => status::CANNOT_UNDERSTAND,
+                IngestError::Storage(_) | IngestError::Database(_) => status::OUT_OF_RESOURCES,
+            };
+            tracing::warn!(tenant, calling, sop = %command.sop_instance_uid, error = %e, "C-STORE refused");
+            dimse::response(field::C_STORE_RSP, &command, code, false, Some(&e.to_string()))
+        }
+    }
+}

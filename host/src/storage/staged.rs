@@ -1,0 +1,79 @@
+//! A staging file: written as bytes arrive, hashed (SHA-1) and counted on the fly, synced to
+//! disk before it is placed. Dropped without being placed, it deletes itself.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sha1::{Digest, Sha1};
+
+static NEXT: AtomicU64 = AtomicU64::new(0);
+
+/// A file under a medium's `.staging` folder that removes itself unless kept.
+#[derive(Debug)]
+pub struct StagingFile {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl StagingFile {
+    pub(super) fn create(dir: &Path) -> io::Result<Self> {
+        let name = format!(
+            "{}-{}-{}.part",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed),
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+        );
+        let path = dir.join(name);
+        File::create_new(&path)?;
+        Ok(Self { path, keep: false })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A writer appending to the file while hashing and counting.
+    pub fn writer(&self) -> io::Result<StagedWriter> {
+        let file = std::fs::OpenOptions::new().append(true).open(&self.path)?;
+        Ok(StagedWriter { file: io::BufWriter::with_capacity(256 * 1024, file), sha1: Sha1::new(), len: 0 })
+    }
+
+    /// Stops the file from deleting itself (it has been placed, or handed on).
+    pub fn keep(mut self) -> PathBuf {
+        self.keep = true;
+        std::mem::take(&mut self.path)
+    }
+}
+
+impl Drop for StagingFile {
+    fn drop(&mut self) {
+        if !self.keep && !self.path.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Appends to a staging file, computing SHA-1 and length as it goes.
+pub struct StagedWriter {
+    file: io::BufWriter<File>,
+    sha1: Sha1,
+    len: u64,
+}
+
+impl StagedWriter {
+    pub fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.file.write_all(bytes)?;
+        self.sha1.update(bytes);
+        self.len += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Flushes and fsyncs; returns the length and the SHA-1 (lower-case hex).
+    pub fn finish(self) -> io::Result<(u64, String)> {
+        let file = self.file.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        Ok((self.len, hex::encode(self.sha1.finalize())))
+    }
+}
