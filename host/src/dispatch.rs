@@ -13,7 +13,7 @@ use hyper::{Request, Response, StatusCode};
 use crate::app::App;
 use crate::auth::Tenant;
 use crate::error::ApiError;
-use crate::native::{self, Native};
+use crate::native::{self, Native, NativeCall};
 use crate::response::{self, Body};
 use crate::router::{API_PREFIX, Target};
 use crate::runtime::{PluginRequest, PluginResponse};
@@ -57,7 +57,8 @@ async fn route(app: &Arc<App>, request: Request<Incoming>) -> Result<Response<Bo
     match matched.target {
         Target::Native(native) => {
             let native: Native = *native;
-            native.serve(app, &tenant, &query).await
+            let params = matched.params;
+            native.serve(app, NativeCall { tenant, params, query, request }).await
         }
         Target::Plugin(plugin) => {
             let plugin = plugin.clone();

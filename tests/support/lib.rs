@@ -109,7 +109,8 @@ pub struct Options {
     pub backend: Backend,
     /// plugins.toml text; default: the bundled patients plugin.
     pub manifest: Option<String>,
-    /// Extra config TOML appended to the generated config.
+    /// Extra config TOML appended to the generated config, right after its `[runtime]` table
+    /// (bare keys land there; start with a table header for anything else).
     pub extra_config: String,
 }
 
@@ -188,8 +189,6 @@ api_key = "{KEY_B}"
 manifest = "{manifest}"
 [admin]
 api_key = "{ADMIN_KEY}"
-[runtime]
-max_instances = 64
 [dicom]
 listen = "127.0.0.1:0"
 ae_title = "{SERVER_AE}"
@@ -199,6 +198,8 @@ tenant = "alpha"
 [[node]]
 ae_title = "{NODE_B}"
 tenant = "beta"
+[runtime]
+max_instances = 64
 {extra}
 "#,
             data = data_dir.path().display(),
@@ -378,20 +379,31 @@ tenant = "beta"
         }
     }
 
-    /// Sends files with dcmtk's `storescu` as `calling_ae` (each file in its own transfer
-    /// syntax); returns whether storescu succeeded, and its output.
+    /// Sends files with dcmtk's `storescu` as `calling_ae`, each in its own transfer syntax
+    /// (one association per transfer syntax); returns whether every storescu succeeded, and
+    /// their output.
     pub async fn storescu(&self, calling_ae: &str, files: &[PathBuf]) -> (bool, String) {
-        let mut command = tokio::process::Command::new("storescu");
-        command
-            .env("TCP_NODELAY", "1")
-            .args(["-aet", calling_ae, "-aec", SERVER_AE, "--propose-implicit"])
-            .args(["-R", "--required"]) // propose exactly each file's own transfer syntax
-            .arg("127.0.0.1")
-            .arg(self.dicom_port.to_string())
-            .args(files);
-        let output = command.output().await.expect("storescu runs (apt-get install dcmtk)");
-        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-        (output.status.success(), text)
+        let mut groups: std::collections::BTreeMap<&'static str, Vec<&PathBuf>> = Default::default();
+        for file in files {
+            groups.entry(storescu_option(&transfer_syntax_of(file))).or_default().push(file);
+        }
+        let (mut ok, mut text) = (true, String::new());
+        for (option, files) in groups {
+            let output = tokio::process::Command::new("storescu")
+                .env("TCP_NODELAY", "1")
+                .args(["-aet", calling_ae, "-aec", SERVER_AE])
+                .args((!option.is_empty()).then_some(option))
+                .arg("127.0.0.1")
+                .arg(self.dicom_port.to_string())
+                .args(files)
+                .output()
+                .await
+                .expect("storescu runs (apt-get install dcmtk)");
+            ok &= output.status.success();
+            text.push_str(&String::from_utf8_lossy(&output.stdout));
+            text.push_str(&String::from_utf8_lossy(&output.stderr));
+        }
+        (ok, text)
     }
 
     /// Stops the server (requests in flight finish) and drops its PostgreSQL database.
@@ -420,4 +432,66 @@ async fn read(response: reqwest::Response) -> (StatusCode, Value) {
     let bytes = response.bytes().await.expect("response body");
     let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     (status, body)
+}
+
+/// The transfer syntax UID in a Part-10 file's meta group.
+pub fn transfer_syntax_of(path: &Path) -> String {
+    let object = dicom_object::OpenFileOptions::new()
+        .read_until(dicom_dictionary_std::tags::PIXEL_DATA)
+        .open_file(path)
+        .unwrap_or_else(|e| panic!("{} is not DICOM: {e}", path.display()));
+    object.meta().transfer_syntax().trim_end_matches(['\0', ' ']).to_owned()
+}
+
+/// The storescu option that proposes exactly this transfer syntax (so files go unconverted).
+pub fn storescu_option(transfer_syntax: &str) -> &'static str {
+    match transfer_syntax {
+        "1.2.840.10008.1.2" => "-xi",
+        "1.2.840.10008.1.2.1" => "-xe",
+        "1.2.840.10008.1.2.2" => "-xb",
+        "1.2.840.10008.1.2.1.99" => "-xd",
+        "1.2.840.10008.1.2.4.50" => "-xy",
+        "1.2.840.10008.1.2.4.51" => "-xx",
+        "1.2.840.10008.1.2.4.70" => "-xs",
+        "1.2.840.10008.1.2.4.90" => "-xv",
+        "1.2.840.10008.1.2.4.91" => "-xw",
+        "1.2.840.10008.1.2.4.80" => "-xt",
+        "1.2.840.10008.1.2.4.81" => "-xu",
+        "1.2.840.10008.1.2.5" => "-xr",
+        _ => "",
+    }
+}
+
+/// The sample set: pydicom's offline test files in every transfer syntax the archive accepts,
+/// with unique SOP Instance UIDs (built once by tests/data/prepare_testset.sh, needs pydicom and
+/// dcmtk). Returns the files, sorted.
+pub fn testset() -> Vec<PathBuf> {
+    static ONCE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let dir = ONCE.get_or_init(|| {
+        let dir = repo_root().join("target/testset");
+        if !dir.join(".complete").exists() {
+            let tmp = repo_root().join(format!("target/testset.tmp{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&tmp);
+            let status = std::process::Command::new("bash")
+                .arg(repo_root().join("tests/data/prepare_testset.sh"))
+                .arg(&tmp)
+                .stdout(std::process::Stdio::null())
+                .status()
+                .expect("bash runs");
+            assert!(status.success(), "prepare_testset.sh failed (needs `pip install pydicom` and dcmtk)");
+            std::fs::write(tmp.join(".complete"), b"").unwrap();
+            // Another test binary may have won the race; either copy is complete.
+            if std::fs::rename(&tmp, &dir).is_err() {
+                let _ = std::fs::remove_dir_all(&tmp);
+            }
+        }
+        dir
+    });
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("testset")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "dcm"))
+        .collect();
+    files.sort();
+    files
 }

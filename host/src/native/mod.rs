@@ -3,7 +3,8 @@
 mod admin;
 mod study_events;
 
-use hyper::Response;
+use hyper::body::Incoming;
+use hyper::{Request, Response};
 
 use crate::app::App;
 use crate::auth::Tenant;
@@ -24,10 +25,28 @@ impl Native {
     pub const ROUTES: &[(&str, Native)] = &[("GET studyEvents", Native::StudyEvents)];
 
     /// Serves a request routed to this handler.
-    pub async fn serve(self, app: &App, tenant: &Tenant, query: &[(String, String)]) -> Result<Response<Body>, ApiError> {
+    pub async fn serve(self, app: &App, call: NativeCall) -> Result<Response<Body>, ApiError> {
         match self {
-            Native::StudyEvents => study_events::serve(app, tenant, query).await,
+            Native::StudyEvents => study_events::serve(app, &call.tenant, &call.query).await,
         }
+    }
+}
+
+/// A request routed to a native handler.
+pub struct NativeCall {
+    pub tenant: Tenant,
+    /// Values of the route's `{name}` segments.
+    pub params: Vec<(String, String)>,
+    /// Decoded query pairs, in order.
+    pub query: Vec<(String, String)>,
+    /// The request itself (headers, streaming body).
+    pub request: Request<Incoming>,
+}
+
+impl NativeCall {
+    /// The value of a `{name}` route segment.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 }
 
