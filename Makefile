@@ -19,10 +19,17 @@ plugins:
 	cd plugins && $(CARGO) build --release --target $(PLUGIN_TARGET)
 	mkdir -p $(DIST)
 	cp $(PLUGIN_OUT)/patients.wasm $(PLUGIN_OUT)/hostile.wasm $(DIST)/
+	cp $(PLUGIN_OUT)/kos.wasm $(PLUGIN_OUT)/orders.wasm $(DIST)/
 	cd plugins && $(CARGO) build --release --target $(PLUGIN_TARGET) -p wasmpacs-plugin-patients --features strict
 	cp $(PLUGIN_OUT)/patients.wasm $(DIST)/patients-strict.wasm
-	# Leave the default variant as the last build, so target/ and dist/ agree.
+	cd plugins && $(CARGO) build --release --target $(PLUGIN_TARGET) -p wasmpacs-plugin-kos --features of-interest
+	cp $(PLUGIN_OUT)/kos.wasm $(DIST)/kos-of-interest.wasm
+	cd plugins && $(CARGO) build --release --target $(PLUGIN_TARGET) -p wasmpacs-plugin-orders --features strict
+	cp $(PLUGIN_OUT)/orders.wasm $(DIST)/orders-strict.wasm
+	# Leave the default variants as the last builds, so target/ and dist/ agree.
 	cd plugins && $(CARGO) build --release --target $(PLUGIN_TARGET) -p wasmpacs-plugin-patients
+	cd plugins && $(CARGO) build --release --target $(PLUGIN_TARGET) -p wasmpacs-plugin-kos
+	cd plugins && $(CARGO) build --release --target $(PLUGIN_TARGET) -p wasmpacs-plugin-orders
 
 # Serve with the bundled config: embedded SQLite under ./data and the bundled plugins.
 run: build

@@ -42,9 +42,9 @@ impl App {
         let router = build_router(&manifest)?;
         let cache = CompileCache::new(config.storage.data_dir.join("cache").join("components"));
         let runtime_config = config.runtime.clone();
-        let db_for_plugins = db.clone();
+        let (db_for_plugins, ingest_for_plugins) = (db.clone(), ingest.clone());
         let runtime = tokio::task::spawn_blocking(move || {
-            PluginRuntime::load(&manifest, &runtime_config, cache, db_for_plugins)
+            PluginRuntime::load(&manifest, &runtime_config, cache, db_for_plugins, ingest_for_plugins)
         })
         .await??;
         let auth = Authenticator::new(&config.tenants, config.admin.api_key.as_deref());

@@ -43,6 +43,32 @@ pub struct Config {
     /// DICOM nodes (modalities, other PACS) allowed to associate, each bound to a tenant.
     #[serde(default, rename = "node")]
     pub nodes: Vec<NodeConfig>,
+    #[serde(default)]
+    pub preview: PreviewConfig,
+}
+
+/// `[preview]`: the JPEG thumbnails of `GET preview`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewConfig {
+    /// Longest side of a thumbnail in pixels (aspect ratio kept; smaller images are not enlarged).
+    #[serde(default = "default_preview_side")]
+    pub max_side: u32,
+    /// JPEG quality, 1 to 100.
+    #[serde(default = "default_preview_quality")]
+    pub quality: u8,
+}
+
+fn default_preview_side() -> u32 {
+    256
+}
+fn default_preview_quality() -> u8 {
+    85
+}
+impl Default for PreviewConfig {
+    fn default() -> Self {
+        Self { max_side: default_preview_side(), quality: default_preview_quality() }
+    }
 }
 
 /// `[dicom]`: the DICOM listener (C-ECHO, C-STORE, worklist C-FIND).
@@ -320,6 +346,9 @@ impl Config {
         }
         if self.tenants.is_empty() {
             return Err(ConfigError::Invalid("at least one [[tenant]] is required".into()));
+        }
+        if !(16..=4096).contains(&self.preview.max_side) || !(1..=100).contains(&self.preview.quality) {
+            return Err(ConfigError::Invalid("[preview] max_side must be 16 to 4096 and quality 1 to 100".into()));
         }
         let mut titles = std::collections::HashSet::new();
         for node in &self.nodes {

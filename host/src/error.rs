@@ -20,6 +20,14 @@ pub enum ApiError {
     BadRequest(String),
     #[error("{0}")]
     Conflict(String),
+    #[error("{0}")]
+    NotAcceptable(String),
+    /// Well-formed, but the target cannot serve it (e.g. an instance without pixel data).
+    #[error("{0}")]
+    Unprocessable(String),
+    /// The stored data is in an encoding this server cannot handle (e.g. a codec not built in).
+    #[error("{0}")]
+    UnsupportedMedia(String),
     #[error("request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
     #[error("plugin `{plugin}` failed: {reason}")]
@@ -39,7 +47,10 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::UnsupportedMedia(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Plugin { .. } | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Busy => StatusCode::SERVICE_UNAVAILABLE,
         }

@@ -256,6 +256,31 @@ async fn reload_latency() {
     s.stop().await;
 }
 
+/// `GET studies/kos` for a study of 1,000 instances (index rows only: a KOS needs no files).
+async fn kos_latency(backend: Backend) {
+    let mut options = Options::new(backend);
+    options.manifest = Some(wasmpacs_tests::kos_manifest(&component("kos"), &["archive", "events", "log", "settings"]));
+    let mut s = TestServer::start_with(options).await.expect("server");
+    let study = "1.2.826.0.1.3680043.10.1418.9.1";
+    let series: Vec<String> = (1..=4).map(|n| format!("{study}.{n}")).collect();
+    let layout: Vec<(&str, u32)> = series.iter().map(|uid| (uid.as_str(), 250)).collect();
+    s.seed_study("alpha", "BENCH-KOS", study, &layout).await;
+    let path = format!("studies/kos?studyUid={study}");
+    let first = timed_gets(&s, &path, 1).await;
+    let (status, _) = s.get(&path).await;
+    assert_eq!(status, StatusCode::OK, "studies/kos answers");
+    timed_gets(&s, &path, 20).await;
+    let (p50, p99) = summary(timed_gets(&s, &path, 200).await);
+    println!(
+        "studies/kos, 1,000 instances in 4 series, {:<8}        p50 {:>10.2} ms  p99 {:>8.2} ms  (first {:.2} ms)",
+        format!("{backend:?}"),
+        p50.as_secs_f64() * 1e3,
+        p99.as_secs_f64() * 1e3,
+        first[0].as_secs_f64() * 1e3
+    );
+    s.stop().await;
+}
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     println!("wasmpacs foundation benchmarks ({} cores)", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
@@ -264,4 +289,6 @@ async fn main() {
     create_throughput(Backend::Sqlite).await;
     create_throughput(Backend::Postgres).await;
     reload_latency().await;
+    kos_latency(Backend::Sqlite).await;
+    kos_latency(Backend::Postgres).await;
 }

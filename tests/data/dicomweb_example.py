@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """STOW -> QIDO -> WADO round trip with dicomweb-client (tested with dicomweb-client 0.61.2, pydicom 3.0.2).
 
-usage: dicomweb_example.py BASE_URL API_KEY FILE.dcm [FILE2.dcm ...]
-  e.g. dicomweb_example.py http://127.0.0.1:8080/o3-dpacs-wado mykey /tmp/research/testset/ele_ct16_CT_small.dcm
-Env alternative: BASE_URL, API_KEY. Exits non-zero on any mismatch.
-Requests sent (BASE = BASE_URL):
-  STOW  POST BASE/studies   Content-Type: multipart/related; type="application/dicom"; boundary="0f3cf5c0-..."
-  QIDO  GET  BASE/studies?PatientID=..&limit=..&offset=..&fuzzymatching=false&includefield=..
+usage: dicomweb_example.py BASE_URL API_KEY CALLING_AET FILE.dcm [FILE2.dcm ...]
+  e.g. dicomweb_example.py http://127.0.0.1:8080/o3-dpacs-wado mykey MODALITY_A target/testset/ele_ct16_CT_small.dcm
+Env alternative: BASE_URL, API_KEY, CALLING_AET, DICOM_FILE. Exits non-zero on any mismatch.
+CALLING_AET must be a [[node]] of the API key's tenant. Requests sent (BASE = BASE_URL), at the
+paths O3-DPACS publishes:
+  STOW  POST BASE/stowRsListener/{CALLING_AET}/studies
+             Content-Type: multipart/related; type="application/dicom"; boundary="0f3cf5c0-..."
+  QIDO  GET  BASE/rs/studies?PatientID=..&limit=..&offset=..&fuzzymatching=false&includefield=..
              Accept: application/dicom+json, application/json
-  WADO  GET  BASE/studies/{st}/series/{se}/instances/{sop}
+  WADO  GET  BASE/rs/studies/{st}/series/{se}/instances/{sop}
              Accept: multipart/related; type="application/dicom"; transfer-syntax=*
 """
 import os, sys
@@ -20,11 +22,18 @@ from dicomweb_client.api import DICOMwebClient
 def main(argv):
     base = argv[1] if len(argv) > 1 else os.environ["BASE_URL"]
     key = argv[2] if len(argv) > 2 else os.environ["API_KEY"]
-    files = argv[3:] or [os.environ["DICOM_FILE"]]
+    aet = argv[3] if len(argv) > 3 else os.environ["CALLING_AET"]
+    files = argv[4:] or [os.environ["DICOM_FILE"]]
 
     session = requests.Session()
     session.headers.update({"Authorization": key})          # custom auth header on every request
-    client = DICOMwebClient(url=base, session=session)       # no qido/wado/stow prefixes: all under base
+    client = DICOMwebClient(                                 # O3-DPACS paths: STOW per calling AET, QIDO/WADO under rs/
+        url=base,
+        session=session,
+        qido_url_prefix="rs",
+        wado_url_prefix="rs",
+        stow_url_prefix=f"stowRsListener/{aet}",
+    )
     # equivalently: DICOMwebClient(url=base, headers={"Authorization": key})
 
     datasets = [pydicom.dcmread(f) for f in files]

@@ -495,3 +495,64 @@ pub fn testset() -> Vec<PathBuf> {
     files.sort();
     files
 }
+
+/// The manifest entry of the KOS plugin, pointing at `component_path`, with `grants` (the
+/// bundled grants are `["archive", "events", "log", "settings"]`) and the test settings.
+pub fn kos_manifest(component_path: &Path, grants: &[&str]) -> String {
+    let grants = grants.iter().map(|g| format!("\"{g}\"")).collect::<Vec<_>>().join(", ");
+    format!(
+        r#"
+[[plugin]]
+name = "kos"
+component = "{}"
+routes = ["POST studies/createKos", "GET studies/kos"]
+grants = [{grants}]
+memory_limit_mb = 64
+timeout_ms = 10000
+
+[plugin.settings]
+retrieve_ae_title = "{SERVER_AE}"
+uid_root = "1.2.826.0.1.3680043.10.1418"
+"#,
+        component_path.display()
+    )
+}
+
+impl TestServer {
+    /// Test fixture: marks an instance of `tenant` deprecated, as `series/deprecation` would.
+    pub async fn deprecate_instance(&mut self, tenant: &str, sop_instance_uid: &str) {
+        let pool = self.fixture_db().await;
+        let done = sqlx::query("UPDATE instances SET deprecated = 1 WHERE tenant = $1 AND sop_instance_uid = $2")
+            .bind(tenant)
+            .bind(sop_instance_uid)
+            .execute(&pool)
+            .await
+            .expect("deprecate instance");
+        assert_eq!(done.rows_affected(), 1, "instance {sop_instance_uid} exists");
+    }
+
+    /// Test fixture: how many instance rows `tenant` has with this SOP Instance UID.
+    pub async fn instance_rows(&mut self, tenant: &str, sop_instance_uid: &str) -> i64 {
+        let pool = self.fixture_db().await;
+        sqlx::query_scalar("SELECT COUNT(*) FROM instances WHERE tenant = $1 AND sop_instance_uid = $2")
+            .bind(tenant)
+            .bind(sop_instance_uid)
+            .fetch_one(&pool)
+            .await
+            .expect("count instances")
+    }
+
+    /// Test fixture: how many instance rows `tenant` has in the study.
+    pub async fn study_instance_rows(&mut self, tenant: &str, study_uid: &str) -> i64 {
+        let pool = self.fixture_db().await;
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM instances i JOIN series se ON i.series_fk = se.id JOIN studies s ON se.study_fk = s.id \
+             WHERE i.tenant = $1 AND s.study_uid = $2",
+        )
+        .bind(tenant)
+        .bind(study_uid)
+        .fetch_one(&pool)
+        .await
+        .expect("count study instances")
+    }
+}

@@ -2,6 +2,7 @@
 
 use super::{Capability, HostError, RequestState, host_error};
 use crate::db::archive as db;
+use crate::ingest::IngestError;
 use crate::runtime::bindings::v0_1_0::wasmpacs::plugin::archive::{
     self as wit, Instance, Order, Patient, PatientFields, Series, Study, StudyFields,
 };
@@ -82,9 +83,56 @@ impl wit::Host for RequestState {
         op!(self, |conn, tenant| db::list_instances(conn, tenant, study_key), |v| v.into_iter().map(Into::into).collect())
     }
 
-    async fn store_instance(&mut self, _calling_ae: String, _part10: Vec<u8>) -> wasmtime::Result<Result<Instance, HostError>> {
+    async fn store_instance(&mut self, calling_ae: String, part10: Vec<u8>) -> wasmtime::Result<Result<Instance, HostError>> {
         self.require(Capability::Archive)?;
-        Ok(Err(HostError::Internal("this host cannot store DICOM instances yet (DICOM ingest is not built)".into())))
+        if part10.len() > MAX_INSTANCE_BYTES {
+            return Ok(Err(HostError::Invalid(format!(
+                "a plugin may store instances of at most {} MiB; this one has {} bytes",
+                MAX_INSTANCE_BYTES >> 20,
+                part10.len()
+            ))));
+        }
+        let (ingest, plugin, tenant) = (self.ingest.clone(), self.plugin.clone(), self.tenant.clone());
+        let staged = match ingest.stage_bytes(part10).await {
+            Ok(staged) => staged,
+            Err(e) => return Ok(Err(ingest_error(&plugin, e))),
+        };
+        let size = staged.size;
+        let conn = match self.unit().await {
+            Ok(conn) => conn,
+            Err(e) => return Ok(Err(e)),
+        };
+        // A savepoint: a failure half way leaves the unit as it was, whatever the plugin does next.
+        let mut savepoint = match sqlx::Connection::begin(conn).await {
+            Ok(savepoint) => savepoint,
+            Err(e) => return Ok(Err(ingest_error(&plugin, e.into()))),
+        };
+        let (outcome, placed) = match ingest.store_in(&mut savepoint, &tenant, &calling_ae, staged).await {
+            Ok(stored) => stored,
+            Err(e) => return Ok(Err(ingest_error(&plugin, e))),
+        };
+        let Some(placed) = placed else {
+            return Ok(Err(HostError::Conflict(format!(
+                "instance `{}` is already stored",
+                outcome.header.sop_instance_uid
+            ))));
+        };
+        if let Err(e) = savepoint.commit().await {
+            return Ok(Err(ingest_error(&plugin, e.into())));
+        }
+        self.placed.push(placed);
+        self.recorded.extend(outcome.events);
+        let header = &outcome.header;
+        Ok(Ok(Instance {
+            key: outcome.instance_key,
+            sop_instance_uid: header.sop_instance_uid.clone(),
+            sop_class_uid: header.sop_class_uid.clone(),
+            series_uid: header.series_uid.clone(),
+            study_uid: header.study_uid.clone(),
+            instance_number: header.instance_number.and_then(|n| i32::try_from(n).ok()),
+            size,
+            deprecated: false,
+        }))
     }
 
     async fn store_slide(&mut self, _calling_ae: String, _file: u32, _sidecar: Vec<u8>) -> wasmtime::Result<Result<Instance, HostError>> {
@@ -103,6 +151,26 @@ impl wit::Host for RequestState {
 
     async fn delete_order(&mut self, study_uid: String) -> wasmtime::Result<Result<bool, HostError>> {
         op!(self, |conn, tenant| db::delete_order(conn, tenant, &study_uid), |b| b)
+    }
+}
+
+/// Largest Part-10 object a plugin may hand over in memory (a KOS is a few KB).
+const MAX_INSTANCE_BYTES: usize = 16 << 20;
+
+/// Maps an ingest failure to the WIT error. Internal failures name their kind first ("storage"
+/// or "database") so that a plugin can tell them apart; their detail stays in the log.
+fn ingest_error(plugin: &str, e: IngestError) -> HostError {
+    match e {
+        IngestError::Invalid(e) => HostError::Invalid(format!("not a storable DICOM instance: {e}")),
+        IngestError::Conflict(m) => HostError::Conflict(m),
+        IngestError::Storage(e) => {
+            tracing::error!(plugin, error = %e, "storing an instance failed");
+            HostError::Internal("storage failure: the instance could not be written".into())
+        }
+        IngestError::Database(e) => {
+            tracing::error!(plugin, error = %e, "registering an instance failed");
+            HostError::Internal("database error: the instance could not be registered".into())
+        }
     }
 }
 

@@ -16,7 +16,9 @@ use wasmtime::StoreLimits;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use crate::db::events::StudyEvent;
 use crate::db::{Database, UnitOfWork};
+use crate::ingest::{Ingest, PlacedFile};
 use crate::runtime::bindings::v0_1_0;
 
 pub use v0_1_0::wasmpacs::plugin::types::HostError;
@@ -69,7 +71,13 @@ pub struct RequestState {
     grants: Arc<[Capability]>,
     settings: Arc<Vec<(String, String)>>,
     db: Database,
+    ingest: Ingest,
     unit: Option<UnitOfWork>,
+    /// Files placed by `archive.store-instance` in this unit of work: kept when it commits,
+    /// removed when the state is dropped without [`RequestState::keep_placed`].
+    placed: Vec<PlacedFile>,
+    /// Events recorded by ingest in this unit of work, for the hooks once it commits.
+    recorded: Vec<StudyEvent>,
     pub staged: Vec<StagedFile>,
     pub limits: StoreLimits,
     wasi: WasiCtx,
@@ -83,6 +91,7 @@ impl RequestState {
         grants: Arc<[Capability]>,
         settings: Arc<Vec<(String, String)>>,
         db: Database,
+        ingest: Ingest,
         limits: StoreLimits,
     ) -> Self {
         Self {
@@ -91,7 +100,10 @@ impl RequestState {
             grants,
             settings,
             db,
+            ingest,
             unit: None,
+            placed: Vec::new(),
+            recorded: Vec::new(),
             staged: Vec::new(),
             limits,
             // No environment, arguments, files or sockets: only clocks and randomness.
@@ -127,6 +139,15 @@ impl RequestState {
     /// Takes the unit of work out (to commit it); dropping it instead rolls it back.
     pub fn take_unit(&mut self) -> Option<UnitOfWork> {
         self.unit.take()
+    }
+
+    /// The unit of work committed: the files it placed stay; returns the events ingest recorded
+    /// in it (for the hooks).
+    pub fn keep_placed(&mut self) -> Vec<StudyEvent> {
+        for file in self.placed.drain(..) {
+            file.keep();
+        }
+        std::mem::take(&mut self.recorded)
     }
 }
 

@@ -2,8 +2,13 @@
 //! and units of work. The submodules hold the queries, written once for both dialects.
 
 pub mod archive;
+pub mod count;
 pub mod events;
 pub mod index;
+pub mod worklist;
+pub mod qido;
+pub mod query;
+pub mod retrieve;
 
 use std::time::{Duration, SystemTime};
 

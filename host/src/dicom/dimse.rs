@@ -26,6 +26,7 @@ pub mod status {
     pub const DATA_SET_DOES_NOT_MATCH: u16 = 0xA900;
     pub const CANNOT_UNDERSTAND: u16 = 0xC000;
     pub const UNRECOGNIZED_OPERATION: u16 = 0x0211;
+    pub const SOP_CLASS_NOT_SUPPORTED: u16 = 0x0122;
     pub const IDENTIFIER_DOES_NOT_MATCH: u16 = 0xA900;
 }
 

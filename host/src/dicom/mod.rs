@@ -4,3 +4,4 @@
 pub mod dimse;
 pub mod header;
 pub mod scp;
+pub mod worklist;

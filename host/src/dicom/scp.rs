@@ -7,13 +7,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dicom_object::FileMetaTableBuilder;
-use dicom_ul::association::Association;
+use dicom_ul::association::Association as _;
 use dicom_ul::association::server::{AccessControl, ServerAssociationOptions};
 use dicom_ul::pdu::{AssociationRJServiceUserReason, PDataValue, PDataValueType, Pdu, UserIdentity};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use futures::FutureExt;
+use tokio::io::AsyncWriteExt;
+
 use super::dimse::{self, Command, field, status};
+use super::worklist;
 use crate::app::App;
 use crate::ingest::{IngestError, StagedInstance};
 use crate::storage::{StagedWriter, StagingFile};
@@ -183,8 +187,13 @@ async fn association(app: Arc<App>, nodes: Arc<HashMap<String, String>>, socket:
                                 current.bytes.extend_from_slice(&pdv.data);
                                 if pdv.is_last {
                                     let done = collecting.take().expect("request in progress");
-                                    let rsp = dimse::response(done.command.field | 0x8000, &done.command, status::UNRECOGNIZED_OPERATION, false, None);
-                                    send_command(&mut association, done.context_id, rsp).await?;
+                                    if done.command.field == field::C_FIND_RQ && done.command.sop_class_uid == worklist::MWL_FIND {
+                                        let ts = contexts.get(&done.context_id).cloned().unwrap_or_default();
+                                        worklist_find(&app, &mut association, &tenant, &ts, done).await?;
+                                    } else {
+                                        let rsp = dimse::response(done.command.field | 0x8000, &done.command, status::SOP_CLASS_NOT_SUPPORTED, false, None);
+                                        send_command(&mut association, done.context_id, rsp).await?;
+                                    }
                                 }
                             } else {
                                 anyhow::bail!("data set without a command");
@@ -203,8 +212,61 @@ async fn association(app: Arc<App>, nodes: Arc<HashMap<String, String>>, socket:
     }
 }
 
+type ServerAssociation = dicom_ul::association::server::AsyncServerAssociation<TcpStream>;
+
+/// Answers a worklist C-FIND: one pending response per matching order of the node's tenant,
+/// then the final status; a C-CANCEL from the modality stops the answers.
+async fn worklist_find(app: &App, association: &mut ServerAssociation, tenant: &str, transfer_syntax: &str, request: Collecting) -> anyhow::Result<()> {
+    let Collecting { command, context_id, bytes } = request;
+    let identifier = match worklist::read_identifier(&bytes, transfer_syntax) {
+        Ok(identifier) => identifier,
+        Err(e) => {
+            let rsp = dimse::response(field::C_FIND_RSP, &command, status::IDENTIFIER_DOES_NOT_MATCH, false, Some(&e.to_string()));
+            return send_command(association, context_id, rsp).await;
+        }
+    };
+    let query = worklist::query_of(&identifier);
+    let matches = match crate::db::worklist::find(app.db.reader(), tenant, &query, worklist::MAX_MATCHES).await {
+        Ok(matches) => matches,
+        Err(e) => {
+            tracing::error!(tenant, error = %e, "worklist query failed");
+            let rsp = dimse::response(field::C_FIND_RSP, &command, status::OUT_OF_RESOURCES, false, Some("worklist unavailable"));
+            return send_command(association, context_id, rsp).await;
+        }
+    };
+    tracing::debug!(tenant, ?query, matches = matches.len(), "worklist query");
+    for (order, patient) in &matches {
+        if cancelled(association).await? {
+            let rsp = dimse::response(field::C_FIND_RSP, &command, status::CANCEL, false, None);
+            return send_command(association, context_id, rsp).await;
+        }
+        let data = worklist::write_identifier(&worklist::answer(order, patient), transfer_syntax)?;
+        let rsp = dimse::response(field::C_FIND_RSP, &command, status::PENDING, true, None);
+        send_command(association, context_id, rsp).await?;
+        let mut writer = association.send_pdata(context_id);
+        writer.write_all(&data).await?;
+        writer.finish().await?;
+    }
+    let rsp = dimse::response(field::C_FIND_RSP, &command, status::SUCCESS, false, None);
+    send_command(association, context_id, rsp).await
+}
+
+/// True when the peer has sent a C-CANCEL (checked without waiting).
+async fn cancelled(association: &mut ServerAssociation) -> anyhow::Result<bool> {
+    // Reading a PDU is cancel safe: bytes already read stay in the association's buffer.
+    let Some(pdu) = association.receive().now_or_never() else { return Ok(false) };
+    match pdu? {
+        Pdu::PData { data } => Ok(data.iter().any(|pdv| {
+            pdv.value_type == PDataValueType::Command
+                && dimse::parse_command(&pdv.data).is_ok_and(|c| c.field == field::C_CANCEL_RQ)
+        })),
+        Pdu::AbortRQ { .. } => anyhow::bail!("association aborted during a C-FIND"),
+        other => anyhow::bail!("unexpected PDU during a C-FIND: {other:?}"),
+    }
+}
+
 async fn send_command(
-    association: &mut dicom_ul::association::server::AsyncServerAssociation<TcpStream>,
+    association: &mut ServerAssociation,
     context_id: u8,
     bytes: Vec<u8>,
 ) -> anyhow::Result<()> {

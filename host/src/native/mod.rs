@@ -1,33 +1,70 @@
 //! Handlers compiled into the host: queries and streaming I/O that no plugin needs to decide.
 
 mod admin;
+mod dicomweb;
+mod preview;
+mod studies_count;
 mod study_events;
+mod study_instances;
 
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 
 use crate::app::App;
 use crate::auth::Tenant;
+use crate::db::qido::Level;
 use crate::error::ApiError;
 use crate::response::Body;
 
 pub use admin::plugins as admin_plugins;
+pub use dicomweb::DicomWeb;
 
 /// The native handlers, each routed under `/o3-dpacs-wado/`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Native {
     /// `GET studyEvents`
     StudyEvents,
+    /// `GET studies/count`
+    StudiesCount,
+    /// `GET studyInstances`
+    StudyInstances,
+    /// `GET preview`
+    Preview,
+    /// DICOMweb: STOW-RS, QIDO-RS, WADO-RS.
+    DicomWeb(DicomWeb),
 }
 
 impl Native {
     /// Every native handler with the route it serves.
-    pub const ROUTES: &[(&str, Native)] = &[("GET studyEvents", Native::StudyEvents)];
+    pub const ROUTES: &[(&str, Native)] = &[
+        ("GET studyEvents", Native::StudyEvents),
+        ("GET studies/count", Native::StudiesCount),
+        ("GET studyInstances", Native::StudyInstances),
+        ("GET preview", Native::Preview),
+        ("POST stowRsListener/{callingAet}/studies", Native::DicomWeb(DicomWeb::Store)),
+        ("POST stowRsListener/{callingAet}/studies/{study}", Native::DicomWeb(DicomWeb::Store)),
+        ("GET rs/studies", Native::DicomWeb(DicomWeb::Search(Level::Study))),
+        ("GET rs/series", Native::DicomWeb(DicomWeb::Search(Level::Series))),
+        ("GET rs/instances", Native::DicomWeb(DicomWeb::Search(Level::Instance))),
+        ("GET rs/studies/{study}/series", Native::DicomWeb(DicomWeb::Search(Level::Series))),
+        ("GET rs/studies/{study}/instances", Native::DicomWeb(DicomWeb::Search(Level::Instance))),
+        ("GET rs/studies/{study}/series/{series}/instances", Native::DicomWeb(DicomWeb::Search(Level::Instance))),
+        ("GET rs/studies/{study}", Native::DicomWeb(DicomWeb::Retrieve(Level::Study))),
+        ("GET rs/studies/{study}/series/{series}", Native::DicomWeb(DicomWeb::Retrieve(Level::Series))),
+        ("GET rs/studies/{study}/series/{series}/instances/{instance}", Native::DicomWeb(DicomWeb::Retrieve(Level::Instance))),
+        ("GET rs/studies/{study}/metadata", Native::DicomWeb(DicomWeb::Metadata(Level::Study))),
+        ("GET rs/studies/{study}/series/{series}/metadata", Native::DicomWeb(DicomWeb::Metadata(Level::Series))),
+        ("GET rs/studies/{study}/series/{series}/instances/{instance}/metadata", Native::DicomWeb(DicomWeb::Metadata(Level::Instance))),
+    ];
 
     /// Serves a request routed to this handler.
     pub async fn serve(self, app: &App, call: NativeCall) -> Result<Response<Body>, ApiError> {
         match self {
             Native::StudyEvents => study_events::serve(app, &call.tenant, &call.query).await,
+            Native::StudiesCount => studies_count::serve(app, &call.tenant, &call.query).await,
+            Native::StudyInstances => study_instances::serve(app, &call.tenant, &call.query).await,
+            Native::Preview => preview::serve(app, &call.tenant, &call.query).await,
+            Native::DicomWeb(resource) => dicomweb::serve(resource, app, call).await,
         }
     }
 }

@@ -32,9 +32,12 @@ pub async fn serve(app: &App, tenant: &Tenant, query: &[(String, String)]) -> Re
             .filter(|l| (1..=MAX_LIMIT).contains(l))
             .ok_or_else(|| ApiError::BadRequest(format!("parameter `limit` must be an integer from 1 to {MAX_LIMIT}")))?,
     };
-    let events = events::after(app.db.reader(), tenant.name(), offset, limit)
+    // One more than the page tells whether another page follows.
+    let mut events = events::after(app.db.reader(), tenant.name(), offset, limit + 1)
         .await
         .map_err(|e| ApiError::from(crate::db::DbError::from(e)))?;
+    let more = events.len() as i64 > limit;
+    events.truncate(limit as usize);
     let next = events.last().map(|e| e.offset).unwrap_or(offset);
     let items: Vec<_> = events
         .iter()
@@ -50,6 +53,6 @@ pub async fn serve(app: &App, tenant: &Tenant, query: &[(String, String)]) -> Re
         .collect();
     Ok(response::json(
         StatusCode::OK,
-        &json!({ "offsetId": offset, "nextOffsetId": next, "more": items.len() as i64 == limit, "events": items }),
+        &json!({ "offsetId": offset, "nextOffsetId": next, "more": more, "events": items }),
     ))
 }

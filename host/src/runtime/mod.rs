@@ -22,6 +22,7 @@ use crate::config::RuntimeConfig;
 use crate::db::Database;
 use crate::db::events::StudyEvent;
 use crate::error::ApiError;
+use crate::ingest::Ingest;
 pub use cache::CompileCache;
 pub use engine::{EpochClock, PluginEngine};
 pub use loaded::{LoadError, LoadedPlugin, Linkers, PluginPre};
@@ -73,12 +74,20 @@ pub struct PluginRuntime {
     linkers: Linkers,
     cache: CompileCache,
     db: Database,
+    ingest: Ingest,
     slots: BTreeMap<Arc<str>, PluginSlot>,
 }
 
 impl PluginRuntime {
-    /// Loads every plugin of the manifest; any that fails to load stops the start.
-    pub fn load(manifest: &Manifest, runtime: &RuntimeConfig, cache: CompileCache, db: Database) -> anyhow::Result<Self> {
+    /// Loads every plugin of the manifest; any that fails to load stops the start. Plugins
+    /// reach the archive through `db` and store instances through `ingest`.
+    pub fn load(
+        manifest: &Manifest,
+        runtime: &RuntimeConfig,
+        cache: CompileCache,
+        db: Database,
+        ingest: Ingest,
+    ) -> anyhow::Result<Self> {
         let engine = PluginEngine::new(runtime)?;
         let linkers = Linkers::new(&engine.engine)?;
         let mut slots = BTreeMap::new();
@@ -101,7 +110,7 @@ impl PluginRuntime {
             });
         }
         tracing::info!(pooling = engine.pooling, plugins = slots.len(), "plugin runtime ready");
-        Ok(Self { engine, linkers, cache, db, slots })
+        Ok(Self { engine, linkers, cache, db, ingest, slots })
     }
 
     /// Starts the epoch clock that enforces deadlines; keep the guard alive while serving.
@@ -134,6 +143,7 @@ impl PluginRuntime {
             slot.grants.clone(),
             slot.settings.clone(),
             self.db.clone(),
+            self.ingest.clone(),
             limits,
         );
         let mut store = Store::new(&self.engine.engine, state);
@@ -167,12 +177,19 @@ impl PluginRuntime {
             Ok(Err(e)) => return Err(self.failure(slot, &e)),
             Ok(Ok(response)) => response,
         };
+        // Files the plugin stored are removed with the store unless the unit commits.
         if let Some(unit) = store.data_mut().take_unit() {
             if response.status < 400 {
                 unit.commit().await.map_err(|e| {
                     tracing::error!(plugin, error = %e, "cannot commit unit of work");
                     ApiError::Internal("the change could not be committed".into())
                 })?;
+                let recorded = store.data_mut().keep_placed();
+                drop(store);
+                // Events of instances the plugin stored (e.g. a new series) reach the hooks.
+                for event in &recorded {
+                    self.deliver_event(tenant, event).await;
+                }
             } else if let Err(e) = unit.rollback().await {
                 tracing::warn!(plugin, error = %e, "rollback failed");
             }
@@ -218,11 +235,12 @@ impl PluginRuntime {
                 Ok(Ok(Ok(()))) => Ok(()),
             };
             match (outcome, store.data_mut().take_unit()) {
-                (Ok(()), Some(unit)) => {
-                    if let Err(e) = unit.commit().await {
-                        tracing::error!(plugin = %slot.name, error = %e, "cannot commit hook's unit of work");
+                (Ok(()), Some(unit)) => match unit.commit().await {
+                    Ok(()) => {
+                        store.data_mut().keep_placed();
                     }
-                }
+                    Err(e) => tracing::error!(plugin = %slot.name, error = %e, "cannot commit hook's unit of work"),
+                },
                 (Ok(()), None) => {}
                 (Err(message), _) => {
                     tracing::warn!(plugin = %slot.name, kind = %event.kind, offset = event.offset, %message, "event hook failed")

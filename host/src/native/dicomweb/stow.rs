@@ -1,0 +1,248 @@
+//! STOW-RS (`POST stowRsListener/{callingAet}/studies[/{study}]`): each part of a
+//! `multipart/related; type="application/dicom"` body is streamed to a staging file, checked, and
+//! archived as received from the calling AE; the answer is the standard store response dataset.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::header::CONTENT_TYPE;
+use hyper::{Response, StatusCode};
+use serde_json::{Value, json};
+
+use super::{NativeCall, element, number, path_uid, retrieve_url};
+use crate::app::App;
+use crate::dicom::header::{InstanceHeader, read_header};
+use crate::error::ApiError;
+use crate::ingest::{IngestError, StagedInstance};
+use crate::response::Body;
+use crate::storage::{StagedWriter, Storage};
+
+/// Bytes gathered before they are handed to a blocking write.
+const WRITE_BATCH: usize = 1024 * 1024;
+
+/// Failure reasons (0008,1197) of PS3.18 / PS3.4.
+mod reason {
+    pub const PROCESSING_FAILURE: i64 = 0x0110;
+    pub const OUT_OF_RESOURCES: i64 = 0xA700;
+    pub const STUDY_MISMATCH: i64 = 0xA900;
+    pub const CANNOT_UNDERSTAND: i64 = 0xC000;
+}
+
+/// What became of one part.
+enum PartOutcome {
+    /// Archived now, or already archived before (a re-send).
+    Stored(Arc<InstanceHeader>),
+    Failed { header: Option<Arc<InstanceHeader>>, reason: i64, unsupported_type: bool },
+}
+
+/// Serves a STOW-RS request.
+pub async fn serve(app: &App, call: NativeCall) -> Result<Response<Body>, ApiError> {
+    let tenant = call.tenant.name().to_owned();
+    let aet = call.param("callingAet").unwrap_or_default().to_owned();
+    if !app.config.nodes.iter().any(|n| n.ae_title == aet && n.tenant == tenant) {
+        return Err(ApiError::BadRequest(format!("calling AE title `{aet}` is not a configured node of this tenant")));
+    }
+    let study = path_uid(&call, "study")?.map(str::to_owned);
+    let boundary = boundary(call.request.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()))?;
+    let base = super::base_url(&call);
+
+    let body = call.request.into_body().into_data_stream();
+    let mut multipart = multer::Multipart::new(body, boundary);
+    let mut outcomes = Vec::new();
+    loop {
+        let mut field = match multipart.next_field().await {
+            Ok(Some(field)) => field,
+            Ok(None) => break,
+            Err(e) => return Err(malformed(e, &outcomes)),
+        };
+        let part_type = field.content_type().map(|m| m.essence_str().to_ascii_lowercase());
+        if part_type.as_deref().is_some_and(|t| t != "application/dicom") {
+            tracing::warn!(tenant, aet, part_type = ?part_type, "STOW part of an unsupported type");
+            outcomes.push(PartOutcome::Failed { header: None, reason: reason::CANNOT_UNDERSTAND, unsupported_type: true });
+            continue;
+        }
+        let staged = match receive(app.ingest.storage(), &mut field).await {
+            Ok(staged) => staged,
+            Err(Receive::Body(e)) => return Err(malformed(e, &outcomes)),
+            Err(Receive::Storage(e)) => {
+                tracing::error!(tenant, aet, error = %e, "cannot stage a STOW part");
+                outcomes.push(PartOutcome::Failed { header: None, reason: reason::OUT_OF_RESOURCES, unsupported_type: false });
+                continue;
+            }
+        };
+        drop(field);
+        let outcome = store(app, &tenant, &aet, study.as_deref(), staged).await;
+        outcomes.push(outcome);
+    }
+    if outcomes.is_empty() {
+        return Err(ApiError::BadRequest("the multipart body holds no instance".into()));
+    }
+    Ok(answer(&base, study.as_deref(), &outcomes))
+}
+
+/// The boundary of a `multipart/related` Content-Type; 400 for another type, 415 for parts
+/// that are not `application/dicom`.
+fn boundary(content_type: Option<&str>) -> Result<String, ApiError> {
+    let content_type = content_type.unwrap_or_default();
+    let mut pieces = content_type.split(';').map(str::trim);
+    let media = pieces.next().unwrap_or_default().to_ascii_lowercase();
+    if media != "multipart/related" {
+        return Err(ApiError::BadRequest(format!(
+            "the body must be multipart/related; type=\"application/dicom\", not `{content_type}`"
+        )));
+    }
+    let mut boundary = None;
+    for piece in pieces {
+        let Some((name, value)) = piece.split_once('=') else { continue };
+        let value = value.trim().trim_matches('"');
+        match name.trim().to_ascii_lowercase().as_str() {
+            "boundary" if !value.is_empty() => boundary = Some(value.to_owned()),
+            "type" if !value.eq_ignore_ascii_case("application/dicom") => {
+                return Err(ApiError::UnsupportedMedia(format!(
+                    "parts of type `{value}` are not supported: send type=\"application/dicom\""
+                )));
+            }
+            _ => {}
+        }
+    }
+    boundary.ok_or_else(|| ApiError::BadRequest("the multipart/related Content-Type has no boundary".into()))
+}
+
+fn malformed(e: multer::Error, outcomes: &[PartOutcome]) -> ApiError {
+    ApiError::BadRequest(format!("malformed multipart body after {} part(s): {e}", outcomes.len()))
+}
+
+enum Receive {
+    /// The request body itself failed (malformed, cut): the request cannot go on.
+    Body(multer::Error),
+    /// The staging file could not be written.
+    Storage(String),
+}
+
+/// Streams one part to a staging file, in batches written off the async threads.
+async fn receive(storage: &Storage, field: &mut multer::Field<'_>) -> Result<StagedInstance, Receive> {
+    let storage = storage.clone();
+    let (file, writer) = blocking(move || {
+        let file = storage.stage(storage.default_medium()).map_err(|e| e.to_string())?;
+        let writer = file.writer().map_err(|e| e.to_string())?;
+        Ok::<_, String>((file, writer))
+    })
+    .await
+    .map_err(Receive::Storage)?;
+    let (mut writer, mut pending, mut pending_len) = (writer, Vec::<Bytes>::new(), 0);
+    while let Some(chunk) = field.chunk().await.map_err(Receive::Body)? {
+        pending_len += chunk.len();
+        pending.push(chunk);
+        if pending_len >= WRITE_BATCH {
+            writer = write(writer, std::mem::take(&mut pending)).await.map_err(Receive::Storage)?;
+            pending_len = 0;
+        }
+    }
+    let writer = write(writer, pending).await.map_err(Receive::Storage)?;
+    let (size, sha1) = blocking(move || writer.finish().map_err(|e| e.to_string())).await.map_err(Receive::Storage)?;
+    Ok(StagedInstance { file, size, sha1 })
+}
+
+async fn write(mut writer: StagedWriter, chunks: Vec<Bytes>) -> Result<StagedWriter, String> {
+    blocking(move || {
+        for chunk in &chunks {
+            writer.write_all(chunk).map_err(|e| e.to_string())?;
+        }
+        Ok(writer)
+    })
+    .await
+}
+
+async fn blocking<T: Send + 'static>(job: impl FnOnce() -> Result<T, String> + Send + 'static) -> Result<T, String> {
+    tokio::task::spawn_blocking(job).await.map_err(|e| format!("blocking task failed: {e}"))?
+}
+
+/// Checks and archives one staged part.
+async fn store(app: &App, tenant: &str, aet: &str, study: Option<&str>, staged: StagedInstance) -> PartOutcome {
+    let path = staged.file.path().to_owned();
+    let header = match tokio::task::spawn_blocking(move || read_header(&path)).await {
+        Ok(Ok(header)) => Arc::new(header),
+        Ok(Err(e)) => {
+            tracing::warn!(tenant, aet, error = %e, "STOW part is not a DICOM instance");
+            return PartOutcome::Failed { header: None, reason: reason::CANNOT_UNDERSTAND, unsupported_type: false };
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "header task failed");
+            return PartOutcome::Failed { header: None, reason: reason::PROCESSING_FAILURE, unsupported_type: false };
+        }
+    };
+    if let Some(study) = study.filter(|s| *s != header.study_uid) {
+        tracing::warn!(tenant, aet, sop = %header.sop_instance_uid, study, "STOW instance of another study than the path's");
+        return PartOutcome::Failed { header: Some(header), reason: reason::STUDY_MISMATCH, unsupported_type: false };
+    }
+    match app.ingest.store(tenant, aet, staged).await {
+        Ok(outcome) => {
+            app.deliver_events(tenant, outcome.events);
+            PartOutcome::Stored(outcome.header)
+        }
+        Err(e) => {
+            let reason = match &e {
+                IngestError::Invalid(_) => reason::CANNOT_UNDERSTAND,
+                IngestError::Conflict(_) | IngestError::Database(_) => reason::PROCESSING_FAILURE,
+                IngestError::Storage(_) => reason::OUT_OF_RESOURCES,
+            };
+            tracing::warn!(tenant, aet, sop = %header.sop_instance_uid, error = %e, "STOW instance refused");
+            PartOutcome::Failed { header: Some(header), reason, unsupported_type: false }
+        }
+    }
+}
+
+/// The store response dataset: 200 all stored, 202 some failed, 409 none stored (415 when
+/// every part was of an unsupported type).
+fn answer(base: &str, study: Option<&str>, outcomes: &[PartOutcome]) -> Response<Body> {
+    let (mut referenced, mut failed) = (Vec::new(), Vec::new());
+    let mut studies: Vec<&str> = study.into_iter().collect();
+    for outcome in outcomes {
+        match outcome {
+            PartOutcome::Stored(h) => {
+                if !studies.contains(&h.study_uid.as_str()) {
+                    studies.push(&h.study_uid);
+                }
+                let url = retrieve_url(base, &h.study_uid, Some(&h.series_uid), Some(&h.sop_instance_uid));
+                referenced.push(json!({
+                    "00081150": element("UI", [h.sop_class_uid.clone()]),
+                    "00081155": element("UI", [h.sop_instance_uid.clone()]),
+                    "00081190": element("UR", [url]),
+                }));
+            }
+            PartOutcome::Failed { header, reason, .. } => {
+                let (class, instance) = header
+                    .as_ref()
+                    .map(|h| (h.sop_class_uid.clone(), h.sop_instance_uid.clone()))
+                    .unwrap_or_default();
+                failed.push(json!({
+                    "00081150": element("UI", [class]),
+                    "00081155": element("UI", [instance]),
+                    "00081197": number("US", Some(*reason)),
+                }));
+            }
+        }
+    }
+    let mut dataset = serde_json::Map::new();
+    if let [only] = studies.as_slice() {
+        dataset.insert("00081190".into(), element("UR", [retrieve_url(base, only, None, None)]));
+    }
+    let status = if failed.is_empty() {
+        StatusCode::OK
+    } else if !referenced.is_empty() {
+        StatusCode::ACCEPTED
+    } else if outcomes.iter().all(|o| matches!(o, PartOutcome::Failed { unsupported_type: true, .. })) {
+        StatusCode::UNSUPPORTED_MEDIA_TYPE
+    } else {
+        StatusCode::CONFLICT
+    };
+    if !failed.is_empty() {
+        dataset.insert("00081198".into(), json!({ "vr": "SQ", "Value": failed }));
+    }
+    if !referenced.is_empty() {
+        dataset.insert("00081199".into(), json!({ "vr": "SQ", "Value": referenced }));
+    }
+    tracing::info!(stored = referenced.len(), failed = failed.len(), status = status.as_u16(), "STOW request");
+    super::dicom_json(status, &Value::Object(dataset))
+}

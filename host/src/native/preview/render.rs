@@ -1,0 +1,145 @@
+//! Rendering a stored instance's first frame as a JPEG thumbnail: decoded with dicom-pixeldata
+//! (every transfer syntax it has a codec for), monochrome through the stored VOI window or a
+//! computed min-max one, colour (RGB, YBR, palette) as RGB, scaled down to a bounded size with
+//! the aspect ratio kept. CPU-bound: call it from a blocking task.
+
+use std::path::Path;
+
+use dicom_dictionary_std::tags;
+use dicom_object::DefaultDicomObject;
+use dicom_pixeldata::image::codecs::jpeg::JpegEncoder;
+use dicom_pixeldata::image::{DynamicImage, RgbImage};
+use dicom_pixeldata::{ConvertOptions, ModalityLutOption, PixelDecoder, VoiLutOption};
+use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry};
+
+/// Why an instance could not be rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("the stored file cannot be read: {0}")]
+    Unreadable(String),
+    #[error("instance `{0}` has no pixel data to preview")]
+    NoPixelData(String),
+    #[error("instance `{sop}` is encoded in transfer syntax {ts}, which this server cannot decode")]
+    UnsupportedCodec { sop: String, ts: String },
+    #[error("instance `{sop}` cannot be rendered: {reason}")]
+    Undecodable { sop: String, reason: String },
+}
+
+/// How thumbnails are made.
+#[derive(Debug, Clone, Copy)]
+pub struct Thumbnail {
+    /// Longest side in pixels; smaller images are not enlarged.
+    pub max_side: u32,
+    /// JPEG quality, 1 to 100.
+    pub quality: u8,
+}
+
+impl Thumbnail {
+    /// The JPEG thumbnail of the first frame of the Part-10 file at `path` (instance `sop`).
+    pub fn render(&self, path: &Path, sop: &str) -> Result<Vec<u8>, RenderError> {
+        let object = dicom_object::open_file(path).map_err(|e| RenderError::Unreadable(e.to_string()))?;
+        let ts_uid = object.meta().transfer_syntax().trim_end_matches(['\0', ' ']).to_owned();
+        if object.element_opt(tags::PIXEL_DATA).ok().flatten().is_none() {
+            return Err(RenderError::NoPixelData(sop.to_owned()));
+        }
+        let decodable = TransferSyntaxRegistry.get(&ts_uid).is_some_and(|ts| ts.can_decode_all());
+        if !decodable {
+            let name = TransferSyntaxRegistry.get(&ts_uid).map(|ts| ts.name().to_owned());
+            let ts = match name {
+                Some(name) => format!("{ts_uid} ({name})"),
+                None => ts_uid,
+            };
+            return Err(RenderError::UnsupportedCodec { sop: sop.to_owned(), ts });
+        }
+        let undecodable = |reason: String| RenderError::Undecodable { sop: sop.to_owned(), reason };
+        let image = first_frame(&object).map_err(undecodable)?;
+        let image = if image.width().max(image.height()) > self.max_side {
+            image.thumbnail(self.max_side, self.max_side)
+        } else {
+            image
+        };
+        // JPEG carries 8-bit grey or RGB.
+        let image = match image {
+            DynamicImage::ImageLuma8(_) | DynamicImage::ImageRgb8(_) => image,
+            DynamicImage::ImageLuma16(_) | DynamicImage::ImageLumaA8(_) | DynamicImage::ImageLumaA16(_) => {
+                DynamicImage::ImageLuma8(image.to_luma8())
+            }
+            other => DynamicImage::ImageRgb8(other.to_rgb8()),
+        };
+        let mut jpeg = Vec::new();
+        JpegEncoder::new_with_quality(&mut jpeg, self.quality.clamp(1, 100))
+            .encode_image(&image)
+            .map_err(|e| undecodable(format!("JPEG encoding failed: {e}")))?;
+        Ok(jpeg)
+    }
+}
+
+/// The first frame as an 8-bit image.
+fn first_frame(object: &DefaultDicomObject) -> Result<DynamicImage, String> {
+    let decoded = object.decode_pixel_data_frame(0).map_err(|e| e.to_string())?;
+    let photometric = dicom_object_text(object, tags::PHOTOMETRIC_INTERPRETATION).unwrap_or_default();
+    if photometric == "PALETTE COLOR" {
+        let options = ConvertOptions::new().with_modality_lut(ModalityLutOption::None);
+        let indices: Vec<u16> = decoded.to_vec_frame_with_options(0, &options).map_err(|e| e.to_string())?;
+        return palette_image(object, &indices, decoded.columns(), decoded.rows());
+    }
+    let options = ConvertOptions::new().with_voi_lut(VoiLutOption::First).force_8bit();
+    decoded.to_dynamic_image_with_options(0, &options).map_err(|e| e.to_string())
+}
+
+fn dicom_object_text(object: &DefaultDicomObject, tag: dicom_core::Tag) -> Option<String> {
+    let value = object.element_opt(tag).ok()??.to_str().ok()?;
+    Some(value.trim_matches(['\0', ' ']).to_owned())
+}
+
+/// A palette-colour frame mapped through its red, green and blue lookup tables.
+fn palette_image(object: &DefaultDicomObject, indices: &[u16], columns: u32, rows: u32) -> Result<DynamicImage, String> {
+    let red = palette_lut(object, tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR, tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DATA)?;
+    let green = palette_lut(object, tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR, tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DATA)?;
+    let blue = palette_lut(object, tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR, tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DATA)?;
+    let mut pixels = Vec::with_capacity(indices.len() * 3);
+    for &index in indices {
+        pixels.extend([red.map(index), green.map(index), blue.map(index)]);
+    }
+    RgbImage::from_raw(columns, rows, pixels)
+        .map(DynamicImage::ImageRgb8)
+        .ok_or_else(|| "palette image has fewer pixels than Rows x Columns".to_owned())
+}
+
+/// One palette lookup table, its entries scaled to 8 bits.
+struct PaletteLut {
+    first: i64,
+    entries: Vec<u8>,
+}
+
+impl PaletteLut {
+    fn map(&self, index: u16) -> u8 {
+        let i = (i64::from(index) - self.first).clamp(0, self.entries.len() as i64 - 1);
+        self.entries[i as usize]
+    }
+}
+
+fn palette_lut(object: &DefaultDicomObject, descriptor: dicom_core::Tag, data: dicom_core::Tag) -> Result<PaletteLut, String> {
+    let missing = || format!("palette colour lookup table {data} is missing or malformed");
+    let descriptor: Vec<i64> = object
+        .element_opt(descriptor)
+        .ok()
+        .flatten()
+        .and_then(|e| e.to_multi_int::<i64>().ok())
+        .filter(|d| d.len() == 3)
+        .ok_or_else(missing)?;
+    // Entries of 0 mean 65536; the first mapped value is unsigned here in practice.
+    let count = if descriptor[0] == 0 { 65536 } else { descriptor[0] as usize };
+    let (first, bits) = (descriptor[1] & 0xFFFF, descriptor[2]);
+    let bytes = object.element_opt(data).ok().flatten().and_then(|e| e.to_bytes().ok()).ok_or_else(missing)?;
+    let entries: Vec<u8> = if bits == 8 && bytes.len() == count {
+        bytes.to_vec()
+    } else {
+        let words = bytes.chunks_exact(2).map(|w| u16::from_le_bytes([w[0], w[1]]));
+        if bits == 8 { words.map(|w| (w & 0xFF) as u8).collect() } else { words.map(|w| (w >> 8) as u8).collect() }
+    };
+    if entries.is_empty() {
+        return Err(missing());
+    }
+    Ok(PaletteLut { first, entries })
+}

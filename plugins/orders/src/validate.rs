@@ -1,0 +1,120 @@
+//! What makes an orders/create body valid: the seed's mandatory fields, and DICOM value formats
+//! for the fields the worklist serves. One 400 names every problem.
+
+use wasmpacs_sdk::{JsonBody, Response, error, is_date};
+
+#[cfg(not(feature = "strict"))]
+const MANDATORY: &[&str] = &[
+    "PatientID",
+    "StudyInstanceUID",
+    "PatientName",
+    "ScheduledStationAETitle",
+    "ScheduledProcedureStepDescription",
+    "ScheduledProcedureStepStartDate",
+    "ScheduledProcedureStepStartTime",
+    "Modality",
+    "AccessionNumber",
+];
+#[cfg(feature = "strict")]
+const MANDATORY: &[&str] = &[
+    "PatientID",
+    "StudyInstanceUID",
+    "PatientName",
+    "ScheduledStationAETitle",
+    "ScheduledProcedureStepDescription",
+    "ScheduledProcedureStepStartDate",
+    "ScheduledProcedureStepStartTime",
+    "Modality",
+    "AccessionNumber",
+    "ReferringPhysicianName",
+];
+
+const OPTIONAL: &[&str] = &[
+    "ScheduledPerformingPhysiciansName",
+    "ScheduledPerformingPhysicianName",
+    "ScheduledProcedureStepID",
+    "RequestedProcedureDescription",
+    "RequestedProcedureID",
+    "RequestingPhysician",
+    "ReferringPhysicianName",
+    "AdmissionID",
+    "CurrentPatientLocation",
+    "PatientBirthDate",
+    "PatientSex",
+    "ConfidentialityConstraintOnPatientDataDescription",
+    "PatientState",
+    "PregnancyStatus",
+    "MedicalAlerts",
+    "PlacerOrderNumberImagingServiceRequest",
+    "ServiceEpisodeID",
+    "ScheduledStationName",
+];
+
+/// Modalities (DICOM defined terms of Modality, PS3.3 C.7.3.1.1.1) accepted on a worklist.
+const MODALITIES: &[&str] = &[
+    "AR", "ASMT", "AU", "BDUS", "BI", "BMD", "CR", "CT", "CTPROTOCOL", "DG", "DOC", "DX", "ECG", "EPS", "ES",
+    "FID", "GM", "HC", "HD", "IO", "IOL", "IVOCT", "IVUS", "KER", "KO", "LEN", "LS", "MG", "MR", "M3D", "NM",
+    "OAM", "OCT", "OP", "OPM", "OPT", "OPTBSV", "OPTENF", "OPV", "OSS", "OT", "PA", "PLAN", "POS", "PR", "PT",
+    "PX", "REG", "RESP", "RF", "RG", "RTDOSE", "RTIMAGE", "RTINTENT", "RTPLAN", "RTRAD", "RTRECORD", "RTSEGANN",
+    "RTSTRUCT", "RWV", "SEG", "SM", "SMR", "SR", "SRF", "STAIN", "TEXTUREMAP", "TG", "US", "VA", "XA", "XAPROTOCOL",
+    "XC",
+];
+
+/// True for HHMMSS with an optional fraction of up to six digits (DICOM TM as orders send it).
+pub fn is_time(t: &str) -> bool {
+    let (main, fraction) = match t.split_once('.') {
+        Some((main, fraction)) => (main, Some(fraction)),
+        None => (t, None),
+    };
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if main.len() != 6 || !digits(main) {
+        return false;
+    }
+    let (h, m, s): (u32, u32, u32) = (main[0..2].parse().unwrap(), main[2..4].parse().unwrap(), main[4..6].parse().unwrap());
+    h < 24 && m < 60 && s < 61 && fraction.is_none_or(|f| (1..=6).contains(&f.len()) && digits(f))
+}
+
+/// True for a DICOM UID: digits and dots, at most 64 characters, no empty or zero-led component.
+pub fn is_uid(uid: &str) -> bool {
+    uid.len() <= 64
+        && uid.split('.').all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()) && (c == "0" || !c.starts_with('0')))
+}
+
+/// Checks an orders/create body.
+pub fn order(body: &JsonBody) -> Result<(), Response> {
+    body.check(MANDATORY, OPTIONAL)?;
+    let mut problems = Vec::new();
+    let mut check = |key: &str, ok: bool, expected: &str| {
+        if let (Some(value), false) = (body.text(key), ok) {
+            problems.push(format!("`{key}` must be {expected}, not `{value}`"));
+        }
+    };
+    let text = |key: &str| body.text(key).unwrap_or_default();
+    check("ScheduledProcedureStepStartDate", is_date(&text("ScheduledProcedureStepStartDate")), "a YYYYMMDD date");
+    check("ScheduledProcedureStepStartTime", is_time(&text("ScheduledProcedureStepStartTime")), "a HHMMSS[.ffffff] time");
+    check("Modality", MODALITIES.contains(&text("Modality").to_ascii_uppercase().as_str()), "a DICOM modality code");
+    check("StudyInstanceUID", is_uid(&text("StudyInstanceUID")), "a DICOM UID");
+    let aet = text("ScheduledStationAETitle");
+    check("ScheduledStationAETitle", aet.len() <= 16 && !aet.contains('\\'), "an AE title of at most 16 characters");
+    check("PatientBirthDate", body.text("PatientBirthDate").is_none_or(|d| is_date(&d)), "a YYYYMMDD date");
+    check(
+        "PatientSex",
+        body.text("PatientSex").is_none_or(|s| matches!(s.to_ascii_uppercase().as_str(), "M" | "F" | "O")),
+        "M, F or O",
+    );
+    check("AccessionNumber", text("AccessionNumber").len() <= 16, "at most 16 characters");
+    if problems.is_empty() { Ok(()) } else { Err(error(400, problems.join("; "))) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_and_uids() {
+        assert!(is_time("155430") && is_time("155430.123456") && is_time("000000"));
+        assert!(!is_time("1554") && !is_time("255430") && !is_time("155430.") && !is_time("15:54:30"));
+        assert!(is_uid("1.2.752.24.5.2584605181.20150129083013.816906") && is_uid("2.25.0"));
+        assert!(!is_uid("1..2") && !is_uid("1.02") && !is_uid("abc") && !is_uid(&"1.".repeat(40)));
+    }
+}

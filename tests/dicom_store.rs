@@ -1,0 +1,233 @@
+//! C-STORE and C-ECHO with real DICOM peers (dcmtk's storescu/echoscu, and a dicom-ul client
+//! that drops the connection half way): every accepted transfer syntax is archived unchanged,
+//! unknown nodes are refused, re-sends change nothing, and a broken store leaves nothing.
+
+use std::path::{Path, PathBuf};
+
+use dicom_ul::association::client::ClientAssociationOptions;
+use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu};
+use sqlx::Row;
+use sqlx::any::AnyPoolOptions;
+use wasmpacs_tests::{Backend, NODE_A, NODE_B, SERVER_AE, TestServer, on_both_backends, testset, transfer_syntax_of};
+
+on_both_backends!(every_transfer_syntax_is_archived_unchanged, unknown_nodes_are_refused, a_dropped_store_leaves_nothing);
+
+/// Stored files under the archive medium, `.staging` excluded.
+fn archived_files(s: &TestServer) -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                if path.file_name().is_some_and(|n| n != ".staging") {
+                    walk(&path, out);
+                }
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&s.data_dir.path().join("archive"), &mut out);
+    out.sort();
+    out
+}
+
+fn staging_is_empty(s: &TestServer) -> bool {
+    std::fs::read_dir(s.data_dir.path().join("archive/.staging")).map(|d| d.count() == 0).unwrap_or(true)
+}
+
+/// The bytes of a Part-10 file after its meta group.
+fn data_set_bytes(path: &Path) -> Vec<u8> {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[128..132], b"DICM", "{} is Part-10", path.display());
+    let group_length = u32::from_le_bytes(bytes[140..144].try_into().unwrap()) as usize;
+    bytes[144 + group_length..].to_vec()
+}
+
+/// Every top-level element but group lengths and trailing padding: tag and a digest of its value (sequences by item
+/// count, encapsulated pixel data by its fragments).
+fn elements(path: &Path) -> Vec<(String, String)> {
+    use dicom_core::value::Value;
+    let object = dicom_object::open_file(path).unwrap();
+    object
+        .iter()
+        .filter(|e| e.header().tag.element() != 0x0000 && e.header().tag != dicom_core::Tag(0xFFFC, 0xFFFC))
+        .map(|e| {
+            let value = match e.value() {
+                Value::Primitive(p) => format!("{:?}", p.to_bytes().iter().map(|b| *b as u64).sum::<u64>()),
+                Value::Sequence(seq) => format!("{} items", seq.items().len()),
+                Value::PixelSequence(px) => format!(
+                    "{} fragments, {} bytes",
+                    px.fragments().len(),
+                    px.fragments().iter().map(|f| f.len()).sum::<usize>()
+                ),
+            };
+            (format!("{}", e.header().tag), value)
+        })
+        .collect()
+}
+
+fn sop_instance_uid(path: &Path) -> String {
+    let object = dicom_object::OpenFileOptions::new()
+        .read_until(dicom_dictionary_std::tags::PIXEL_DATA)
+        .open_file(path)
+        .unwrap();
+    object.element(dicom_dictionary_std::tags::SOP_INSTANCE_UID).unwrap().to_str().unwrap().trim_end_matches('\0').to_owned()
+}
+
+async fn rows(s: &TestServer, sql: &str) -> Vec<(String, String)> {
+    sqlx::any::install_default_drivers();
+    let pool = AnyPoolOptions::new().max_connections(1).connect(&s.database_url).await.unwrap();
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())).fetch_all(&pool).await.unwrap();
+    pool.close().await;
+    rows.iter().map(|r| (r.try_get::<String, _>(0).unwrap(), r.try_get::<String, _>(1).unwrap())).collect()
+}
+
+async fn every_transfer_syntax_is_archived_unchanged(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let files = testset();
+    let syntaxes: std::collections::BTreeSet<String> = files.iter().map(|f| transfer_syntax_of(f)).collect();
+    for required in ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.4.50",
+                     "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.5",
+                     "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"] {
+        assert!(syntaxes.contains(required), "the sample set covers {required}");
+    }
+    let (ok, output) = s.storescu(NODE_A, &files).await;
+    assert!(ok, "{output}");
+
+    // Every instance is archived once, for tenant alpha, in the transfer syntax it was sent in,
+    // with its data set byte for byte.
+    let stored = rows(&s, "SELECT sop_instance_uid, transfer_syntax FROM instances WHERE tenant = 'alpha' ORDER BY sop_instance_uid").await;
+    assert_eq!(stored.len(), files.len(), "{output}");
+    let archived = archived_files(&s);
+    assert_eq!(archived.len(), files.len());
+    for file in &files {
+        let uid = sop_instance_uid(file);
+        let (_, ts) = stored.iter().find(|(u, _)| *u == uid).unwrap_or_else(|| panic!("{uid} stored"));
+        assert_eq!(*ts, transfer_syntax_of(file), "{}", file.display());
+        let copy = archived.iter().find(|p| p.file_name().unwrap().to_string_lossy() == format!("{uid}.dcm")).expect("file");
+        // storescu re-encodes what it sends (drops group lengths, deflates anew), so compare
+        // element by element rather than byte by byte.
+        let (stored_elements, sent_elements) = (elements(copy), elements(file));
+        let differing: Vec<_> = stored_elements.iter().filter(|e| !sent_elements.contains(e)).collect();
+        assert!(stored_elements == sent_elements, "{} archived with its content; differs: {differing:?}", file.display());
+        assert_eq!(sop_instance_uid(copy), uid);
+    }
+    assert!(staging_is_empty(&s));
+
+    // A re-send is a success that changes nothing.
+    let before = std::fs::metadata(&archived[0]).unwrap().modified().unwrap();
+    let (ok, output) = s.storescu(NODE_A, &files[..3]).await;
+    assert!(ok, "{output}");
+    assert_eq!(rows(&s, "SELECT sop_instance_uid, tenant FROM instances").await.len(), files.len());
+    assert_eq!(std::fs::metadata(&archived[0]).unwrap().modified().unwrap(), before);
+
+    // Several associations at once, another tenant's node: beta gets its own copies.
+    let halves: Vec<Vec<PathBuf>> = files.chunks(files.len() / 4 + 1).map(|c| c.to_vec()).collect();
+    let sends = futures::future::join_all(halves.iter().map(|chunk| s.storescu(NODE_B, chunk))).await;
+    assert!(sends.iter().all(|(ok, _)| *ok), "{sends:?}");
+    let beta = rows(&s, "SELECT sop_instance_uid, tenant FROM instances WHERE tenant = 'beta'").await;
+    assert_eq!(beta.len(), files.len());
+    assert_eq!(archived_files(&s).len(), 2 * files.len());
+
+    // The study events feed saw each study arrive.
+    let events = s.events_as(wasmpacs_tests::KEY_A).await;
+    let studies: std::collections::BTreeSet<_> = rows(&s, "SELECT study_uid, tenant FROM studies WHERE tenant = 'alpha'").await.into_iter().map(|r| r.0).collect();
+    let received: std::collections::BTreeSet<_> = events
+        .iter()
+        .filter(|e| e["eventType"] == "STUDY_RECEIVED")
+        .map(|e| e["studyInstanceUid"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(received, studies);
+    s.stop().await;
+}
+
+async fn unknown_nodes_are_refused(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let files = testset();
+    let (ok, output) = s.storescu("STRANGER", &files[..1]).await;
+    assert!(!ok, "an unknown calling AE is refused: {output}");
+    assert!(output.contains("Calling AE Title Not Recognized"), "{output}");
+    // The right node calling the wrong AE title is refused too.
+    let output = tokio::process::Command::new("storescu")
+        .env("TCP_NODELAY", "1")
+        .args(["-aet", NODE_A, "-aec", "SOMEONE_ELSE", "127.0.0.1", &s.dicom_port.to_string()])
+        .arg(&files[0])
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(archived_files(&s).is_empty());
+    // C-ECHO from a node works.
+    let echo = tokio::process::Command::new("echoscu")
+        .args(["-aet", NODE_A, "-aec", SERVER_AE, "127.0.0.1", &s.dicom_port.to_string()])
+        .output()
+        .await
+        .unwrap();
+    assert!(echo.status.success(), "{}", String::from_utf8_lossy(&echo.stderr));
+    s.stop().await;
+}
+
+async fn a_dropped_store_leaves_nothing(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let file = testset().into_iter().find(|f| transfer_syntax_of(f) == "1.2.840.10008.1.2.1").unwrap();
+    let data = data_set_bytes(&file);
+    let uid = sop_instance_uid(&file);
+    let mut association = ClientAssociationOptions::new()
+        .calling_ae_title(NODE_A)
+        .called_ae_title(SERVER_AE)
+        .with_presentation_context("1.2.840.10008.5.1.4.1.1.2", vec!["1.2.840.10008.1.2.1"])
+        .establish_with_async(&format!("127.0.0.1:{}", s.dicom_port))
+        .await
+        .expect("association");
+    let context = association.presentation_contexts()[0].id;
+    let command = store_command(&uid);
+    association
+        .send(&Pdu::PData { data: vec![PDataValue { presentation_context_id: context, value_type: PDataValueType::Command, is_last: true, data: command }] })
+        .await
+        .unwrap();
+    // Half the data set, then the connection goes away.
+    association
+        .send(&Pdu::PData {
+            data: vec![PDataValue { presentation_context_id: context, value_type: PDataValueType::Data, is_last: false, data: data[..data.len() / 2].to_vec() }],
+        })
+        .await
+        .unwrap();
+    drop(association);
+    // Wait until the server has noticed and cleaned up.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !staging_is_empty(&s) {
+        assert!(std::time::Instant::now() < deadline, "staging file left behind");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(archived_files(&s).is_empty());
+    assert!(rows(&s, "SELECT sop_instance_uid, tenant FROM instances").await.is_empty());
+    // The same instance sent whole afterwards is stored.
+    let (ok, output) = s.storescu(NODE_A, &[file]).await;
+    assert!(ok, "{output}");
+    assert_eq!(archived_files(&s).len(), 1);
+    s.stop().await;
+}
+
+/// A C-STORE-RQ command set (implicit VR little endian) for a CT instance.
+fn store_command(sop_instance_uid: &str) -> Vec<u8> {
+    use dicom_core::{DataElement, PrimitiveValue, VR};
+    use dicom_dictionary_std::tags;
+    let pad = |s: &str| if s.len() % 2 == 1 { format!("{s}\0") } else { s.to_owned() };
+    let object = dicom_object::InMemDicomObject::from_element_iter([
+        DataElement::new(tags::AFFECTED_SOP_CLASS_UID, VR::UI, PrimitiveValue::from(pad("1.2.840.10008.5.1.4.1.1.2"))),
+        DataElement::new(tags::COMMAND_FIELD, VR::US, PrimitiveValue::from(0x0001u16)),
+        DataElement::new(tags::MESSAGE_ID, VR::US, PrimitiveValue::from(1u16)),
+        DataElement::new(tags::PRIORITY, VR::US, PrimitiveValue::from(0u16)),
+        DataElement::new(tags::COMMAND_DATA_SET_TYPE, VR::US, PrimitiveValue::from(0x0000u16)),
+        DataElement::new(tags::AFFECTED_SOP_INSTANCE_UID, VR::UI, PrimitiveValue::from(pad(sop_instance_uid))),
+    ]);
+    let mut body = Vec::new();
+    object
+        .write_dataset_with_ts(&mut body, &dicom_transfer_syntax_registry::entries::IMPLICIT_VR_LITTLE_ENDIAN.erased())
+        .unwrap();
+    let mut out = vec![0, 0, 0, 0, 4, 0, 0, 0];
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(&body);
+    out
+}
