@@ -556,3 +556,79 @@ impl TestServer {
         .expect("count study instances")
     }
 }
+
+/// The manifest entry of the bundled orders plugin (hooked to STUDY_RECEIVED), at `component_path`.
+pub fn orders_manifest(component_path: &Path) -> String {
+    format!(
+        r#"
+[[plugin]]
+name = "orders"
+component = "{}"
+routes = ["POST orders/create", "DELETE orders/delete"]
+grants = ["archive", "events", "log"]
+hooks = ["STUDY_RECEIVED"]
+memory_limit_mb = 64
+timeout_ms = 5000
+"#,
+        component_path.display()
+    )
+}
+
+/// Runs dcmtk's `findscu -W` (modality worklist) as `calling_ae` with `-k` keys and extra
+/// arguments; returns the answers (read back from the files findscu wrote) and its output.
+pub async fn findscu_worklist(
+    port: u16,
+    calling_ae: &str,
+    keys: &[&str],
+    extra: &[&str],
+) -> (Vec<dicom_object::InMemDicomObject>, String) {
+    let out = tempfile::tempdir().expect("tempdir");
+    let mut command = tokio::process::Command::new("findscu");
+    command.env("TCP_NODELAY", "1").args(["-W", "-aet", calling_ae, "-aec", SERVER_AE, "-X", "-od"]).arg(out.path());
+    for key in keys {
+        command.args(["-k", key]);
+    }
+    let output = command.args(extra).arg("127.0.0.1").arg(port.to_string()).output().await.expect("findscu runs (dcmtk)");
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let mut files: Vec<PathBuf> = std::fs::read_dir(out.path()).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    let answers = files
+        .iter()
+        .map(|f| dicom_object::open_file(f).unwrap_or_else(|e| panic!("{}: {e}\n{text}", f.display())).into_inner())
+        .collect();
+    (answers, text)
+}
+
+impl TestServer {
+    /// Test fixture for volume: `n` orders for one new patient of `tenant`, scheduled on
+    /// `station` on 20250101 at times spread over the day, written with one SQL statement.
+    pub async fn seed_orders(&mut self, tenant: &str, station: &str, n: u32) {
+        let pool = self.fixture_db().await;
+        let now = "2026-01-01T00:00:00.000Z";
+        let patient: i64 = sqlx::query_scalar(
+            "INSERT INTO patients (tenant, patient_id, issuer, name, created_at, updated_at) \
+             VALUES ($1, $2, '', 'BULK^PATIENT', $3, $3) RETURNING id",
+        )
+        .bind(tenant)
+        .bind(format!("BULK-{station}"))
+        .bind(now)
+        .fetch_one(&pool)
+        .await
+        .expect("bulk patient");
+        let body = r#"'{"study_uid":"1.2.999.' || n || '","accession_number":"B' || n || '","patient_key":0,"scheduled_station_ae_title":"' || $2 || '","scheduled_station_name":null,"start_date":"20250101","start_time":"' || substr('000000' || ((n * 7) % 235959), length('000000' || ((n * 7) % 235959)) - 5, 6) || '","modality":"CT","performing_physician":null,"step_description":"Bulk","step_id":null,"requested_procedure_description":null,"requested_procedure_id":null,"requesting_physician":null,"referring_physician":null,"admission_id":null,"current_patient_location":null,"confidentiality_constraint":null,"patient_state":null,"pregnancy_status":null,"medical_alerts":null,"placer_order_number":null,"service_episode_id":null,"extra":[]}'"#;
+        let sql = format!(
+            "INSERT INTO orders (tenant, study_uid, patient_fk, station_aet, start_date, start_time, modality, accession_number, body, created_at) \
+             WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < $3) \
+             SELECT $1, '1.2.999.' || n, $4, $2, '20250101', substr('000000' || ((n * 7) % 235959), length('000000' || ((n * 7) % 235959)) - 5, 6), 'CT', 'B' || n, {body}, $5 FROM seq"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant)
+            .bind(station)
+            .bind(n as i64)
+            .bind(patient)
+            .bind(now)
+            .execute(&pool)
+            .await
+            .expect("bulk orders");
+    }
+}

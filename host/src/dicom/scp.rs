@@ -235,6 +235,9 @@ async fn worklist_find(app: &App, association: &mut ServerAssociation, tenant: &
         }
     };
     tracing::debug!(tenant, ?query, matches = matches.len(), "worklist query");
+    if matches.len() as u32 == worklist::MAX_MATCHES {
+        tracing::warn!(tenant, ?query, "worklist query answered with the first {} matches only", worklist::MAX_MATCHES);
+    }
     for (order, patient) in &matches {
         if cancelled(association).await? {
             let rsp = dimse::response(field::C_FIND_RSP, &command, status::CANCEL, false, None);
