@@ -3,7 +3,13 @@
 //! - added latency of a plugin-served request over a natively served one (p50/p99);
 //! - instantiation cost per request, with and without the pooling allocator;
 //! - patients/create requests/s on SQLite and PostgreSQL;
-//! - reload latency, from component file replaced to new version serving.
+//! - reload latency, from component file replaced to new version serving;
+//! - `studies/kos` latency for a study of 1,000 instances (`bench kos` runs only this one).
+//! - `studies/count` p50/p99 at 1,000,000 studies and `preview` p50 of a 512x512 CT
+//!   (`bench queries` runs only these).
+
+mod queries;
+mod worklist;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -283,6 +289,27 @@ async fn kos_latency(backend: Backend) {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
+    // `bench worklist`: only the orders and worklist figures.
+    if std::env::args().nth(1).as_deref() == Some("worklist") {
+        worklist::create_throughput(Backend::Sqlite).await;
+        worklist::create_throughput(Backend::Postgres).await;
+        worklist::find_latency(Backend::Sqlite).await;
+        worklist::find_latency(Backend::Postgres).await;
+        return;
+    }
+    // `bench kos`: only the KOS figure.
+    if std::env::args().nth(1).as_deref() == Some("kos") {
+        kos_latency(Backend::Sqlite).await;
+        kos_latency(Backend::Postgres).await;
+        return;
+    }
+    // `bench queries`: only the studies/count and preview figures.
+    if std::env::args().nth(1).as_deref() == Some("queries") {
+        queries::count_latency(Backend::Sqlite).await;
+        queries::count_latency(Backend::Postgres).await;
+        queries::preview_latency().await;
+        return;
+    }
     println!("wasmpacs foundation benchmarks ({} cores)", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     plugin_overhead().await;
     instantiation().await;
@@ -291,4 +318,11 @@ async fn main() {
     reload_latency().await;
     kos_latency(Backend::Sqlite).await;
     kos_latency(Backend::Postgres).await;
+    worklist::create_throughput(Backend::Sqlite).await;
+    worklist::create_throughput(Backend::Postgres).await;
+    worklist::find_latency(Backend::Sqlite).await;
+    worklist::find_latency(Backend::Postgres).await;
+    queries::count_latency(Backend::Sqlite).await;
+    queries::count_latency(Backend::Postgres).await;
+    queries::preview_latency().await;
 }

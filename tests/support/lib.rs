@@ -601,7 +601,8 @@ pub async fn findscu_worklist(
 
 impl TestServer {
     /// Test fixture for volume: `n` orders for one new patient of `tenant`, scheduled on
-    /// `station` on 20250101 at times spread over the day, written with one SQL statement.
+    /// `station` over ten days (20250101 to 20250110) at times spread over the day, written
+    /// with one SQL statement.
     pub async fn seed_orders(&mut self, tenant: &str, station: &str, n: u32) {
         let pool = self.fixture_db().await;
         let now = "2026-01-01T00:00:00.000Z";
@@ -610,16 +611,16 @@ impl TestServer {
              VALUES ($1, $2, '', 'BULK^PATIENT', $3, $3) RETURNING id",
         )
         .bind(tenant)
-        .bind(format!("BULK-{station}"))
+        .bind(format!("BULK-{station}-{n}"))
         .bind(now)
         .fetch_one(&pool)
         .await
         .expect("bulk patient");
-        let body = r#"'{"study_uid":"1.2.999.' || n || '","accession_number":"B' || n || '","patient_key":0,"scheduled_station_ae_title":"' || $2 || '","scheduled_station_name":null,"start_date":"20250101","start_time":"' || substr('000000' || ((n * 7) % 235959), length('000000' || ((n * 7) % 235959)) - 5, 6) || '","modality":"CT","performing_physician":null,"step_description":"Bulk","step_id":null,"requested_procedure_description":null,"requested_procedure_id":null,"requesting_physician":null,"referring_physician":null,"admission_id":null,"current_patient_location":null,"confidentiality_constraint":null,"patient_state":null,"pregnancy_status":null,"medical_alerts":null,"placer_order_number":null,"service_episode_id":null,"extra":[]}'"#;
+        let body = r#"'{"study_uid":"1.2.999.' || $6 || '.' || n || '","accession_number":"B' || n || '","patient_key":0,"scheduled_station_ae_title":"' || $2 || '","scheduled_station_name":null,"start_date":"' || '202501' || substr('0' || ((n % 10) + 1), length('0' || ((n % 10) + 1)) - 1, 2) || '","start_time":"' || substr('000000' || ((n * 7) % 235959), length('000000' || ((n * 7) % 235959)) - 5, 6) || '","modality":"CT","performing_physician":null,"step_description":"Bulk","step_id":null,"requested_procedure_description":null,"requested_procedure_id":null,"requesting_physician":null,"referring_physician":null,"admission_id":null,"current_patient_location":null,"confidentiality_constraint":null,"patient_state":null,"pregnancy_status":null,"medical_alerts":null,"placer_order_number":null,"service_episode_id":null,"extra":[]}'"#;
         let sql = format!(
             "INSERT INTO orders (tenant, study_uid, patient_fk, station_aet, start_date, start_time, modality, accession_number, body, created_at) \
              WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < $3) \
-             SELECT $1, '1.2.999.' || n, $4, $2, '20250101', substr('000000' || ((n * 7) % 235959), length('000000' || ((n * 7) % 235959)) - 5, 6), 'CT', 'B' || n, {body}, $5 FROM seq"
+             SELECT $1, '1.2.999.' || $6 || '.' || n, $4, $2, '202501' || substr('0' || ((n % 10) + 1), length('0' || ((n % 10) + 1)) - 1, 2), substr('000000' || ((n * 7) % 235959), length('000000' || ((n * 7) % 235959)) - 5, 6), 'CT', 'B' || n, {body}, $5 FROM seq"
         );
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(tenant)
@@ -627,6 +628,7 @@ impl TestServer {
             .bind(n as i64)
             .bind(patient)
             .bind(now)
+            .bind(patient)
             .execute(&pool)
             .await
             .expect("bulk orders");
