@@ -54,6 +54,8 @@ fn elements(path: &Path) -> Vec<(String, String)> {
         .filter(|e| e.header().tag.element() != 0x0000 && e.header().tag != dicom_core::Tag(0xFFFC, 0xFFFC))
         .map(|e| {
             let value = match e.value() {
+                // Text as text (senders may re-pad it), binary by a sum of its bytes.
+                Value::Primitive(p) if p.to_str().is_ascii() => p.to_str().trim_end_matches(['\0', ' ']).to_owned(),
                 Value::Primitive(p) => format!("{:?}", p.to_bytes().iter().map(|b| *b as u64).sum::<u64>()),
                 Value::Sequence(seq) => format!("{} items", seq.items().len()),
                 Value::PixelSequence(px) => format!(

@@ -18,6 +18,7 @@ on_both_backends!(
     stow_checks_node_media_type_and_study,
     tenants_and_deprecation_hide_studies,
     chunked_stow_without_content_length,
+    interrupted_stow_leaves_nothing,
     dicomweb_client_round_trip,
 );
 
@@ -552,6 +553,33 @@ async fn chunked_stow_without_content_length(backend: Backend) {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.to_ascii_lowercase().contains("content-type: application/dicom+json\r\n"), "{answer}");
     assert_eq!(qido(&s, "instances").await.len(), files.len());
+    s.stop().await;
+}
+
+async fn interrupted_stow_leaves_nothing(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let body = multipart(&dicom_parts(&[sample("ele_mr16_examples_overlay.dcm")]));
+    let mut stream = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let head = format!(
+        "POST /o3-dpacs-wado/stowRsListener/{NODE_A}/studies HTTP/1.1\r\nHost: {}\r\nAuthorization: {KEY_A}\r\n\
+         Content-Type: multipart/related; type=\"application/dicom\"; boundary={BOUNDARY}\r\nContent-Length: {}\r\n\r\n",
+        s.addr,
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // Half the instance (past the first write batch boundary is not needed: any cut must clean up).
+    stream.write_all(&body[..body.len() / 2]).await.unwrap();
+    stream.flush().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    drop(stream);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !staging_is_empty(&s) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(staging_is_empty(&s), "the staged part is removed");
+    assert!(archived_files(&s).is_empty());
+    assert_eq!(count_rows(&s, "instances").await, 0);
+    assert_eq!(count_rows(&s, "studies").await, 0);
     s.stop().await;
 }
 

@@ -9,6 +9,7 @@
 //!   (`bench queries` runs only these).
 
 mod queries;
+mod ingest;
 mod worklist;
 
 use std::sync::Arc;
@@ -289,6 +290,15 @@ async fn kos_latency(backend: Backend) {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
+    // `bench ingest`: only the C-STORE and STOW-RS figures.
+    if std::env::args().nth(1).as_deref() == Some("ingest") {
+        for backend in [Backend::Sqlite, Backend::Postgres] {
+            ingest::cstore(backend).await;
+            ingest::stow(backend, 1).await;
+            ingest::stow(backend, 50).await;
+        }
+        return;
+    }
     // `bench worklist`: only the orders and worklist figures.
     if std::env::args().nth(1).as_deref() == Some("worklist") {
         worklist::create_throughput(Backend::Sqlite).await;

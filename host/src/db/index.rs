@@ -60,7 +60,8 @@ pub async fn register_instance(
             let row = sqlx::query(
                 "INSERT INTO studies (tenant, study_uid, patient_fk, accession_number, description, study_date, study_time, \
                  referring_physician, received_at, calling_aet, station_name) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                 ON CONFLICT (tenant, study_uid) DO NOTHING RETURNING id",
             )
             .bind(tenant)
             .bind(&header.study_uid)
@@ -73,9 +74,13 @@ pub async fn register_instance(
             .bind(&now)
             .bind(calling_aet)
             .bind(&header.station_name)
-            .fetch_one(&mut *conn)
+            .fetch_optional(&mut *conn)
             .await?;
-            (row.try_get::<i64, _>(0)?, true)
+            match row {
+                Some(row) => (row.try_get::<i64, _>(0)?, true),
+                // Created meanwhile by a concurrent association (committed before our insert).
+                None => (select_id(conn, "SELECT id FROM studies WHERE tenant = $1 AND study_uid = $2", tenant, &header.study_uid).await?, false),
+            }
         }
     };
 
@@ -98,7 +103,8 @@ pub async fn register_instance(
         None => {
             let row = sqlx::query(
                 "INSERT INTO series (tenant, series_uid, study_fk, modality, series_number, description, station_name, \
-                 container_identifier, body_part, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+                 container_identifier, body_part, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                 ON CONFLICT (tenant, series_uid) DO NOTHING RETURNING id",
             )
             .bind(tenant)
             .bind(&header.series_uid)
@@ -110,13 +116,32 @@ pub async fn register_instance(
             .bind(&header.container_identifier)
             .bind(&header.body_part)
             .bind(&now)
-            .fetch_one(&mut *conn)
+            .fetch_optional(&mut *conn)
             .await?;
-            sqlx::query("UPDATE studies SET series_count = series_count + 1 WHERE id = $1")
-                .bind(study_key)
-                .execute(&mut *conn)
-                .await?;
-            (row.try_get::<i64, _>(0)?, true)
+            match row {
+                Some(row) => {
+                    sqlx::query("UPDATE studies SET series_count = series_count + 1 WHERE id = $1")
+                        .bind(study_key)
+                        .execute(&mut *conn)
+                        .await?;
+                    (row.try_get::<i64, _>(0)?, true)
+                }
+                None => {
+                    // Created meanwhile by a concurrent association: it must be in this study too.
+                    let row = sqlx::query("SELECT id, study_fk FROM series WHERE tenant = $1 AND series_uid = $2")
+                        .bind(tenant)
+                        .bind(&header.series_uid)
+                        .fetch_one(&mut *conn)
+                        .await?;
+                    if row.try_get::<i64, _>(1)? != study_key {
+                        return Err(OpError::Conflict(format!(
+                            "series `{}` belongs to another study than `{}`",
+                            header.series_uid, header.study_uid
+                        )));
+                    }
+                    (row.try_get::<i64, _>(0)?, false)
+                }
+            }
         }
     };
 
@@ -151,6 +176,11 @@ pub async fn register_instance(
         .execute(&mut *conn)
         .await?;
     Ok(Registration { stored: true, study_created, series_created, instance_key: row.try_get(0)? })
+}
+
+async fn select_id(conn: &mut AnyConnection, sql: &'static str, tenant: &str, uid: &str) -> Result<i64, OpError> {
+    let row = sqlx::query(sql).bind(tenant).bind(uid).fetch_one(&mut *conn).await?;
+    Ok(row.try_get(0)?)
 }
 
 /// The patient of a new study: found by ID and issuer, or created from the header.

@@ -44,3 +44,27 @@ pub fn new_uid(root: &str) -> Result<String, String> {
     }
     Ok(format!("{root}.{digits}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uids_fill_the_room_under_the_root_and_differ() {
+        check_root(DEFAULT_ROOT).unwrap();
+        let (a, b) = (new_uid(DEFAULT_ROOT).unwrap(), new_uid(DEFAULT_ROOT).unwrap());
+        assert_eq!(a.len(), 64);
+        assert!(a.starts_with(&format!("{DEFAULT_ROOT}.")));
+        assert_ne!(a, b);
+        let short = new_uid("1.2.3").unwrap();
+        assert_eq!(short.len(), 64);
+        assert!(!short["1.2.3.".len()..].starts_with('0'));
+    }
+
+    #[test]
+    fn bad_roots_are_refused() {
+        for root in ["", "1..2", "1.02", "1.a", "2.25.3296281175525506392592180414554430661161234"] {
+            assert!(check_root(root).is_err(), "{root}");
+        }
+    }
+}

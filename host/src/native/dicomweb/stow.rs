@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use hyper::header::CONTENT_TYPE;
+use hyper::header::{CONNECTION, CONTENT_TYPE, HeaderValue};
 use hyper::{Response, StatusCode};
 use serde_json::{Value, json};
 
@@ -36,8 +36,17 @@ enum PartOutcome {
     Failed { header: Option<Arc<InstanceHeader>>, reason: i64, unsupported_type: bool },
 }
 
-/// Serves a STOW-RS request.
+/// Serves a STOW-RS request. A refusal may come before the body is read: it then closes the
+/// connection, so that the client does not send its next request after an unread body.
 pub async fn serve(app: &App, call: NativeCall) -> Result<Response<Body>, ApiError> {
+    receive_all(app, call).await.or_else(|e| {
+        let mut response = e.into_response();
+        response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+        Ok(response)
+    })
+}
+
+async fn receive_all(app: &App, call: NativeCall) -> Result<Response<Body>, ApiError> {
     let tenant = call.tenant.name().to_owned();
     let aet = call.param("callingAet").unwrap_or_default().to_owned();
     if !app.config.nodes.iter().any(|n| n.ae_title == aet && n.tenant == tenant) {

@@ -30,13 +30,13 @@ const CHUNK: usize = 256 * 1024;
 pub async fn instances(app: &App, call: &NativeCall, level: Level) -> Result<Response<Body>, ApiError> {
     let files = lookup(app, call, level).await?;
     let accepted = accepted_syntaxes(call)?;
-    if let Some(syntaxes) = &accepted {
-        if let Some(f) = files.iter().find(|f| !syntaxes.contains(&f.transfer_syntax)) {
-            return Err(ApiError::NotAcceptable(format!(
-                "instance `{}` is stored in transfer syntax {} and is not transcoded; ask for transfer-syntax=* or {}",
-                f.sop_instance_uid, f.transfer_syntax, f.transfer_syntax
-            )));
-        }
+    if let Some(syntaxes) = &accepted
+        && let Some(f) = files.iter().find(|f| !syntaxes.contains(&f.transfer_syntax))
+    {
+        return Err(ApiError::NotAcceptable(format!(
+            "instance `{}` is stored in transfer syntax {} and is not transcoded; ask for transfer-syntax=* or {}",
+            f.sop_instance_uid, f.transfer_syntax, f.transfer_syntax
+        )));
     }
     let parts = paths(app, &files).await?;
     let boundary = boundary();

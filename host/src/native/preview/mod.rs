@@ -47,7 +47,9 @@ pub async fn serve(app: &App, tenant: &Tenant, query: &[(String, String)]) -> Re
         tracing::info!(sop = %file.sop_instance_uid, ts = %file.transfer_syntax, error = %e, "no preview");
         match e {
             RenderError::NoPixelData(_) => ApiError::Unprocessable(e.to_string()),
-            RenderError::UnsupportedCodec { .. } => ApiError::UnsupportedMedia(e.to_string()),
+            RenderError::UnsupportedCodec { .. } | RenderError::UnsupportedEncoding { .. } => {
+                ApiError::UnsupportedMedia(e.to_string())
+            }
             RenderError::Undecodable { .. } => ApiError::Unprocessable(e.to_string()),
             RenderError::Unreadable(_) => ApiError::Internal(e.to_string()),
         }

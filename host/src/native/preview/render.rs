@@ -8,8 +8,11 @@ use std::path::Path;
 use dicom_dictionary_std::tags;
 use dicom_object::DefaultDicomObject;
 use dicom_pixeldata::image::codecs::jpeg::JpegEncoder;
-use dicom_pixeldata::image::{DynamicImage, RgbImage};
-use dicom_pixeldata::{ConvertOptions, ModalityLutOption, PixelDecoder, VoiLutOption};
+use dicom_pixeldata::image::{DynamicImage, GrayImage, RgbImage};
+use dicom_pixeldata::{
+    ConvertOptions, DecodedPixelData, ModalityLutOption, PhotometricInterpretation, PixelDecoder, PixelRepresentation,
+    VoiLutOption,
+};
 use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry};
 
 /// Why an instance could not be rendered.
@@ -21,6 +24,8 @@ pub enum RenderError {
     NoPixelData(String),
     #[error("instance `{sop}` is encoded in transfer syntax {ts}, which this server cannot decode")]
     UnsupportedCodec { sop: String, ts: String },
+    #[error("instance `{sop}` uses a pixel encoding this server cannot decode: {reason}")]
+    UnsupportedEncoding { sop: String, reason: String },
     #[error("instance `{sop}` cannot be rendered: {reason}")]
     Undecodable { sop: String, reason: String },
 }
@@ -52,7 +57,14 @@ impl Thumbnail {
             return Err(RenderError::UnsupportedCodec { sop: sop.to_owned(), ts });
         }
         let undecodable = |reason: String| RenderError::Undecodable { sop: sop.to_owned(), reason };
-        let image = first_frame(&object).map_err(undecodable)?;
+        let image = first_frame(&object).map_err(|reason| {
+            // A codec that lacks a feature (e.g. 12-bit JPEG) is not a broken file.
+            if reason.to_ascii_lowercase().contains("unsupported") {
+                RenderError::UnsupportedEncoding { sop: sop.to_owned(), reason }
+            } else {
+                undecodable(reason)
+            }
+        })?;
         let image = if image.width().max(image.height()) > self.max_side {
             image.thumbnail(self.max_side, self.max_side)
         } else {
@@ -76,15 +88,63 @@ impl Thumbnail {
 
 /// The first frame as an 8-bit image.
 fn first_frame(object: &DefaultDicomObject) -> Result<DynamicImage, String> {
-    let decoded = object.decode_pixel_data_frame(0).map_err(|e| e.to_string())?;
+    let decoded = object.decode_pixel_data_frame(0).map_err(|e| chain(&e))?;
     let photometric = dicom_object_text(object, tags::PHOTOMETRIC_INTERPRETATION).unwrap_or_default();
     if photometric == "PALETTE COLOR" {
         let options = ConvertOptions::new().with_modality_lut(ModalityLutOption::None);
         let indices: Vec<u16> = decoded.to_vec_frame_with_options(0, &options).map_err(|e| e.to_string())?;
         return palette_image(object, &indices, decoded.columns(), decoded.rows());
     }
+    if decoded.samples_per_pixel() == 1 && decoded.bits_allocated() == 32 {
+        return monochrome_32(&decoded);
+    }
     let options = ConvertOptions::new().with_voi_lut(VoiLutOption::First).force_8bit();
     decoded.to_dynamic_image_with_options(0, &options).map_err(|e| e.to_string())
+}
+
+/// An error with its causes, `outer: inner: ...`.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// A 32-bit monochrome frame (e.g. RT dose), which dicom-pixeldata does not turn into images:
+/// rescaled, then through the stored window or a min-max one.
+fn monochrome_32(decoded: &DecodedPixelData<'_>) -> Result<DynamicImage, String> {
+    let bytes = decoded.frame_data(0).map_err(|e| e.to_string())?;
+    let signed = decoded.pixel_representation() == PixelRepresentation::Signed;
+    let rescale = decoded.rescale().ok().and_then(|r| r.first().copied());
+    let (slope, intercept) = rescale.map(|r| (r.slope, r.intercept)).unwrap_or((1.0, 0.0));
+    let values: Vec<f64> = bytes
+        .chunks_exact(4)
+        .map(|b| {
+            let raw = [b[0], b[1], b[2], b[3]];
+            let v = if signed { f64::from(i32::from_le_bytes(raw)) } else { f64::from(u32::from_le_bytes(raw)) };
+            v * slope + intercept
+        })
+        .collect();
+    let window = decoded.window().ok().flatten().and_then(|w| w.first().copied()).filter(|w| w.width > 1.0);
+    let (low, high) = match window {
+        Some(w) => (w.center - 0.5 - (w.width - 1.0) / 2.0, w.center - 0.5 + (w.width - 1.0) / 2.0),
+        None => values.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(*v), hi.max(*v))),
+    };
+    let span = (high - low).max(f64::EPSILON);
+    let mut pixels: Vec<u8> = values.iter().map(|v| (((v - low) / span).clamp(0.0, 1.0) * 255.0).round() as u8).collect();
+    if decoded.photometric_interpretation() == &PhotometricInterpretation::Monochrome1 {
+        pixels.iter_mut().for_each(|p| *p = 255 - *p);
+    }
+    GrayImage::from_raw(decoded.columns(), decoded.rows(), pixels)
+        .map(DynamicImage::ImageLuma8)
+        .ok_or_else(|| "frame has fewer pixels than Rows x Columns".to_owned())
 }
 
 fn dicom_object_text(object: &DefaultDicomObject, tag: dicom_core::Tag) -> Option<String> {

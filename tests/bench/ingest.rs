@@ -1,0 +1,126 @@
+//! Ingest figures: 1,000 generated 512x512 CT instances stored over C-STORE (dcmtk storescu, one
+//! association and four at once) and over STOW-RS (1 and 50 instances per request).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use wasmpacs_tests::{Backend, KEY_A, NODE_A, TestServer, repo_root};
+
+/// Generates `n` CT instances (tests/data/gen_ct.py, needs pydicom and numpy).
+fn generate(n: usize) -> (tempfile::TempDir, Vec<PathBuf>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let status = std::process::Command::new("python3")
+        .arg(repo_root().join("tests/data/gen_ct.py"))
+        .arg(dir.path())
+        .args(["-n", &n.to_string(), "--studies", "10", "--series-per-study", "2"])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("python3");
+    assert!(status.success(), "gen_ct.py failed");
+    let mut files: Vec<PathBuf> = walk(dir.path());
+    files.sort();
+    assert_eq!(files.len(), n);
+    (dir, files)
+}
+
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("dir").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else if path.extension().is_some_and(|e| e == "dcm") {
+            out.push(path);
+        }
+    }
+    out
+}
+
+async fn storescu(s: &TestServer, files: &[PathBuf]) {
+    let output = tokio::process::Command::new("storescu")
+        .env("TCP_NODELAY", "1")
+        .args(["-aet", NODE_A, "-aec", wasmpacs_tests::SERVER_AE, "-xe", "127.0.0.1", &s.dicom_port.to_string()])
+        .args(files)
+        .output()
+        .await
+        .expect("storescu");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+/// C-STORE of 1,000 CTs: one association, then four associations at once.
+pub async fn cstore(backend: Backend) {
+    let (_dir, files) = generate(1_000);
+    let s = TestServer::start(backend).await;
+    let started = Instant::now();
+    storescu(&s, &files).await;
+    let one = started.elapsed();
+    s.stop().await;
+
+    let s = TestServer::start(backend).await;
+    let started = Instant::now();
+    let quarters: Vec<&[PathBuf]> = files.chunks(250).collect();
+    futures::future::join_all(quarters.iter().map(|chunk| storescu(&s, chunk))).await;
+    let four = started.elapsed();
+    s.stop().await;
+    println!(
+        "C-STORE 1,000 CT 512x512 on {:<10} 1 association: {:>6.0} instances/s   4 associations: {:>6.0} instances/s",
+        format!("{backend:?}"),
+        1_000.0 / one.as_secs_f64(),
+        1_000.0 / four.as_secs_f64()
+    );
+}
+
+fn multipart(files: &[Vec<u8>], boundary: &str) -> Vec<u8> {
+    let mut body = Vec::new();
+    for file in files {
+        body.extend_from_slice(format!("--{boundary}\r\nContent-Type: application/dicom\r\n\r\n").as_bytes());
+        body.extend_from_slice(file);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    body
+}
+
+/// STOW-RS of the same 1,000 CTs, `per_request` instances per request, 4 requests at once.
+pub async fn stow(backend: Backend, per_request: usize) {
+    let (_dir, files) = generate(1_000);
+    let bytes: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).expect("read")).collect();
+    let boundary = "wasmpacs-bench-boundary";
+    let bodies: Arc<Vec<Vec<u8>>> = Arc::new(bytes.chunks(per_request).map(|c| multipart(c, boundary)).collect());
+    let s = Arc::new(TestServer::start(backend).await);
+    let url = format!("{}/stowRsListener/{NODE_A}/studies", s.base);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let (s, bodies, next, url) = (s.clone(), bodies.clone(), next.clone(), url.clone());
+        clients.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(body) = bodies.get(i) else { return };
+                let response = s
+                    .http
+                    .post(&url)
+                    .header("Authorization", KEY_A)
+                    .header("Content-Type", format!("multipart/related; type=\"application/dicom\"; boundary={boundary}"))
+                    .header("Accept", "application/dicom+json")
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .expect("STOW");
+                assert!(response.status().is_success(), "STOW answered {}", response.status());
+            }
+        }));
+    }
+    for client in clients {
+        client.await.expect("client");
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "STOW-RS 1,000 CT 512x512 on {:<10} {per_request:>2} per request: {:>6.0} instances/s",
+        format!("{backend:?}"),
+        1_000.0 / elapsed.as_secs_f64()
+    );
+    Arc::try_unwrap(s).ok().expect("sole owner").stop().await;
+}
