@@ -12,30 +12,6 @@ use wasmpacs_tests::{Backend, NODE_A, NODE_B, SERVER_AE, TestServer, on_both_bac
 
 on_both_backends!(every_transfer_syntax_is_archived_unchanged, unknown_nodes_are_refused, a_dropped_store_leaves_nothing);
 
-/// Stored files under the archive medium, `.staging` excluded.
-fn archived_files(s: &TestServer) -> Vec<PathBuf> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                if path.file_name().is_some_and(|n| n != ".staging") {
-                    walk(&path, out);
-                }
-            } else {
-                out.push(path);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(&s.data_dir.path().join("archive"), &mut out);
-    out.sort();
-    out
-}
-
-fn staging_is_empty(s: &TestServer) -> bool {
-    std::fs::read_dir(s.data_dir.path().join("archive/.staging")).map(|d| d.count() == 0).unwrap_or(true)
-}
-
 /// The bytes of a Part-10 file after its meta group.
 fn data_set_bytes(path: &Path) -> Vec<u8> {
     let bytes = std::fs::read(path).unwrap();
@@ -101,7 +77,7 @@ async fn every_transfer_syntax_is_archived_unchanged(backend: Backend) {
     // with its data set byte for byte.
     let stored = rows(&s, "SELECT sop_instance_uid, transfer_syntax FROM instances WHERE tenant = 'alpha' ORDER BY sop_instance_uid").await;
     assert_eq!(stored.len(), files.len(), "{output}");
-    let archived = archived_files(&s);
+    let archived = s.archived_files();
     assert_eq!(archived.len(), files.len());
     for file in &files {
         let uid = sop_instance_uid(file);
@@ -115,7 +91,7 @@ async fn every_transfer_syntax_is_archived_unchanged(backend: Backend) {
         assert!(stored_elements == sent_elements, "{} archived with its content; differs: {differing:?}", file.display());
         assert_eq!(sop_instance_uid(copy), uid);
     }
-    assert!(staging_is_empty(&s));
+    assert!(s.staging_is_empty());
 
     // A re-send is a success that changes nothing.
     let before = std::fs::metadata(&archived[0]).unwrap().modified().unwrap();
@@ -130,7 +106,7 @@ async fn every_transfer_syntax_is_archived_unchanged(backend: Backend) {
     assert!(sends.iter().all(|(ok, _)| *ok), "{sends:?}");
     let beta = rows(&s, "SELECT sop_instance_uid, tenant FROM instances WHERE tenant = 'beta'").await;
     assert_eq!(beta.len(), files.len());
-    assert_eq!(archived_files(&s).len(), 2 * files.len());
+    assert_eq!(s.archived_files().len(), 2 * files.len());
 
     // The study events feed saw each study arrive.
     let events = s.events_as(wasmpacs_tests::KEY_A).await;
@@ -159,7 +135,7 @@ async fn unknown_nodes_are_refused(backend: Backend) {
         .await
         .unwrap();
     assert!(!output.status.success());
-    assert!(archived_files(&s).is_empty());
+    assert!(s.archived_files().is_empty());
     // C-ECHO from a node works.
     let echo = tokio::process::Command::new("echoscu")
         .args(["-aet", NODE_A, "-aec", SERVER_AE, "127.0.0.1", &s.dicom_port.to_string()])
@@ -198,16 +174,16 @@ async fn a_dropped_store_leaves_nothing(backend: Backend) {
     drop(association);
     // Wait until the server has noticed and cleaned up.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !staging_is_empty(&s) {
+    while !s.staging_is_empty() {
         assert!(std::time::Instant::now() < deadline, "staging file left behind");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    assert!(archived_files(&s).is_empty());
+    assert!(s.archived_files().is_empty());
     assert!(rows(&s, "SELECT sop_instance_uid, tenant FROM instances").await.is_empty());
     // The same instance sent whole afterwards is stored.
     let (ok, output) = s.storescu(NODE_A, &[file]).await;
     assert!(ok, "{output}");
-    assert_eq!(archived_files(&s).len(), 1);
+    assert_eq!(s.archived_files().len(), 1);
     s.stop().await;
 }
 

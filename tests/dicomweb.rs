@@ -122,30 +122,6 @@ fn uid_set(results: &[Value], tag: &str) -> BTreeSet<String> {
     results.iter().map(|r| value(r, tag).as_str().unwrap_or_default().to_owned()).collect()
 }
 
-/// Stored files under the archive medium, `.staging` excluded.
-fn archived_files(s: &TestServer) -> Vec<PathBuf> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                if path.file_name().is_some_and(|n| n != ".staging") {
-                    walk(&path, out);
-                }
-            } else {
-                out.push(path);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(&s.data_dir.path().join("archive"), &mut out);
-    out.sort();
-    out
-}
-
-fn staging_is_empty(s: &TestServer) -> bool {
-    std::fs::read_dir(s.data_dir.path().join("archive/.staging")).map(|d| d.count() == 0).unwrap_or(true)
-}
-
 async fn count_rows(s: &TestServer, table: &str) -> i64 {
     sqlx::any::install_default_drivers();
     let pool = AnyPoolOptions::new().max_connections(1).connect(&s.database_url).await.unwrap();
@@ -403,7 +379,7 @@ async fn restow_and_failures_leave_nothing_behind(backend: Backend) {
     let ct = sample("ele_ct16_CT_small.dcm");
     let (status, _) = stow(&s, NODE_A, &dicom_parts(std::slice::from_ref(&ct))).await;
     assert_eq!(status, StatusCode::OK);
-    let files = archived_files(&s);
+    let files = s.archived_files();
     let stored = std::fs::read(&files[0]).unwrap();
     let (instances, events) = (count_rows(&s, "instances").await, s.events_as(KEY_A).await.len());
 
@@ -411,7 +387,7 @@ async fn restow_and_failures_leave_nothing_behind(backend: Backend) {
     let (status, body) = stow(&s, NODE_A, &dicom_parts(std::slice::from_ref(&ct))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(value(&body["00081199"]["Value"][0], "00081155"), uids(&ct).2.as_str());
-    assert_eq!(archived_files(&s), files);
+    assert_eq!(s.archived_files(), files);
     assert_eq!(std::fs::read(&files[0]).unwrap(), stored);
     assert_eq!(count_rows(&s, "instances").await, instances);
     assert_eq!(s.events_as(KEY_A).await.len(), events);
@@ -439,8 +415,8 @@ async fn restow_and_failures_leave_nothing_behind(backend: Backend) {
     let (status, _) = stow(&s, NODE_A, &[("application/dicom", truncated)]).await;
     assert_eq!(status, StatusCode::CONFLICT);
 
-    assert_eq!(archived_files(&s).len(), 2, "the CT and the MR only");
-    assert!(staging_is_empty(&s), "staging is emptied");
+    assert_eq!(s.archived_files().len(), 2, "the CT and the MR only");
+    assert!(s.staging_is_empty(), "staging is emptied");
     assert_eq!(count_rows(&s, "instances").await, instances + 1);
     s.stop().await;
 }
@@ -480,7 +456,7 @@ async fn stow_checks_node_media_type_and_study(backend: Backend) {
     assert_eq!(content_type, DICOM_JSON);
     assert_eq!(answer["00081198"]["Value"][0]["00081197"], serde_json::json!({"vr": "US", "Value": [0xA900]}));
     assert_eq!(value(&answer["00081198"]["Value"][0], "00081155"), sop.as_str());
-    assert!(archived_files(&s).is_empty() && staging_is_empty(&s));
+    assert!(s.archived_files().is_empty() && s.staging_is_empty());
     assert_eq!(count_rows(&s, "instances").await, 0);
     let own = format!("stowRsListener/{NODE_A}/studies/{study}");
     let (status, _, answer) = stow_raw(&s, KEY_A, &own, &related, body()).await;
@@ -573,11 +549,11 @@ async fn interrupted_stow_leaves_nothing(backend: Backend) {
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     drop(stream);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !staging_is_empty(&s) && std::time::Instant::now() < deadline {
+    while !s.staging_is_empty() && std::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    assert!(staging_is_empty(&s), "the staged part is removed");
-    assert!(archived_files(&s).is_empty());
+    assert!(s.staging_is_empty(), "the staged part is removed");
+    assert!(s.archived_files().is_empty());
     assert_eq!(count_rows(&s, "instances").await, 0);
     assert_eq!(count_rows(&s, "studies").await, 0);
     s.stop().await;

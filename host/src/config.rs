@@ -464,6 +464,14 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_and_bundled_configs_are_valid() {
+        for text in [include_str!("../../wasmpacs.example.toml"), include_str!("../../wasmpacs.toml")] {
+            let c = Config::from_toml(text, vec![], Path::new("/srv")).unwrap();
+            assert_eq!(c.tenants[0].name, "default");
+        }
+    }
+
+    #[test]
     fn unknown_keys_and_duplicate_tenants_are_refused() {
         let err = Config::from_toml(&format!("{BASE}\n[http2]\nx=1"), vec![], Path::new(".")).unwrap_err();
         assert!(err.to_string().contains("http2"), "{err}");

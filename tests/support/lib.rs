@@ -634,3 +634,30 @@ impl TestServer {
             .expect("bulk orders");
     }
 }
+
+impl TestServer {
+    /// Files stored under the default medium (`<data_dir>/archive`), `.staging` excluded.
+    pub fn archived_files(&self) -> Vec<PathBuf> {
+        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    if path.file_name().is_some_and(|n| n != ".staging") {
+                        walk(&path, out);
+                    }
+                } else {
+                    out.push(path);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.data_dir.path().join("archive"), &mut out);
+        out.sort();
+        out
+    }
+
+    /// True when no staging file is left on the default medium.
+    pub fn staging_is_empty(&self) -> bool {
+        std::fs::read_dir(self.data_dir.path().join("archive/.staging")).map(|d| d.count() == 0).unwrap_or(true)
+    }
+}

@@ -159,3 +159,20 @@ pub fn now_text() -> String {
 pub fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
+
+/// A DICOM wildcard value (`*` any run, `?` one character) as a `LIKE` pattern escaped with `\\`.
+pub fn like_pattern(value: &str) -> String {
+    let mut pattern = String::with_capacity(value.len() + 4);
+    for c in value.chars() {
+        match c {
+            '*' => pattern.push('%'),
+            '?' => pattern.push('_'),
+            '%' | '_' | '\\' => {
+                pattern.push('\\');
+                pattern.push(c);
+            }
+            c => pattern.push(c),
+        }
+    }
+    pattern
+}

@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, AssertSqlSafe, Row};
 
+use super::like_pattern;
 use super::Backend;
 
 /// What a search returns: one result per study, series or instance.
@@ -268,23 +269,6 @@ fn found(row: &AnyRow, level: Level) -> Result<Found, sqlx::Error> {
         }
     }
     Ok(f)
-}
-
-/// A DICOM wildcard value (`*` any run, `?` one character) as a `LIKE` pattern escaped with `\`.
-fn like_pattern(value: &str) -> String {
-    let mut pattern = String::with_capacity(value.len() + 4);
-    for c in value.chars() {
-        match c {
-            '*' => pattern.push('%'),
-            '?' => pattern.push('_'),
-            '%' | '_' | '\\' => {
-                pattern.push('\\');
-                pattern.push(c);
-            }
-            c => pattern.push(c),
-        }
-    }
-    pattern
 }
 
 /// A DICOM wildcard value as a SQLite `GLOB` pattern (`*` and `?` mean the same; `[` is quoted).

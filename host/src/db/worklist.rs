@@ -44,19 +44,7 @@ impl Filter {
             if value.chars().all(|c| c == '*') {
                 return; // `*` alone matches everything
             }
-            let mut pattern = String::new();
-            for c in value.chars() {
-                match c {
-                    '*' => pattern.push('%'),
-                    '?' => pattern.push('_'),
-                    '%' | '_' | '\\' => {
-                        pattern.push('\\');
-                        pattern.push(c);
-                    }
-                    c => pattern.push(c),
-                }
-            }
-            let p = self.bind(pattern);
+            let p = self.bind(super::like_pattern(value));
             self.clauses.push(format!("{lhs} LIKE {} ESCAPE '\\'", wrap(p)));
         } else {
             let p = self.bind(value.to_owned());

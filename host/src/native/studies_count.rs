@@ -82,19 +82,8 @@ fn received_range(value: &str) -> Option<(String, Option<String>)> {
 
 /// A valid calendar date `YYYYMMDD` as `YYYY-MM-DD`.
 fn date(text: &str) -> Option<String> {
-    if text.len() != 8 || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let (y, m, d): (u32, u32, u32) = (text[..4].parse().ok()?, text[4..6].parse().ok()?, text[6..].parse().ok()?);
-    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    let days = match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if leap => 29,
-        2 => 28,
-        _ => return None,
-    };
-    (1..=days).contains(&d).then(|| format!("{:04}-{:02}-{:02}", y, m, d))
+    crate::db::archive::check_date(text).ok()?;
+    Some(format!("{}-{}-{}", &text[..4], &text[4..6], &text[6..]))
 }
 
 /// `MIN-MAX` or `MIN-` in KB.

@@ -3,7 +3,7 @@
 
 use wasmpacs_sdk::{JsonBody, Response, error, is_date};
 
-#[cfg(not(feature = "strict"))]
+/// The seed's mandatory fields.
 const MANDATORY: &[&str] = &[
     "PatientID",
     "StudyInstanceUID",
@@ -15,19 +15,9 @@ const MANDATORY: &[&str] = &[
     "Modality",
     "AccessionNumber",
 ];
-#[cfg(feature = "strict")]
-const MANDATORY: &[&str] = &[
-    "PatientID",
-    "StudyInstanceUID",
-    "PatientName",
-    "ScheduledStationAETitle",
-    "ScheduledProcedureStepDescription",
-    "ScheduledProcedureStepStartDate",
-    "ScheduledProcedureStepStartTime",
-    "Modality",
-    "AccessionNumber",
-    "ReferringPhysicianName",
-];
+
+/// What the strict variant also requires.
+const STRICT_MANDATORY: &[&str] = if cfg!(feature = "strict") { &["ReferringPhysicianName"] } else { &[] };
 
 const OPTIONAL: &[&str] = &[
     "ScheduledPerformingPhysiciansName",
@@ -82,7 +72,7 @@ pub fn is_uid(uid: &str) -> bool {
 
 /// Checks an orders/create body.
 pub fn order(body: &JsonBody) -> Result<(), Response> {
-    body.check(MANDATORY, OPTIONAL)?;
+    body.check(&[MANDATORY, STRICT_MANDATORY].concat(), OPTIONAL)?;
     let mut problems = Vec::new();
     let mut check = |key: &str, ok: bool, expected: &str| {
         if let (Some(value), false) = (body.text(key), ok) {
