@@ -9,8 +9,10 @@ DIST := plugins/dist
 
 build: plugins host
 
+# The whole workspace in one go, so that `cargo test --release --workspace` reuses this build
+# (building the binary alone would unify features differently and compile the host twice).
 host:
-	$(CARGO) build --release --bin wasmpacs
+	$(CARGO) build --release --workspace
 
 # The bundled plugin components, plus the example/test variants used by hot-reload tests.
 # Built from inside plugins/ so that plugins/.cargo/config.toml (guest stack size) applies.

@@ -137,7 +137,7 @@ impl wit::Host for RequestState {
 
     async fn store_slide(&mut self, _calling_ae: String, _file: u32, _sidecar: Vec<u8>) -> wasmtime::Result<Result<Instance, HostError>> {
         self.require(Capability::Archive)?;
-        Ok(Err(HostError::Internal("this host cannot store slides yet (DICOM ingest is not built)".into())))
+        Ok(Err(HostError::Internal("this host does not store pathology slides yet".into())))
     }
 
     async fn create_order(&mut self, order: Order) -> wasmtime::Result<Result<(), HostError>> {
