@@ -335,4 +335,9 @@ async fn main() {
     queries::count_latency(Backend::Sqlite).await;
     queries::count_latency(Backend::Postgres).await;
     queries::preview_latency().await;
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        ingest::cstore(backend).await;
+        ingest::stow(backend, 1).await;
+        ingest::stow(backend, 50).await;
+    }
 }
