@@ -511,11 +511,13 @@ pub async fn list_instances(conn: &mut AnyConnection, tenant: &str, study_key: i
 
 /// Creates an order; `Conflict` when one exists for the Study Instance UID.
 pub async fn create_order(conn: &mut AnyConnection, tenant: &str, order: &Order) -> OpResult<()> {
-    get_patient(conn, tenant, order.patient_key).await?;
     let body = serde_json::to_string(order).map_err(|e| OpError::Invalid(e.to_string()))?;
+    // One statement checks that the patient is the tenant's and inserts; why nothing was
+    // inserted is asked only when that happens.
     let inserted = sqlx::query(
         "INSERT INTO orders (tenant, study_uid, patient_fk, station_aet, start_date, start_time, modality, \
-         accession_number, station_name, body, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+         accession_number, station_name, body, created_at) \
+         SELECT $1, $2, p.id, $4, $5, $6, $7, $8, $9, $10, $11 FROM patients p WHERE p.tenant = $1 AND p.id = $3 \
          ON CONFLICT (tenant, study_uid) DO NOTHING RETURNING id",
     )
     .bind(tenant)
@@ -531,10 +533,11 @@ pub async fn create_order(conn: &mut AnyConnection, tenant: &str, order: &Order)
     .bind(now_text())
     .fetch_optional(&mut *conn)
     .await?;
-    match inserted {
-        Some(_) => Ok(()),
-        None => Err(OpError::Conflict(format!("an order for study `{}` already exists", order.study_uid))),
+    if inserted.is_some() {
+        return Ok(());
     }
+    get_patient(conn, tenant, order.patient_key).await?;
+    Err(OpError::Conflict(format!("an order for study `{}` already exists", order.study_uid)))
 }
 
 /// The order for a Study Instance UID, with its current patient.
