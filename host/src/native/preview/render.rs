@@ -86,6 +86,52 @@ impl Thumbnail {
     }
 }
 
+/// Lossy JPEG labelled RGB whose stream has neither a JFIF nor an Adobe marker: the components
+/// are R, G, B as the label says (PS3.5 8.2.1), but a JPEG decoder left to itself assumes YCbCr
+/// and turns the picture magenta. Decodes the first frame without a colour transform; `None`
+/// when this case does not apply.
+fn rgb_jpeg_as_labelled(object: &DefaultDicomObject) -> Option<DynamicImage> {
+    let ts = object.meta().transfer_syntax().trim_end_matches(['\0', ' ']);
+    if !matches!(ts, "1.2.840.10008.1.2.4.50" | "1.2.840.10008.1.2.4.51") {
+        return None;
+    }
+    let pixel_data = object.element(tags::PIXEL_DATA).ok()?;
+    let fragments = pixel_data.fragments()?;
+    let frames: u32 = dicom_object_text(object, tags::NUMBER_OF_FRAMES).and_then(|n| n.parse().ok()).unwrap_or(1);
+    // One frame: all fragments are its stream; several: the first fragment starts the first.
+    let stream: Vec<u8> = if frames <= 1 { fragments.concat() } else { fragments.first()?.clone() };
+    if has_colour_marker(&stream) {
+        return None;
+    }
+    let mut decoder = jpeg_decoder::Decoder::new(std::io::Cursor::new(&stream));
+    decoder.set_color_transform(jpeg_decoder::ColorTransform::None);
+    let pixels = decoder.decode().ok()?;
+    let info = decoder.info()?;
+    if info.pixel_format != jpeg_decoder::PixelFormat::RGB24 {
+        return None;
+    }
+    image::RgbImage::from_raw(u32::from(info.width), u32::from(info.height), pixels).map(DynamicImage::ImageRgb8)
+}
+
+/// True when a JPEG stream declares its colour space itself (an APP0 JFIF or APP14 Adobe segment
+/// before the image data).
+fn has_colour_marker(stream: &[u8]) -> bool {
+    let mut at = 2; // after SOI
+    while at + 4 <= stream.len() && stream[at] == 0xFF {
+        let marker = stream[at + 1];
+        if marker == 0xDA {
+            return false; // start of scan: no more header segments
+        }
+        let length = u16::from_be_bytes([stream[at + 2], stream[at + 3]]) as usize;
+        let payload = &stream[(at + 4).min(stream.len())..(at + 2 + length).min(stream.len())];
+        if (marker == 0xE0 && payload.starts_with(b"JFIF")) || (marker == 0xEE && payload.starts_with(b"Adobe")) {
+            return true;
+        }
+        at += 2 + length;
+    }
+    false
+}
+
 /// The first frame as an 8-bit image.
 fn first_frame(object: &DefaultDicomObject) -> Result<DynamicImage, String> {
     let decoded = object.decode_pixel_data_frame(0).map_err(|e| chain(&e))?;
@@ -97,6 +143,11 @@ fn first_frame(object: &DefaultDicomObject) -> Result<DynamicImage, String> {
     }
     if decoded.samples_per_pixel() == 1 && decoded.bits_allocated() == 32 {
         return monochrome_32(&decoded);
+    }
+    if photometric == "RGB" && decoded.samples_per_pixel() == 3 {
+        if let Some(image) = rgb_jpeg_as_labelled(object) {
+            return Ok(image);
+        }
     }
     let options = ConvertOptions::new().with_voi_lut(VoiLutOption::First).force_8bit();
     decoded.to_dynamic_image_with_options(0, &options).map_err(|e| e.to_string())
