@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use dicom_ul::association::client::ClientAssociationOptions;
 use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu};
 use sqlx::Row;
-use sqlx::any::AnyPoolOptions;
 use wasmpacs_tests::{Backend, NODE_A, NODE_B, SERVER_AE, TestServer, on_both_backends, testset, transfer_syntax_of};
 
 on_both_backends!(every_transfer_syntax_is_archived_unchanged, unknown_nodes_are_refused, a_dropped_store_leaves_nothing);
@@ -54,8 +53,7 @@ fn sop_instance_uid(path: &Path) -> String {
 }
 
 async fn rows(s: &TestServer, sql: &str) -> Vec<(String, String)> {
-    sqlx::any::install_default_drivers();
-    let pool = AnyPoolOptions::new().max_connections(1).connect(&s.database_url).await.unwrap();
+    let pool = s.connect_db().await;
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())).fetch_all(&pool).await.unwrap();
     pool.close().await;
     rows.iter().map(|r| (r.try_get::<String, _>(0).unwrap(), r.try_get::<String, _>(1).unwrap())).collect()

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 
 use reqwest::StatusCode;
 use serde_json::Value;
-use sqlx::any::AnyPoolOptions;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wasmpacs_tests::{Backend, KEY_A, KEY_B, NODE_A, NODE_B, TestServer, on_both_backends, repo_root, testset};
 
@@ -123,16 +122,14 @@ fn uid_set(results: &[Value], tag: &str) -> BTreeSet<String> {
 }
 
 async fn count_rows(s: &TestServer, table: &str) -> i64 {
-    sqlx::any::install_default_drivers();
-    let pool = AnyPoolOptions::new().max_connections(1).connect(&s.database_url).await.unwrap();
+    let pool = s.connect_db().await;
     let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}"))).fetch_one(&pool).await.unwrap();
     pool.close().await;
     n
 }
 
 async fn execute(s: &TestServer, sql: &str, uid: &str) {
-    sqlx::any::install_default_drivers();
-    let pool = AnyPoolOptions::new().max_connections(1).connect(&s.database_url).await.unwrap();
+    let pool = s.connect_db().await;
     sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())).bind(uid).execute(&pool).await.unwrap();
     pool.close().await;
 }

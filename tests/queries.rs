@@ -11,7 +11,6 @@ use dicom_dictionary_std::tags;
 use dicom_object::DefaultDicomObject;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use sqlx::any::AnyPoolOptions;
 use wasmpacs_tests::{Backend, KEY_A, KEY_B, NODE_A, Options, TestServer, on_both_backends, testset, transfer_syntax_of};
 
 on_both_backends!(
@@ -77,8 +76,7 @@ async fn send(s: &TestServer, aet: &str, files: &[PathBuf]) {
 }
 
 async fn sql(s: &TestServer, statement: &str) {
-    sqlx::any::install_default_drivers();
-    let pool = AnyPoolOptions::new().max_connections(1).connect(&s.database_url).await.expect("fixture db");
+    let pool = s.connect_db().await;
     sqlx::query(sqlx::AssertSqlSafe(statement.to_owned())).execute(&pool).await.expect(statement);
     pool.close().await;
 }

@@ -303,14 +303,20 @@ max_instances = 64
         }
     }
 
+    /// A connection to the server's own database, for fixtures and checks that no endpoint
+    /// answers (e.g. "no row was left behind").
+    pub async fn connect_db(&self) -> AnyPool {
+        install_default_drivers();
+        let pool = AnyPoolOptions::new().max_connections(1).connect(&self.database_url).await.expect("test database");
+        if self.database_url.starts_with("sqlite") {
+            pool.execute("PRAGMA busy_timeout = 30000").await.expect("pragma");
+        }
+        pool
+    }
+
     async fn fixture_db(&mut self) -> AnyPool {
         if self.fixture_pool.is_none() {
-            install_default_drivers();
-            let pool = AnyPoolOptions::new().max_connections(1).connect(&self.database_url).await.expect("fixture db");
-            if self.database_url.starts_with("sqlite") {
-                pool.execute("PRAGMA busy_timeout = 30000").await.expect("pragma");
-            }
-            self.fixture_pool = Some(pool);
+            self.fixture_pool = Some(self.connect_db().await);
         }
         self.fixture_pool.clone().expect("fixture pool")
     }

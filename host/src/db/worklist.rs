@@ -85,13 +85,16 @@ fn same(value: &str, _upper: bool) -> String {
 /// A time bound as HHMMSS text: missing parts are the lowest (or, for an upper bound, highest)
 /// values, so that `1200` as an upper bound includes 12:00:59.
 fn time_bound(value: &str, upper: bool) -> String {
-    let digits: String = value.chars().take_while(|c| c.is_ascii_digit()).collect();
-    let mut out = digits.clone();
-    let fill = if upper { "995959" } else { "000000" };
-    if out.len() < 6 {
-        out.push_str(&fill[out.len()..]);
+    if value.contains('.') {
+        return value.to_owned(); // a full time with its fraction is its own bound
     }
-    if upper && !value.contains('.') { format!("{out}.999999") } else { value.get(..).filter(|v| v.len() > 6).map(str::to_owned).unwrap_or(out) }
+    let mut out: String = value.chars().take_while(|c| c.is_ascii_digit()).take(6).collect();
+    let fill = if upper { "995959" } else { "000000" };
+    out.push_str(&fill[out.len()..]);
+    if upper {
+        out.push_str(".999999");
+    }
+    out
 }
 
 /// Scheduled orders of `tenant` matching `query`, by scheduled start, with their patients.

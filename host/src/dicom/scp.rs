@@ -239,7 +239,7 @@ async fn worklist_find(app: &App, association: &mut ServerAssociation, tenant: &
         tracing::warn!(tenant, ?query, "worklist query answered with the first {} matches only", worklist::MAX_MATCHES);
     }
     for (order, patient) in &matches {
-        if cancelled(association).await? {
+        if cancelled(association, command.message_id).await? {
             let rsp = dimse::response(field::C_FIND_RSP, &command, status::CANCEL, false, None);
             return send_command(association, context_id, rsp).await;
         }
@@ -254,14 +254,14 @@ async fn worklist_find(app: &App, association: &mut ServerAssociation, tenant: &
     send_command(association, context_id, rsp).await
 }
 
-/// True when the peer has sent a C-CANCEL (checked without waiting).
-async fn cancelled(association: &mut ServerAssociation) -> anyhow::Result<bool> {
+/// True when the peer has sent a C-CANCEL for the request `message_id` (checked without waiting).
+async fn cancelled(association: &mut ServerAssociation, message_id: u16) -> anyhow::Result<bool> {
     // Reading a PDU is cancel safe: bytes already read stay in the association's buffer.
     let Some(pdu) = association.receive().now_or_never() else { return Ok(false) };
     match pdu? {
         Pdu::PData { data } => Ok(data.iter().any(|pdv| {
             pdv.value_type == PDataValueType::Command
-                && dimse::parse_command(&pdv.data).is_ok_and(|c| c.field == field::C_CANCEL_RQ)
+                && dimse::parse_command(&pdv.data).is_ok_and(|c| c.field == field::C_CANCEL_RQ && c.responding_to == message_id)
         })),
         Pdu::AbortRQ { .. } => anyhow::bail!("association aborted during a C-FIND"),
         other => anyhow::bail!("unexpected PDU during a C-FIND: {other:?}"),
@@ -315,7 +315,7 @@ async fn finish_store(app: &App, tenant: &str, calling: &str, done: Incoming) ->
             return dimse::response(field::C_STORE_RSP, &command, status::OUT_OF_RESOURCES, false, Some("storage failure"));
         }
     };
-    match app.ingest.store(tenant, calling, StagedInstance { file, size, sha1 }).await {
+    match app.ingest.store(tenant, calling, StagedInstance::new(file, size, sha1)).await {
         Ok(outcome) => {
             app.deliver_events(tenant, outcome.events);
             dimse::response(field::C_STORE_RSP, &command, status::SUCCESS, false, None)

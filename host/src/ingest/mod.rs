@@ -22,6 +22,29 @@ pub struct StagedInstance {
     pub file: StagingFile,
     pub size: u64,
     pub sha1: String,
+    /// The file's header, once read (see [`StagedInstance::header`]).
+    header: Option<Arc<InstanceHeader>>,
+}
+
+impl StagedInstance {
+    pub fn new(file: StagingFile, size: u64, sha1: String) -> Self {
+        Self { file, size, sha1, header: None }
+    }
+
+    /// The indexed attributes of the staged file, read (off the async executor) on first use
+    /// only, so that a caller who looks before ingesting does not make ingest read it again.
+    pub async fn header(&mut self) -> Result<Arc<InstanceHeader>, IngestError> {
+        if let Some(header) = &self.header {
+            return Ok(header.clone());
+        }
+        let path = self.file.path().to_owned();
+        let header = tokio::task::spawn_blocking(move || read_header(&path))
+            .await
+            .map_err(|e| IngestError::Database(format!("header task failed: {e}")))??;
+        let header = Arc::new(header);
+        self.header = Some(header.clone());
+        Ok(header)
+    }
 }
 
 /// Why an instance was not stored.
@@ -110,13 +133,9 @@ impl Ingest {
         conn: &mut AnyConnection,
         tenant: &str,
         calling_aet: &str,
-        staged: StagedInstance,
+        mut staged: StagedInstance,
     ) -> Result<(Outcome, Option<PlacedFile>), IngestError> {
-        let path = staged.file.path().to_owned();
-        let header = tokio::task::spawn_blocking(move || read_header(&path))
-            .await
-            .map_err(|e| IngestError::Database(format!("header task failed: {e}")))??;
-        let header = Arc::new(header);
+        let header = staged.header().await?;
         let medium = self.storage.default_medium().to_owned();
         let relative = instance_path(tenant, &header.study_uid, &header.series_uid, &header.sop_instance_uid);
         let record = FileRecord { medium: medium.clone(), relative_path: relative.clone(), size: staged.size, sha1: staged.sha1 };
@@ -172,7 +191,7 @@ impl Ingest {
             };
             let (size, sha1) =
                 write().map_err(|source| StorageError::Io { path: file.path().to_owned(), source })?;
-            Ok(StagedInstance { file, size, sha1 })
+            Ok(StagedInstance::new(file, size, sha1))
         })
         .await
         .map_err(|e| IngestError::Database(format!("staging task failed: {e}")))?

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::{NativeCall, element, number, path_uid, retrieve_url};
 use crate::app::App;
-use crate::dicom::header::{InstanceHeader, read_header};
+use crate::dicom::header::InstanceHeader;
 use crate::error::ApiError;
 use crate::ingest::{IngestError, StagedInstance};
 use crate::response::Body;
@@ -150,7 +150,7 @@ async fn receive(storage: &Storage, field: &mut multer::Field<'_>) -> Result<Sta
     }
     let writer = write(writer, pending).await.map_err(Receive::Storage)?;
     let (size, sha1) = blocking(move || writer.finish().map_err(|e| e.to_string())).await.map_err(Receive::Storage)?;
-    Ok(StagedInstance { file, size, sha1 })
+    Ok(StagedInstance::new(file, size, sha1))
 }
 
 async fn write(mut writer: StagedWriter, chunks: Vec<Bytes>) -> Result<StagedWriter, String> {
@@ -168,11 +168,11 @@ async fn blocking<T: Send + 'static>(job: impl FnOnce() -> Result<T, String> + S
 }
 
 /// Checks and archives one staged part.
-async fn store(app: &App, tenant: &str, aet: &str, study: Option<&str>, staged: StagedInstance) -> PartOutcome {
-    let path = staged.file.path().to_owned();
-    let header = match tokio::task::spawn_blocking(move || read_header(&path)).await {
-        Ok(Ok(header)) => Arc::new(header),
-        Ok(Err(e)) => {
+async fn store(app: &App, tenant: &str, aet: &str, study: Option<&str>, mut staged: StagedInstance) -> PartOutcome {
+    // Read once here; ingest reuses it.
+    let header = match staged.header().await {
+        Ok(header) => header,
+        Err(IngestError::Invalid(e)) => {
             tracing::warn!(tenant, aet, error = %e, "STOW part is not a DICOM instance");
             return PartOutcome::Failed { header: None, reason: reason::CANNOT_UNDERSTAND, unsupported_type: false };
         }
