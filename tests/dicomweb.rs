@@ -14,6 +14,7 @@ on_both_backends!(
     stow_then_qido_finds_with_every_filter,
     wado_returns_the_stored_bytes_and_metadata,
     restow_and_failures_leave_nothing_behind,
+    a_refused_instance_fails_alone_among_many,
     stow_checks_node_media_type_and_study,
     tenants_and_deprecation_hide_studies,
     chunked_stow_without_content_length,
@@ -415,6 +416,52 @@ async fn restow_and_failures_leave_nothing_behind(backend: Backend) {
     assert_eq!(s.archived_files().len(), 2, "the CT and the MR only");
     assert!(s.staging_is_empty(), "staging is emptied");
     assert_eq!(count_rows(&s, "instances").await, instances + 1);
+    s.stop().await;
+}
+
+/// A copy of `source` as a new instance (new SOP Instance UID) of `study`, keeping the
+/// source's series UID, made with dcmodify.
+fn in_other_study(source: &Path, study: &str, sop: &str, dir: &Path) -> Vec<u8> {
+    let target = dir.join(format!("{sop}.dcm"));
+    std::fs::copy(source, &target).unwrap();
+    let status = std::process::Command::new("dcmodify")
+        .args(["-nb", "-m", &format!("(0020,000D)={study}"), "-m", &format!("(0008,0018)={sop}")])
+        .arg(&target)
+        .status()
+        .expect("dcmodify runs (apt-get install dcmtk)");
+    assert!(status.success());
+    std::fs::read(&target).unwrap()
+}
+
+/// Many instances in one request are committed together; one among them whose series is
+/// filed under another study is refused alone, and the others are stored.
+async fn a_refused_instance_fails_alone_among_many(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let ct = sample("ele_ct16_CT_small.dcm");
+    let (status, _) = stow(&s, NODE_A, &dicom_parts(std::slice::from_ref(&ct))).await;
+    assert_eq!(status, StatusCode::OK);
+    let (instances, files) = (count_rows(&s, "instances").await, s.archived_files().len());
+
+    let dir = tempfile::tempdir().unwrap();
+    let good: Vec<PathBuf> = samples().into_iter().skip(2).collect();
+    let mut parts = dicom_parts(&good);
+    // The CT's series under another study: refused, it cannot belong to two studies.
+    let misfiled = in_other_study(&ct, "1.2.826.0.1.3680043.8.498.77", "1.2.826.0.1.3680043.8.498.78", dir.path());
+    parts.insert(1, ("application/dicom", misfiled));
+    let (status, body) = stow(&s, NODE_A, &parts).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let referenced = body["00081199"]["Value"].as_array().expect("ReferencedSOPSequence");
+    let failed = body["00081198"]["Value"].as_array().expect("FailedSOPSequence");
+    assert_eq!(referenced.len(), good.len(), "{body}");
+    assert_eq!(uid_set(referenced, "00081155"), good.iter().map(|f| uids(f).2).collect());
+    assert_eq!(failed.len(), 1);
+    assert_eq!(value(&failed[0], "00081155"), "1.2.826.0.1.3680043.8.498.78");
+    assert_eq!(failed[0]["00081197"], serde_json::json!({"vr": "US", "Value": [0x0110]}));
+
+    assert_eq!(count_rows(&s, "instances").await, instances + good.len() as i64);
+    assert_eq!(s.archived_files().len(), files + good.len());
+    assert_eq!(qido(&s, "studies?StudyInstanceUID=1.2.826.0.1.3680043.8.498.77").await.len(), 0, "no trace of the refused study");
+    assert!(s.staging_is_empty(), "staging is emptied");
     s.stop().await;
 }
 

@@ -1,5 +1,5 @@
 //! Ingest figures: 1,000 generated 512x512 CT instances stored over C-STORE (dcmtk storescu, one
-//! association and four at once) and over STOW-RS (1 and 50 instances per request).
+//! association, four and eight at once) and over STOW-RS (1 and 50 instances per request).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -48,27 +48,32 @@ async fn storescu(s: &TestServer, files: &[PathBuf]) {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
 }
 
-/// C-STORE of 1,000 CTs: one association, then four associations at once.
-pub async fn cstore(backend: Backend) {
-    let (_dir, files) = generate(1_000);
-    let s = TestServer::start(backend).await;
-    let started = Instant::now();
-    storescu(&s, &files).await;
-    let one = started.elapsed();
-    s.stop().await;
+/// Every ingest figure on both backends. The servers' files are removed only at the end.
+pub async fn all() {
+    let mut kept = Vec::new();
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        kept.extend(cstore(backend).await);
+        kept.push(stow(backend, 1).await);
+        kept.push(stow(backend, 50).await);
+    }
+}
 
-    let s = TestServer::start(backend).await;
-    let started = Instant::now();
-    let quarters: Vec<&[PathBuf]> = files.chunks(250).collect();
-    futures::future::join_all(quarters.iter().map(|chunk| storescu(&s, chunk))).await;
-    let four = started.elapsed();
-    s.stop().await;
-    println!(
-        "C-STORE 1,000 CT 512x512 on {:<10} 1 association: {:>6.0} instances/s   4 associations: {:>6.0} instances/s",
-        format!("{backend:?}"),
-        1_000.0 / one.as_secs_f64(),
-        1_000.0 / four.as_secs_f64()
-    );
+/// C-STORE of 1,000 CTs over 1, 4 and 8 associations at once (one storescu each), each on a
+/// fresh server. Returns the servers' data folders, to be removed once every figure is taken.
+pub async fn cstore(backend: Backend) -> Vec<tempfile::TempDir> {
+    let (_dir, files) = generate(1_000);
+    let (mut figures, mut kept) = (Vec::new(), Vec::new());
+    for associations in [1, 4, 8] {
+        let s = TestServer::start(backend).await;
+        let started = Instant::now();
+        let shares: Vec<&[PathBuf]> = files.chunks(files.len().div_ceil(associations)).collect();
+        futures::future::join_all(shares.iter().map(|share| storescu(&s, share))).await;
+        let elapsed = started.elapsed();
+        kept.push(s.stop_keeping_files().await);
+        figures.push(format!("{associations} assoc: {:>5.0}/s", 1_000.0 / elapsed.as_secs_f64()));
+    }
+    println!("C-STORE 1,000 CT 512x512 on {:<10} {}", format!("{backend:?}"), figures.join("   "));
+    kept
 }
 
 fn multipart(files: &[Vec<u8>], boundary: &str) -> Vec<u8> {
@@ -83,7 +88,8 @@ fn multipart(files: &[Vec<u8>], boundary: &str) -> Vec<u8> {
 }
 
 /// STOW-RS of the same 1,000 CTs, `per_request` instances per request, 4 requests at once.
-pub async fn stow(backend: Backend, per_request: usize) {
+/// Returns the server's data folder, to be removed once every figure is taken.
+pub async fn stow(backend: Backend, per_request: usize) -> tempfile::TempDir {
     let (_dir, files) = generate(1_000);
     let bytes: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).expect("read")).collect();
     let boundary = "wasmpacs-bench-boundary";
@@ -122,5 +128,5 @@ pub async fn stow(backend: Backend, per_request: usize) {
         format!("{backend:?}"),
         1_000.0 / elapsed.as_secs_f64()
     );
-    Arc::try_unwrap(s).ok().expect("sole owner").stop().await;
+    Arc::try_unwrap(s).ok().expect("sole owner").stop_keeping_files().await
 }

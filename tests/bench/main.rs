@@ -292,11 +292,7 @@ async fn kos_latency(backend: Backend) {
 async fn main() {
     // `bench ingest`: only the C-STORE and STOW-RS figures.
     if std::env::args().nth(1).as_deref() == Some("ingest") {
-        for backend in [Backend::Sqlite, Backend::Postgres] {
-            ingest::cstore(backend).await;
-            ingest::stow(backend, 1).await;
-            ingest::stow(backend, 50).await;
-        }
+        ingest::all().await;
         return;
     }
     // `bench worklist`: only the orders and worklist figures.
@@ -335,9 +331,5 @@ async fn main() {
     queries::count_latency(Backend::Sqlite).await;
     queries::count_latency(Backend::Postgres).await;
     queries::preview_latency().await;
-    for backend in [Backend::Sqlite, Backend::Postgres] {
-        ingest::cstore(backend).await;
-        ingest::stow(backend, 1).await;
-        ingest::stow(backend, 50).await;
-    }
+    ingest::all().await;
 }

@@ -413,7 +413,14 @@ max_instances = 64
     }
 
     /// Stops the server (requests in flight finish) and drops its PostgreSQL database.
-    pub async fn stop(mut self) {
+    pub async fn stop(self) {
+        drop(self.stop_keeping_files().await);
+    }
+
+    /// Stops the server but hands back its data folder, to be removed later: a benchmark run
+    /// right after thousands of files were deleted measures the filesystem's inode reuse rules
+    /// (ext4 skips inodes freed in the last minute) rather than the server.
+    pub async fn stop_keeping_files(mut self) -> TempDir {
         if let Some(pool) = self.fixture_pool.take() {
             pool.close().await;
         }
@@ -423,6 +430,7 @@ max_instances = 64
         if let Some(name) = self.pg_database.take() {
             drop_postgres_database(&name).await;
         }
+        self.data_dir
     }
 }
 

@@ -1,8 +1,9 @@
 //! Ingest: a complete Part-10 file staged on a medium becomes an archived instance. Its header is
 //! read, the index registers it inside a unit of work, the file is placed, and only then is the
 //! unit committed; any failure leaves neither the file nor a row. Re-sending a stored instance
-//! is a success that changes nothing. The core also runs inside a caller's unit of work (a
-//! plugin's `archive.store-instance`), handing back the placed file to keep once it commits.
+//! is a success that changes nothing. Instances arriving together are committed as a group
+//! ([`committer`]). The core also runs inside a caller's unit of work (a plugin's
+//! `archive.store-instance`), handing back the placed file to keep once it commits.
 
 use std::sync::Arc;
 
@@ -15,6 +16,10 @@ use crate::db::index::{FileRecord, register_instance};
 use crate::db::{Database, DbError};
 use crate::dicom::header::{HeaderError, InstanceHeader, read_header};
 use crate::storage::{Storage, StagingFile, StorageError, instance_path};
+
+pub mod committer;
+
+use committer::Committer;
 
 /// A staged Part-10 file with the length and SHA-1 computed while it was written.
 #[derive(Debug)]
@@ -99,29 +104,26 @@ pub struct Outcome {
 pub struct Ingest {
     db: Database,
     storage: Storage,
+    committer: Committer,
 }
 
 impl Ingest {
+    /// Must be called inside the tokio runtime: it starts the group committer.
     pub fn new(db: Database, storage: Storage) -> Self {
-        Self { db, storage }
+        let committer = Committer::start(db.clone(), storage.clone());
+        Self { db, storage, committer }
     }
 
     pub fn storage(&self) -> &Storage {
         &self.storage
     }
 
-    /// Archives a staged Part-10 file for `tenant`, as received from `calling_aet`, in its own
-    /// unit of work.
-    pub async fn store(&self, tenant: &str, calling_aet: &str, staged: StagedInstance) -> Result<Outcome, IngestError> {
-        let mut unit = self.db.begin().await?;
-        let (outcome, placed) = self.store_in(&mut unit, tenant, calling_aet, staged).await?;
-        // Not stored (a re-send): dropping the unit rolls it back; nothing was placed.
-        if let Some(placed) = placed {
-            // A failed commit drops `placed`, which removes the file.
-            unit.commit().await?;
-            placed.keep();
-        }
-        Ok(outcome)
+    /// Archives a staged Part-10 file for `tenant`, as received from `calling_aet`. Instances
+    /// sent at the same time (several associations, the parts of a STOW request) are committed
+    /// together: one unit of work and one sync per folder for the group (see [`committer`]).
+    pub async fn store(&self, tenant: &str, calling_aet: &str, mut staged: StagedInstance) -> Result<Outcome, IngestError> {
+        staged.header().await?;
+        self.committer.submit(tenant, calling_aet, staged).await
     }
 
     /// Archives a staged Part-10 file inside the caller's unit of work (`conn`): registers it
@@ -135,47 +137,14 @@ impl Ingest {
         calling_aet: &str,
         mut staged: StagedInstance,
     ) -> Result<(Outcome, Option<PlacedFile>), IngestError> {
-        let header = staged.header().await?;
-        let medium = self.storage.default_medium().to_owned();
-        let relative = instance_path(tenant, &header.study_uid, &header.series_uid, &header.sop_instance_uid);
-        let record = FileRecord { medium: medium.clone(), relative_path: relative.clone(), size: staged.size, sha1: staged.sha1 };
-
-        let registration = register_instance(conn, tenant, calling_aet, &header, &record).await?;
-        if !registration.stored {
-            // Already archived: drop the staged copy.
-            return Ok((Outcome { header, stored: false, instance_key: registration.instance_key, events: Vec::new() }, None));
-        }
-        let mut recorded = Vec::new();
-        let detail = json!({
-            "callingAet": calling_aet,
-            "seriesInstanceUid": header.series_uid,
-            "modality": header.modality,
-            "stationName": header.station_name,
-        });
-        for (happened, kind) in [(registration.study_created, "STUDY_RECEIVED"), (registration.series_created, "SERIES_RECEIVED")] {
-            if happened {
-                let detail_text = detail.to_string();
-                let offset = events::append(conn, self.db.backend(), tenant, kind, Some(&header.study_uid), &detail_text).await?;
-                recorded.push(StudyEvent {
-                    offset,
-                    kind: kind.to_owned(),
-                    study_uid: Some(header.study_uid.clone()),
-                    detail: detail.clone(),
-                    created_at: crate::db::now_text(),
-                });
-            }
-        }
-
-        let storage = self.storage.clone();
-        let (staged_path, medium_c, relative_c) = (staged.file.path().to_owned(), medium.clone(), relative.clone());
-        tokio::task::spawn_blocking(move || storage.place(&staged_path, &medium_c, &relative_c))
-            .await
-            .map_err(|e| IngestError::Database(format!("placing task failed: {e}")))??;
-        staged.file.keep();
-        let placed = PlacedFile { storage: self.storage.clone(), medium, relative, keep: false };
-        tracing::debug!(tenant, calling_aet, sop = %header.sop_instance_uid, "instance placed");
-        let outcome = Outcome { header, stored: true, instance_key: registration.instance_key, events: recorded };
-        Ok((outcome, Some(placed)))
+        staged.header().await?;
+        let registered = register(conn, &self.db, &self.storage, tenant, calling_aet, &staged).await?;
+        let Some(relative) = registered.placing.clone() else {
+            return Ok((registered.outcome, None));
+        };
+        let placed = place(&self.storage, vec![(staged, relative)]).await?.pop().expect("one file placed");
+        tracing::debug!(tenant, calling_aet, sop = %registered.outcome.header.sop_instance_uid, "instance placed");
+        Ok((registered.outcome, Some(placed)))
     }
 
     /// Writes a small Part-10 object held in memory (e.g. a document a plugin built) to a
@@ -196,6 +165,80 @@ impl Ingest {
         .await
         .map_err(|e| IngestError::Database(format!("staging task failed: {e}")))?
     }
+}
+
+/// An instance registered in a unit of work, its file not placed yet.
+pub(crate) struct Registered {
+    pub outcome: Outcome,
+    /// Where the file goes; `None` for a re-send, which places nothing.
+    pub placing: Option<String>,
+}
+
+/// Registers a staged instance (its header read) in the unit of work `conn` and records the
+/// events of what it created. Nothing is placed yet.
+pub(crate) async fn register(
+    conn: &mut AnyConnection,
+    db: &Database,
+    storage: &Storage,
+    tenant: &str,
+    calling_aet: &str,
+    staged: &StagedInstance,
+) -> Result<Registered, IngestError> {
+    let header = staged.header.clone().expect("the header is read before registering");
+    let relative = instance_path(tenant, &header.study_uid, &header.series_uid, &header.sop_instance_uid);
+    let record = FileRecord {
+        medium: storage.default_medium().to_owned(),
+        relative_path: relative.clone(),
+        size: staged.size,
+        sha1: staged.sha1.clone(),
+    };
+    let registration = register_instance(conn, tenant, calling_aet, &header, &record).await?;
+    if !registration.stored {
+        // Already archived: the staged copy is dropped.
+        let outcome = Outcome { header, stored: false, instance_key: registration.instance_key, events: Vec::new() };
+        return Ok(Registered { outcome, placing: None });
+    }
+    let mut recorded = Vec::new();
+    let detail = json!({
+        "callingAet": calling_aet,
+        "seriesInstanceUid": header.series_uid,
+        "modality": header.modality,
+        "stationName": header.station_name,
+    });
+    for (happened, kind) in [(registration.study_created, "STUDY_RECEIVED"), (registration.series_created, "SERIES_RECEIVED")] {
+        if happened {
+            let offset = events::append(conn, db.backend(), tenant, kind, Some(&header.study_uid), &detail.to_string()).await?;
+            recorded.push(StudyEvent {
+                offset,
+                kind: kind.to_owned(),
+                study_uid: Some(header.study_uid.clone()),
+                detail: detail.clone(),
+                created_at: crate::db::now_text(),
+            });
+        }
+    }
+    let outcome = Outcome { header, stored: true, instance_key: registration.instance_key, events: recorded };
+    Ok(Registered { outcome, placing: Some(relative) })
+}
+
+/// Moves staged files to their places on the default medium, off the async threads, with one
+/// sync per folder for the group. The files stay only if the [`PlacedFile`]s are kept.
+pub(crate) async fn place(storage: &Storage, files: Vec<(StagedInstance, String)>) -> Result<Vec<PlacedFile>, IngestError> {
+    let medium = storage.default_medium().to_owned();
+    let moves: Vec<(std::path::PathBuf, String)> =
+        files.iter().map(|(staged, relative)| (staged.file.path().to_owned(), relative.clone())).collect();
+    let (storage_c, medium_c) = (storage.clone(), medium.clone());
+    tokio::task::spawn_blocking(move || storage_c.place_all(&medium_c, &moves))
+        .await
+        .map_err(|e| IngestError::Database(format!("placing task failed: {e}")))??;
+    Ok(files
+        .into_iter()
+        .map(|(staged, relative)| {
+            // Moved: the staging path is gone.
+            staged.file.keep();
+            PlacedFile { storage: storage.clone(), medium: medium.clone(), relative, keep: false }
+        })
+        .collect())
 }
 
 /// A file placed on a medium for a unit of work not committed yet: removed when dropped, unless

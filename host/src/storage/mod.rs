@@ -4,7 +4,7 @@
 
 mod staged;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -77,15 +77,43 @@ impl Storage {
         Ok(self.root(medium)?.join(relative))
     }
 
-    /// Moves a complete, fsynced staged file to `relative` on `medium`, creating folders and
-    /// syncing the folder so that the rename survives a crash. An existing file is replaced.
+    /// Moves one complete, fsynced staged file to `relative` on `medium` (see [`Storage::place_all`]).
     pub fn place(&self, staged: &Path, medium: &str, relative: &str) -> Result<PathBuf, StorageError> {
-        let target = self.absolute(medium, relative)?;
-        let folder = target.parent().expect("layout paths have folders");
-        std::fs::create_dir_all(folder).map_err(io_at(folder))?;
-        std::fs::rename(staged, &target).map_err(io_at(&target))?;
-        std::fs::File::open(folder).and_then(|d| d.sync_all()).map_err(io_at(folder))?;
-        Ok(target)
+        let mut placed = self.place_all(medium, &[(staged.to_owned(), relative.to_owned())])?;
+        Ok(placed.pop().expect("one file placed"))
+    }
+
+    /// Moves complete, fsynced staged files to their relative paths on `medium`: folders are
+    /// created as needed, every file is renamed into place, then each folder that changed is
+    /// synced once, so that the whole group survives a crash at the cost of one sync per folder.
+    /// An existing file is replaced. On an error the files already moved are removed again.
+    pub fn place_all(&self, medium: &str, moves: &[(PathBuf, String)]) -> Result<Vec<PathBuf>, StorageError> {
+        let root = self.root(medium)?;
+        let mut changed = BTreeSet::new();
+        let mut placed = Vec::with_capacity(moves.len());
+        let result = (|| {
+            for (staged, relative) in moves {
+                let target = root.join(relative);
+                let folder = target.parent().expect("layout paths have folders");
+                create_folders(root, folder, &mut changed).map_err(io_at(folder))?;
+                std::fs::rename(staged, &target).map_err(io_at(&target))?;
+                changed.insert(folder.to_owned());
+                placed.push(target);
+            }
+            for folder in &changed {
+                std::fs::File::open(folder).and_then(|d| d.sync_all()).map_err(io_at(folder))?;
+            }
+            Ok(())
+        })();
+        match result {
+            Ok(()) => Ok(placed),
+            Err(e) => {
+                for target in &placed {
+                    let _ = std::fs::remove_file(target);
+                }
+                Err(e)
+            }
+        }
     }
 
     /// Removes a stored file (used when its database row could not be committed).
@@ -95,6 +123,24 @@ impl Storage {
                 tracing::warn!(path = %path.display(), error = %e, "cannot remove stored file");
             }
         }
+    }
+}
+
+/// Creates `folder` and any missing folder between it and `root`, noting the parent of each one
+/// created: its new entry must be synced too.
+fn create_folders(root: &Path, folder: &Path, changed: &mut BTreeSet<PathBuf>) -> io::Result<()> {
+    if folder == root || folder.is_dir() {
+        return Ok(());
+    }
+    let parent = folder.parent().unwrap_or(root);
+    create_folders(root, parent, changed)?;
+    match std::fs::create_dir(folder) {
+        Ok(()) => {
+            changed.insert(parent.to_owned());
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
@@ -123,5 +169,47 @@ mod tests {
     fn layout_is_by_study_series_instance_and_cannot_escape_the_root() {
         assert_eq!(instance_path("alpha", "1.2", "1.2.3", "1.2.3.4"), "alpha/1.2/1.2.3/1.2.3.4.dcm");
         assert_eq!(instance_path("../x", "..", "a/b", ""), ".._x/_../a_b/_.dcm");
+    }
+
+    fn storage_in(dir: &Path) -> Storage {
+        let config = StorageConfig { data_dir: dir.to_owned(), media: Vec::new(), default_medium: None };
+        Storage::new(&config).expect("storage")
+    }
+
+    fn staged(storage: &Storage, bytes: &[u8]) -> PathBuf {
+        let file = storage.stage("default").expect("stage");
+        let mut writer = file.writer().expect("writer");
+        writer.write_all(bytes).expect("write");
+        writer.finish().expect("finish");
+        file.keep()
+    }
+
+    #[test]
+    fn a_group_is_placed_in_new_nested_folders() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = storage_in(dir.path());
+        let moves = vec![
+            (staged(&storage, b"one"), instance_path("t", "1.2", "1.2.3", "1.2.3.1")),
+            (staged(&storage, b"two"), instance_path("t", "1.2", "1.2.3", "1.2.3.2")),
+            (staged(&storage, b"three"), instance_path("t", "1.9", "1.9.3", "1.9.3.1")),
+        ];
+        let placed = storage.place_all("default", &moves).expect("placed");
+        assert_eq!(placed.len(), 3);
+        assert_eq!(std::fs::read(dir.path().join("archive/t/1.2/1.2.3/1.2.3.2.dcm")).expect("read"), b"two");
+        assert_eq!(std::fs::read(dir.path().join("archive/t/1.9/1.9.3/1.9.3.1.dcm")).expect("read"), b"three");
+        assert!(moves.iter().all(|(staged, _)| !staged.exists()), "staged files are moved, not copied");
+    }
+
+    #[test]
+    fn a_failed_group_leaves_no_file_in_place() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = storage_in(dir.path());
+        let missing = dir.path().join("archive/.staging/never-written.part");
+        let moves = vec![
+            (staged(&storage, b"one"), instance_path("t", "1.2", "1.2.3", "1.2.3.1")),
+            (missing, instance_path("t", "1.2", "1.2.3", "1.2.3.2")),
+        ];
+        assert!(storage.place_all("default", &moves).is_err());
+        assert!(!dir.path().join("archive/t/1.2/1.2.3/1.2.3.1.dcm").exists(), "the first file was taken back");
     }
 }

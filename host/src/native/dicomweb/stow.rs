@@ -14,7 +14,8 @@ use super::{NativeCall, element, number, path_uid, retrieve_url};
 use crate::app::App;
 use crate::dicom::header::InstanceHeader;
 use crate::error::ApiError;
-use crate::ingest::{IngestError, StagedInstance};
+use crate::db::events::StudyEvent;
+use crate::ingest::{Ingest, IngestError, StagedInstance};
 use crate::response::Body;
 use crate::storage::{StagedWriter, Storage};
 
@@ -58,36 +59,80 @@ async fn receive_all(app: &App, call: NativeCall) -> Result<Response<Body>, ApiE
 
     let body = call.request.into_body().into_data_stream();
     let mut multipart = multer::Multipart::new(body, boundary);
-    let mut outcomes = Vec::new();
+    // Each part is archived while the next one is received; the committer groups them.
+    let mut parts: Vec<Part> = Vec::new();
     loop {
         let mut field = match multipart.next_field().await {
             Ok(Some(field)) => field,
             Ok(None) => break,
-            Err(e) => return Err(malformed(e, &outcomes)),
+            Err(e) => return Err(malformed(e, parts.len())),
         };
         let part_type = field.content_type().map(|m| m.essence_str().to_ascii_lowercase());
         if part_type.as_deref().is_some_and(|t| t != "application/dicom") {
             tracing::warn!(tenant, aet, part_type = ?part_type, "STOW part of an unsupported type");
-            outcomes.push(PartOutcome::Failed { header: None, reason: reason::CANNOT_UNDERSTAND, unsupported_type: true });
+            parts.push(Part::Done(PartOutcome::Failed { header: None, reason: reason::CANNOT_UNDERSTAND, unsupported_type: true }));
             continue;
         }
         let staged = match receive(app.ingest.storage(), &mut field).await {
             Ok(staged) => staged,
-            Err(Receive::Body(e)) => return Err(malformed(e, &outcomes)),
+            Err(Receive::Body(e)) => return Err(malformed(e, parts.len())),
             Err(Receive::Storage(e)) => {
                 tracing::error!(tenant, aet, error = %e, "cannot stage a STOW part");
-                outcomes.push(PartOutcome::Failed { header: None, reason: reason::OUT_OF_RESOURCES, unsupported_type: false });
+                parts.push(Part::Done(PartOutcome::Failed { header: None, reason: reason::OUT_OF_RESOURCES, unsupported_type: false }));
                 continue;
             }
         };
         drop(field);
-        let outcome = store(app, &tenant, &aet, study.as_deref(), staged).await;
-        outcomes.push(outcome);
+        let (ingest, part_tenant, part_aet, part_study) = (app.ingest.clone(), tenant.clone(), aet.clone(), study.clone());
+        parts.push(Part::Storing(tokio::spawn(async move {
+            store(&ingest, &part_tenant, &part_aet, part_study.as_deref(), staged).await
+        })));
+        if parts.iter().filter(|p| matches!(p, Part::Storing(_))).count() > MAX_IN_FLIGHT {
+            settle_oldest(app, &tenant, &mut parts).await;
+        }
     }
-    if outcomes.is_empty() {
+    if parts.is_empty() {
         return Err(ApiError::BadRequest("the multipart body holds no instance".into()));
     }
+    let mut outcomes = Vec::with_capacity(parts.len());
+    for part in parts {
+        outcomes.push(settle(app, &tenant, part).await);
+    }
     Ok(answer(&base, study.as_deref(), &outcomes))
+}
+
+/// Parts of one request being archived at once, at most.
+const MAX_IN_FLIGHT: usize = 64;
+
+/// A part answered already, or being archived.
+enum Part {
+    Done(PartOutcome),
+    Storing(tokio::task::JoinHandle<(PartOutcome, Vec<StudyEvent>)>),
+}
+
+/// Waits for a part being archived and hands its events to the plugins.
+async fn settle(app: &App, tenant: &str, part: Part) -> PartOutcome {
+    match part {
+        Part::Done(outcome) => outcome,
+        Part::Storing(task) => match task.await {
+            Ok((outcome, events)) => {
+                app.deliver_events(tenant, events);
+                outcome
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "STOW store task failed");
+                PartOutcome::Failed { header: None, reason: reason::PROCESSING_FAILURE, unsupported_type: false }
+            }
+        },
+    }
+}
+
+/// Settles the oldest part still being archived, keeping its place in the answer.
+async fn settle_oldest(app: &App, tenant: &str, parts: &mut [Part]) {
+    if let Some(part) = parts.iter_mut().find(|p| matches!(p, Part::Storing(_))) {
+        let storing = std::mem::replace(part, Part::Done(PartOutcome::Failed { header: None, reason: 0, unsupported_type: false }));
+        *part = Part::Done(settle(app, tenant, storing).await);
+    }
 }
 
 /// The boundary of a `multipart/related` Content-Type; 400 for another type, 415 for parts
@@ -118,8 +163,8 @@ fn boundary(content_type: Option<&str>) -> Result<String, ApiError> {
     boundary.ok_or_else(|| ApiError::BadRequest("the multipart/related Content-Type has no boundary".into()))
 }
 
-fn malformed(e: multer::Error, outcomes: &[PartOutcome]) -> ApiError {
-    ApiError::BadRequest(format!("malformed multipart body after {} part(s): {e}", outcomes.len()))
+fn malformed(e: multer::Error, parts: usize) -> ApiError {
+    ApiError::BadRequest(format!("malformed multipart body after {parts} part(s): {e}"))
 }
 
 enum Receive {
@@ -167,29 +212,26 @@ async fn blocking<T: Send + 'static>(job: impl FnOnce() -> Result<T, String> + S
     tokio::task::spawn_blocking(job).await.map_err(|e| format!("blocking task failed: {e}"))?
 }
 
-/// Checks and archives one staged part.
-async fn store(app: &App, tenant: &str, aet: &str, study: Option<&str>, mut staged: StagedInstance) -> PartOutcome {
+/// Checks and archives one staged part; returns what became of it and the events it recorded.
+async fn store(ingest: &Ingest, tenant: &str, aet: &str, study: Option<&str>, mut staged: StagedInstance) -> (PartOutcome, Vec<StudyEvent>) {
     // Read once here; ingest reuses it.
     let header = match staged.header().await {
         Ok(header) => header,
         Err(IngestError::Invalid(e)) => {
             tracing::warn!(tenant, aet, error = %e, "STOW part is not a DICOM instance");
-            return PartOutcome::Failed { header: None, reason: reason::CANNOT_UNDERSTAND, unsupported_type: false };
+            return (PartOutcome::Failed { header: None, reason: reason::CANNOT_UNDERSTAND, unsupported_type: false }, Vec::new());
         }
         Err(e) => {
             tracing::error!(error = %e, "header task failed");
-            return PartOutcome::Failed { header: None, reason: reason::PROCESSING_FAILURE, unsupported_type: false };
+            return (PartOutcome::Failed { header: None, reason: reason::PROCESSING_FAILURE, unsupported_type: false }, Vec::new());
         }
     };
     if let Some(study) = study.filter(|s| *s != header.study_uid) {
         tracing::warn!(tenant, aet, sop = %header.sop_instance_uid, study, "STOW instance of another study than the path's");
-        return PartOutcome::Failed { header: Some(header), reason: reason::STUDY_MISMATCH, unsupported_type: false };
+        return (PartOutcome::Failed { header: Some(header), reason: reason::STUDY_MISMATCH, unsupported_type: false }, Vec::new());
     }
-    match app.ingest.store(tenant, aet, staged).await {
-        Ok(outcome) => {
-            app.deliver_events(tenant, outcome.events);
-            PartOutcome::Stored(outcome.header)
-        }
+    match ingest.store(tenant, aet, staged).await {
+        Ok(outcome) => (PartOutcome::Stored(outcome.header), outcome.events),
         Err(e) => {
             let reason = match &e {
                 IngestError::Invalid(_) => reason::CANNOT_UNDERSTAND,
@@ -197,7 +239,7 @@ async fn store(app: &App, tenant: &str, aet: &str, study: Option<&str>, mut stag
                 IngestError::Storage(_) => reason::OUT_OF_RESOURCES,
             };
             tracing::warn!(tenant, aet, sop = %header.sop_instance_uid, error = %e, "STOW instance refused");
-            PartOutcome::Failed { header: Some(header), reason, unsupported_type: false }
+            (PartOutcome::Failed { header: Some(header), reason, unsupported_type: false }, Vec::new())
         }
     }
 }

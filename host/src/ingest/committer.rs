@@ -1,0 +1,174 @@
+//! Group commit for ingest: instances that arrive while a group is being committed wait and are
+//! committed together as the next group, in one unit of work with one sync per folder touched.
+//! One association alone still gets a group of one at once; several associations or the parts
+//! of one STOW request share the cost of syncing the index and the folders.
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::{IngestError, Outcome, PlacedFile, StagedInstance, place, register};
+use crate::db::Database;
+use crate::storage::{Storage, StorageError};
+
+/// Most instances committed in one group, which bounds how long a unit of work holds the
+/// index's write lock.
+const MAX_GROUP: usize = 64;
+
+/// Instances waiting for the committer before senders are made to wait.
+const QUEUE: usize = 1024;
+
+/// One instance waiting to be committed (its file staged and synced, its header read).
+struct Request {
+    tenant: String,
+    calling_aet: String,
+    staged: StagedInstance,
+    reply: oneshot::Sender<Result<Outcome, IngestError>>,
+}
+
+/// The handle senders use; the committing task ends when the last handle is dropped.
+#[derive(Clone)]
+pub struct Committer {
+    queue: mpsc::Sender<Request>,
+}
+
+impl Committer {
+    /// Starts the committing task on the current tokio runtime.
+    pub fn start(db: Database, storage: Storage) -> Self {
+        let (queue, requests) = mpsc::channel(QUEUE);
+        tokio::spawn(run(db, storage, requests));
+        Self { queue }
+    }
+
+    /// Queues an instance and waits until it is committed (or refused).
+    pub async fn submit(&self, tenant: &str, calling_aet: &str, staged: StagedInstance) -> Result<Outcome, IngestError> {
+        let (reply, answer) = oneshot::channel();
+        let request = Request { tenant: tenant.to_owned(), calling_aet: calling_aet.to_owned(), staged, reply };
+        let stopped = || IngestError::Database("the ingest committer has stopped".into());
+        self.queue.send(request).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+async fn run(db: Database, storage: Storage, mut requests: mpsc::Receiver<Request>) {
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    while requests.recv_many(&mut group, MAX_GROUP).await > 0 {
+        commit_group(&db, &storage, std::mem::take(&mut group)).await;
+    }
+    tracing::debug!("ingest committer stopped");
+}
+
+/// Commits a group together. If an instance of the group is refused while registering (a
+/// conflict, say), the group's unit is rolled back and each instance is committed alone, so
+/// that one bad instance fails only itself.
+async fn commit_group(db: &Database, storage: &Storage, group: Vec<Request>) {
+    let group = if group.len() > 1 {
+        match commit_together(db, storage, group).await {
+            Ok(()) => return,
+            Err(group) => group,
+        }
+    } else {
+        group
+    };
+    for request in group {
+        let Request { tenant, calling_aet, staged, reply } = request;
+        let result = commit_alone(db, storage, &tenant, &calling_aet, staged).await;
+        // The sender may have gone (connection lost): the instance is archived all the same.
+        let _ = reply.send(result);
+    }
+}
+
+async fn commit_alone(
+    db: &Database,
+    storage: &Storage,
+    tenant: &str,
+    calling_aet: &str,
+    staged: StagedInstance,
+) -> Result<Outcome, IngestError> {
+    let mut unit = db.begin().await?;
+    let registered = register(&mut unit, db, storage, tenant, calling_aet, &staged).await?;
+    let Some(relative) = registered.placing else {
+        // A re-send: dropping the unit rolls it back; nothing was placed.
+        return Ok(registered.outcome);
+    };
+    let placed = place(storage, vec![(staged, relative)]).await?;
+    // A failed commit drops `placed`, which removes the file.
+    unit.commit().await?;
+    placed.into_iter().for_each(PlacedFile::keep);
+    tracing::debug!(tenant, calling_aet, sop = %registered.outcome.header.sop_instance_uid, "instance stored");
+    Ok(registered.outcome)
+}
+
+/// Registers every instance of the group in one unit, places their files, then commits. A
+/// refusal while registering hands the whole group back untouched (nothing placed, the unit
+/// rolled back); a failure placing or committing fails every instance of the group.
+async fn commit_together(db: &Database, storage: &Storage, group: Vec<Request>) -> Result<(), Vec<Request>> {
+    let mut unit = match db.begin().await {
+        Ok(unit) => unit,
+        Err(e) => {
+            fail_all(group, &IngestError::from(e));
+            return Ok(());
+        }
+    };
+    let mut outcomes = Vec::with_capacity(group.len());
+    for request in &group {
+        match register(&mut unit, db, storage, &request.tenant, &request.calling_aet, &request.staged).await {
+            Ok(registered) => outcomes.push(registered),
+            Err(e) => {
+                tracing::debug!(error = %e, size = group.len(), "an instance of a group was refused; committing each alone");
+                drop(unit);
+                return Err(group);
+            }
+        }
+    }
+    let mut to_place = Vec::new();
+    let mut replies = Vec::with_capacity(group.len());
+    for (request, registered) in group.into_iter().zip(&outcomes) {
+        if let Some(relative) = &registered.placing {
+            to_place.push((request.staged, relative.clone()));
+        }
+        replies.push(request.reply);
+    }
+    let count = to_place.len();
+    let committed = async {
+        let placed = place(storage, to_place).await?;
+        // A failed commit drops `placed`, which removes the files.
+        unit.commit().await?;
+        placed.into_iter().for_each(PlacedFile::keep);
+        Ok::<_, IngestError>(())
+    }
+    .await;
+    match committed {
+        Ok(()) => {
+            tracing::debug!(instances = outcomes.len(), placed = count, "group of instances stored");
+            for (reply, registered) in replies.into_iter().zip(outcomes) {
+                let _ = reply.send(Ok(registered.outcome));
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, instances = outcomes.len(), "a group of instances could not be stored");
+            for reply in replies {
+                let _ = reply.send(Err(same_error(&e)));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn fail_all(group: Vec<Request>, e: &IngestError) {
+    tracing::error!(error = %e, instances = group.len(), "a group of instances could not be stored");
+    for request in group {
+        let _ = request.reply.send(Err(same_error(e)));
+    }
+}
+
+/// The error of a group, for each of its instances.
+fn same_error(e: &IngestError) -> IngestError {
+    match e {
+        IngestError::Storage(StorageError::Io { path, source }) => IngestError::Storage(StorageError::Io {
+            path: path.clone(),
+            source: std::io::Error::new(source.kind(), source.to_string()),
+        }),
+        IngestError::Storage(StorageError::UnknownMedium(m)) => IngestError::Storage(StorageError::UnknownMedium(m.clone())),
+        IngestError::Conflict(m) => IngestError::Conflict(m.clone()),
+        other => IngestError::Database(other.to_string()),
+    }
+}
