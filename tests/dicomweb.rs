@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use reqwest::StatusCode;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use wasmpacs_tests::{Backend, KEY_A, KEY_B, NODE_A, NODE_B, TestServer, on_both_backends, repo_root, testset};
+use wasmpacs_tests::{Backend, KEY_A, KEY_B, NODE_A, NODE_B, TestServer, on_both_backends, repo_root, sample, uids};
 
 on_both_backends!(
     stow_then_qido_finds_with_every_filter,
@@ -25,11 +25,6 @@ on_both_backends!(
 const BOUNDARY: &str = "wasmpacs-test-boundary-7d3f";
 const DICOM_JSON: &str = "application/dicom+json";
 
-/// Sample files by name from the test set.
-fn sample(name: &str) -> PathBuf {
-    testset().into_iter().find(|p| p.file_name().is_some_and(|n| n == name)).unwrap_or_else(|| panic!("no sample {name}"))
-}
-
 /// Four studies; CT_small twice (two instances of one series).
 fn samples() -> Vec<PathBuf> {
     [
@@ -42,14 +37,6 @@ fn samples() -> Vec<PathBuf> {
     .into_iter()
     .map(sample)
     .collect()
-}
-
-/// Study, series and SOP Instance UID of a file.
-fn uids(path: &Path) -> (String, String, String) {
-    let o = dicom_object::OpenFileOptions::new().read_until(dicom_dictionary_std::tags::PIXEL_DATA).open_file(path).unwrap();
-    let text = |tag| o.element(tag).unwrap().to_str().unwrap().trim_end_matches(['\0', ' ']).to_owned();
-    use dicom_dictionary_std::tags::*;
-    (text(STUDY_INSTANCE_UID), text(SERIES_INSTANCE_UID), text(SOP_INSTANCE_UID))
 }
 
 /// A multipart/related body of `(content type, bytes)` parts.

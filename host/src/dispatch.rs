@@ -78,18 +78,7 @@ async fn call_plugin(
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let (parts, body) = request.into_parts();
-    let max = app.config.http.max_body_bytes;
-    let body: Bytes = Limited::new(body, max)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                ApiError::PayloadTooLarge(max)
-            } else {
-                ApiError::BadRequest(format!("cannot read the request body: {e}"))
-            }
-        })?
-        .to_bytes();
+    let body = read_body(body, app.config.http.max_body_bytes).await?;
     let headers = parts
         .headers
         .iter()
@@ -132,4 +121,19 @@ pub fn parse_query(query: Option<&str>) -> Vec<(String, String)> {
     query
         .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
         .unwrap_or_default()
+}
+
+/// Reads a whole (small) request body: 413 beyond `max` bytes, 400 if it cannot be read.
+pub async fn read_body(body: Incoming, max: usize) -> Result<Bytes, ApiError> {
+    Ok(Limited::new(body, max)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                ApiError::PayloadTooLarge(max)
+            } else {
+                ApiError::BadRequest(format!("cannot read the request body: {e}"))
+            }
+        })?
+        .to_bytes())
 }

@@ -675,3 +675,16 @@ impl TestServer {
         std::fs::read_dir(self.data_dir.path().join("archive/.staging")).map(|d| d.count() == 0).unwrap_or(true)
     }
 }
+
+/// A file of the test set by name.
+pub fn sample(name: &str) -> PathBuf {
+    testset().into_iter().find(|p| p.file_name().is_some_and(|n| n == name)).unwrap_or_else(|| panic!("no sample {name}"))
+}
+
+/// Study, series and SOP Instance UID of a file.
+pub fn uids(path: &Path) -> (String, String, String) {
+    use dicom_dictionary_std::tags::{PIXEL_DATA, SERIES_INSTANCE_UID, SOP_INSTANCE_UID, STUDY_INSTANCE_UID};
+    let o = dicom_object::OpenFileOptions::new().read_until(PIXEL_DATA).open_file(path).expect("a DICOM file");
+    let text = |tag| o.element(tag).expect("the tag").to_str().expect("text").trim_end_matches(['\0', ' ']).to_owned();
+    (text(STUDY_INSTANCE_UID), text(SERIES_INSTANCE_UID), text(SOP_INSTANCE_UID))
+}

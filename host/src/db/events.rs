@@ -43,6 +43,20 @@ pub async fn append(
     row.try_get(0)
 }
 
+/// Appends an event (see [`append`]) and returns it as recorded, to hand to plugin hooks once
+/// the unit of work commits.
+pub async fn record(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    tenant: &str,
+    kind: &str,
+    study_uid: &str,
+    detail: serde_json::Value,
+) -> Result<StudyEvent, sqlx::Error> {
+    let offset = append(conn, backend, tenant, kind, Some(study_uid), &detail.to_string()).await?;
+    Ok(StudyEvent { offset, kind: kind.to_owned(), study_uid: Some(study_uid.to_owned()), detail, created_at: now_text() })
+}
+
 /// Events of a tenant after `offset`, oldest first, at most `limit`.
 pub async fn after(pool: &AnyPool, tenant: &str, offset: i64, limit: i64) -> Result<Vec<StudyEvent>, sqlx::Error> {
     let rows = sqlx::query(

@@ -5,6 +5,7 @@ pub mod archive;
 pub mod count;
 pub mod events;
 pub mod index;
+pub mod lifecycle;
 pub mod worklist;
 pub mod qido;
 pub mod query;

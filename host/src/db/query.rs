@@ -19,9 +19,9 @@ pub struct InstanceRow {
     pub attributes: Map<String, Value>,
 }
 
-/// The key of the tenant's study `study_uid`, if it exists.
+/// The key of the tenant's study `study_uid`, if it exists and is not deprecated.
 pub async fn study_key(pool: &AnyPool, tenant: &str, study_uid: &str) -> Result<Option<i64>, sqlx::Error> {
-    sqlx::query_scalar("SELECT id FROM studies WHERE tenant = $1 AND study_uid = $2")
+    sqlx::query_scalar("SELECT id FROM studies WHERE tenant = $1 AND study_uid = $2 AND deprecated = 0")
         .bind(tenant)
         .bind(study_uid)
         .fetch_optional(pool)

@@ -252,6 +252,11 @@ pub struct PlacedFile {
 }
 
 impl PlacedFile {
+    /// A file just placed at `relative` on `medium`, removed when dropped unless kept.
+    pub(crate) fn new(storage: Storage, medium: String, relative: String) -> Self {
+        Self { storage, medium, relative, keep: false }
+    }
+
     /// The unit of work committed: the file stays.
     pub fn keep(mut self) {
         self.keep = true;

@@ -2,6 +2,7 @@
 
 mod admin;
 mod dicomweb;
+mod lifecycle;
 mod preview;
 mod studies_count;
 mod study_events;
@@ -30,6 +31,12 @@ pub enum Native {
     StudyInstances,
     /// `GET preview`
     Preview,
+    /// `POST series/deprecation`
+    SeriesDeprecation,
+    /// `POST studies/deprecation`
+    StudyDeprecation,
+    /// `POST studies/relocation`
+    StudyRelocation,
     /// DICOMweb: STOW-RS, QIDO-RS, WADO-RS.
     DicomWeb(DicomWeb),
 }
@@ -41,6 +48,9 @@ impl Native {
         ("GET studies/count", Native::StudiesCount),
         ("GET studyInstances", Native::StudyInstances),
         ("GET preview", Native::Preview),
+        ("POST series/deprecation", Native::SeriesDeprecation),
+        ("POST studies/deprecation", Native::StudyDeprecation),
+        ("POST studies/relocation", Native::StudyRelocation),
         ("POST stowRsListener/{callingAet}/studies", Native::DicomWeb(DicomWeb::Store)),
         ("POST stowRsListener/{callingAet}/studies/{study}", Native::DicomWeb(DicomWeb::Store)),
         ("GET rs/studies", Native::DicomWeb(DicomWeb::Search(Level::Study))),
@@ -64,6 +74,9 @@ impl Native {
             Native::StudiesCount => studies_count::serve(app, &call.tenant, &call.query).await,
             Native::StudyInstances => study_instances::serve(app, &call.tenant, &call.query).await,
             Native::Preview => preview::serve(app, &call.tenant, &call.query).await,
+            Native::SeriesDeprecation => lifecycle::deprecate_series(app, call).await,
+            Native::StudyDeprecation => lifecycle::deprecate_study(app, call).await,
+            Native::StudyRelocation => lifecycle::relocate_study(app, call).await,
             Native::DicomWeb(resource) => dicomweb::serve(resource, app, call).await,
         }
     }

@@ -116,6 +116,30 @@ impl Storage {
         }
     }
 
+    /// Copies a stored file into a new staging file on medium `target`, hashing and syncing it
+    /// as it goes (a relocation's first step). Returns the staging file, its length and SHA-1.
+    pub fn copy_to_staging(&self, medium: &str, relative: &str, target: &str) -> Result<(StagingFile, u64, String), StorageError> {
+        let source = self.absolute(medium, relative)?;
+        let mut input = std::fs::File::open(&source).map_err(io_at(&source))?;
+        let file = self.stage(target)?;
+        let mut copy = || -> io::Result<(u64, String)> {
+            let mut writer = file.writer()?;
+            let mut buffer = vec![0u8; 1 << 20];
+            loop {
+                let n = match io::Read::read(&mut input, &mut buffer) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                };
+                writer.write_all(&buffer[..n])?;
+            }
+            writer.finish()
+        };
+        let (len, sha1) = copy().map_err(io_at(&source))?;
+        Ok((file, len, sha1))
+    }
+
     /// Removes a stored file (used when its database row could not be committed).
     pub fn remove(&self, medium: &str, relative: &str) {
         if let Ok(path) = self.absolute(medium, relative) {

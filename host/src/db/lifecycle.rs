@@ -1,0 +1,171 @@
+//! The study lifecycle in the index: finding the series or study a request names, marking it
+//! deprecated (hidden from every query and count, files kept), and the files of a study that a
+//! relocation moves to another medium.
+
+use sqlx::{AnyConnection, Row};
+
+/// What a lookup by a key that need not be unique found.
+#[derive(Debug)]
+pub enum Lookup<T> {
+    Found(T),
+    NotFound,
+    /// More than one row has the key (a container identifier, an accession number).
+    Many,
+}
+
+/// How a request names a series.
+#[derive(Debug, Clone, Copy)]
+pub enum SeriesKey<'a> {
+    Uid(&'a str),
+    Container(&'a str),
+}
+
+/// How a request names a study.
+#[derive(Debug, Clone, Copy)]
+pub enum StudyKey<'a> {
+    Uid(&'a str),
+    Accession(&'a str),
+}
+
+/// A series and the study it belongs to.
+#[derive(Debug, Clone)]
+pub struct SeriesRow {
+    pub key: i64,
+    pub series_uid: String,
+    pub deprecated: bool,
+    pub study_key: i64,
+    pub study_uid: String,
+    pub study_deprecated: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct StudyRow {
+    pub key: i64,
+    pub study_uid: String,
+    pub deprecated: bool,
+}
+
+/// One stored file of a study.
+#[derive(Debug, Clone)]
+pub struct StoredFile {
+    pub instance_key: i64,
+    pub medium: String,
+    pub relative_path: String,
+    pub sha1: String,
+}
+
+pub async fn find_series(conn: &mut AnyConnection, tenant: &str, by: SeriesKey<'_>) -> Result<Lookup<SeriesRow>, sqlx::Error> {
+    let (column, value) = match by {
+        SeriesKey::Uid(uid) => ("se.series_uid", uid),
+        SeriesKey::Container(id) => ("se.container_identifier", id),
+    };
+    let sql = format!(
+        "SELECT se.id, se.series_uid, se.deprecated, st.id, st.study_uid, st.deprecated \
+         FROM series se JOIN studies st ON st.id = se.study_fk WHERE se.tenant = $1 AND {column} = $2 LIMIT 2"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant).bind(value).fetch_all(&mut *conn).await?;
+    let rows = rows
+        .iter()
+        .map(|row| {
+            Ok(SeriesRow {
+                key: row.try_get(0)?,
+                series_uid: row.try_get(1)?,
+                deprecated: row.try_get::<i64, _>(2)? != 0,
+                study_key: row.try_get(3)?,
+                study_uid: row.try_get(4)?,
+                study_deprecated: row.try_get::<i64, _>(5)? != 0,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    Ok(one(rows))
+}
+
+pub async fn find_study(conn: &mut AnyConnection, tenant: &str, by: StudyKey<'_>) -> Result<Lookup<StudyRow>, sqlx::Error> {
+    let (column, value) = match by {
+        StudyKey::Uid(uid) => ("study_uid", uid),
+        StudyKey::Accession(number) => ("accession_number", number),
+    };
+    let sql = format!("SELECT id, study_uid, deprecated FROM studies WHERE tenant = $1 AND {column} = $2 LIMIT 2");
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant).bind(value).fetch_all(&mut *conn).await?;
+    let rows = rows
+        .iter()
+        .map(|row| {
+            Ok(StudyRow { key: row.try_get(0)?, study_uid: row.try_get(1)?, deprecated: row.try_get::<i64, _>(2)? != 0 })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    Ok(one(rows))
+}
+
+fn one<T>(mut rows: Vec<T>) -> Lookup<T> {
+    match rows.len() {
+        0 => Lookup::NotFound,
+        1 => Lookup::Found(rows.pop().expect("one row")),
+        _ => Lookup::Many,
+    }
+}
+
+/// Marks a series deprecated and recomputes its study's series count and size from what is
+/// left. False when it was deprecated already (by a concurrent request, say).
+pub async fn deprecate_series(conn: &mut AnyConnection, series: &SeriesRow) -> Result<bool, sqlx::Error> {
+    let changed = sqlx::query("UPDATE series SET deprecated = 1 WHERE id = $1 AND deprecated = 0")
+        .bind(series.key)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    if changed == 0 {
+        return Ok(false);
+    }
+    refresh_totals(conn, series.study_key).await?;
+    Ok(true)
+}
+
+/// Marks a study deprecated. False when it was deprecated already.
+pub async fn deprecate_study(conn: &mut AnyConnection, study: &StudyRow) -> Result<bool, sqlx::Error> {
+    let changed = sqlx::query("UPDATE studies SET deprecated = 1 WHERE id = $1 AND deprecated = 0")
+        .bind(study.key)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    Ok(changed == 1)
+}
+
+/// The series count and size in bytes of a study, from its series that are not deprecated.
+async fn refresh_totals(conn: &mut AnyConnection, study_key: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE studies SET size_bytes = CAST(COALESCE((SELECT SUM(i.size_bytes) FROM instances i \
+         JOIN series se ON i.series_fk = se.id WHERE se.study_fk = studies.id AND se.deprecated = 0), 0) AS BIGINT), \
+         series_count = (SELECT COUNT(*) FROM series se WHERE se.study_fk = studies.id AND se.deprecated = 0) \
+         WHERE id = $1",
+    )
+    .bind(study_key)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Every stored file of a study, deprecated ones included.
+pub async fn study_files(conn: &mut AnyConnection, study_key: i64) -> Result<Vec<StoredFile>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT i.id, i.medium, i.file_path, i.sha1 FROM instances i JOIN series se ON se.id = i.series_fk \
+         WHERE se.study_fk = $1 ORDER BY i.id",
+    )
+    .bind(study_key)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(StoredFile {
+                instance_key: row.try_get(0)?,
+                medium: row.try_get(1)?,
+                relative_path: row.try_get(2)?,
+                sha1: row.try_get(3)?,
+            })
+        })
+        .collect()
+}
+
+/// Records that an instance's file is now on `medium`.
+pub async fn set_medium(conn: &mut AnyConnection, instance_key: i64, medium: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE instances SET medium = $2 WHERE id = $1").bind(instance_key).bind(medium).execute(&mut *conn).await?;
+    Ok(())
+}

@@ -1,0 +1,143 @@
+//! `POST studies/relocation`: every file of a study (by UID or accession number) is moved to
+//! another physical medium. Files are copied and checked against their recorded SHA-1 first,
+//! without holding the index's write lock; then, in one unit of work, files that arrived
+//! meanwhile are copied too, the copies are placed, the index is pointed at them and the event
+//! recorded. Only once that commits are the old files removed: a failure at any point leaves
+//! the study whole where it was.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+
+use hyper::Response;
+use serde_json::json;
+
+use super::Fields;
+use crate::app::App;
+use crate::db::events;
+use crate::db::lifecycle::{self, Lookup, StoredFile, StudyKey};
+use crate::error::ApiError;
+use crate::ingest::PlacedFile;
+use crate::native::NativeCall;
+use crate::response::Body;
+use crate::storage::{StagingFile, Storage};
+
+/// Files copied between two progress lines in the log.
+const PROGRESS_EVERY: usize = 200;
+
+/// The seed answers a failure while relocating with 409 ("system error relocating study").
+fn system_error(e: impl std::fmt::Display) -> ApiError {
+    tracing::error!(error = %e, "relocation failed");
+    ApiError::Conflict(format!("system error relocating the study: {e}"))
+}
+
+pub async fn relocate_study(app: &App, call: NativeCall) -> Result<Response<Body>, ApiError> {
+    let tenant = call.tenant.name().to_owned();
+    let mut fields = Fields::read(app, call).await?;
+    let (by, value) = fields.one_of("studyInstanceUid", "accessionNumber");
+    let (target_kind, target) = fields.one_of("bucketName", "physicalMediumName");
+    let author = fields.required("author");
+    fields.check("relocation")?;
+    if target_kind == "bucketName" {
+        return Err(ApiError::Conflict(format!("bucket error: no bucket named `{target}` is configured")));
+    }
+    let storage = app.ingest.storage().clone();
+    if !storage.media().any(|m| m == target) {
+        return Err(ApiError::NotFoundMessage(format!("physical medium not found: no medium named `{target}`")));
+    }
+    let key = if by == "studyInstanceUid" { StudyKey::Uid(&value) } else { StudyKey::Accession(&value) };
+
+    // First, without the write lock: copy every file that is not on the target yet.
+    let (study, files) = {
+        let mut conn = app.db.reader().acquire().await.map_err(system_error)?;
+        let study = match lifecycle::find_study(&mut conn, &tenant, key).await.map_err(system_error)? {
+            Lookup::Found(study) => study,
+            Lookup::NotFound => return Err(ApiError::NotFoundMessage(format!("study not found: no study with {by} `{value}`"))),
+            Lookup::Many => return Err(ApiError::Conflict(format!("multiple studies found with accessionNumber `{value}`"))),
+        };
+        let files = lifecycle::study_files(&mut conn, study.key).await.map_err(system_error)?;
+        (study, files)
+    };
+    tracing::info!(tenant, study = %study.study_uid, target, files = files.len(), author, "relocating study");
+    let mut copies = copy_all(&storage, files, &target).await?;
+
+    // Then one unit of work: what arrived meanwhile is copied too, all is placed and recorded.
+    let mut unit = app.db.begin().await.map_err(system_error)?;
+    let files = lifecycle::study_files(&mut unit, study.key).await.map_err(system_error)?;
+    let moving: Vec<StoredFile> = files.into_iter().filter(|f| f.medium != target).collect();
+    let late: Vec<StoredFile> = moving.iter().filter(|f| !copies.contains_key(&f.instance_key)).cloned().collect();
+    copies.extend(copy_all(&storage, late, &target).await?);
+    if moving.is_empty() {
+        tracing::info!(tenant, study = %study.study_uid, target, "study already on the medium");
+        return Ok(fields.success("relocation successful"));
+    }
+    let moves: Vec<(PathBuf, String)> =
+        moving.iter().map(|f| (copies[&f.instance_key].path().to_owned(), f.relative_path.clone())).collect();
+    let (storage_c, target_c) = (storage.clone(), target.clone());
+    tokio::task::spawn_blocking(move || storage_c.place_all(&target_c, &moves))
+        .await
+        .map_err(system_error)?
+        .map_err(system_error)?;
+    // Placed: the copies are no longer in staging; until the unit commits they are removed on failure.
+    let placed: Vec<PlacedFile> = moving
+        .iter()
+        .map(|f| {
+            if let Some(copy) = copies.remove(&f.instance_key) {
+                copy.keep();
+            }
+            PlacedFile::new(storage.clone(), target.clone(), f.relative_path.clone())
+        })
+        .collect();
+    for file in &moving {
+        lifecycle::set_medium(&mut unit, file.instance_key, &target).await.map_err(system_error)?;
+    }
+    let from: BTreeSet<&str> = moving.iter().map(|f| f.medium.as_str()).collect();
+    let detail = json!({ "physicalMediumName": target, "from": from, "instances": moving.len(), "author": author });
+    let event = events::record(&mut unit, app.db.backend(), &tenant, "STUDY_RELOCATED", &study.study_uid, detail)
+        .await
+        .map_err(system_error)?;
+    unit.commit().await.map_err(system_error)?;
+    placed.into_iter().for_each(PlacedFile::keep);
+
+    // Committed: the old copies go.
+    let storage_c = storage.clone();
+    let count = moving.len();
+    tokio::task::spawn_blocking(move || {
+        for file in &moving {
+            storage_c.remove(&file.medium, &file.relative_path);
+        }
+    })
+    .await
+    .map_err(system_error)?;
+    tracing::info!(tenant, study = %study.study_uid, target, instances = count, author, "study relocated");
+    app.deliver_events(&tenant, vec![event]);
+    Ok(fields.success("relocation successful"))
+}
+
+/// Copies files not on `target` yet into staging files there, each checked against its recorded
+/// SHA-1, off the async threads, logging progress. Copies are removed if dropped unused.
+async fn copy_all(storage: &Storage, files: Vec<StoredFile>, target: &str) -> Result<HashMap<i64, StagingFile>, ApiError> {
+    let (storage, target) = (storage.clone(), target.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let pending: Vec<&StoredFile> = files.iter().filter(|f| f.medium != target).collect();
+        let mut copies = HashMap::with_capacity(pending.len());
+        let mut bytes = 0u64;
+        for (done, file) in pending.iter().enumerate() {
+            let (copy, len, sha1) =
+                storage.copy_to_staging(&file.medium, &file.relative_path, &target).map_err(system_error)?;
+            if sha1 != file.sha1 {
+                return Err(system_error(format!(
+                    "`{}` on medium `{}` does not match its recorded SHA-1: the stored file may be damaged",
+                    file.relative_path, file.medium
+                )));
+            }
+            bytes += len;
+            copies.insert(file.instance_key, copy);
+            if (done + 1) % PROGRESS_EVERY == 0 {
+                tracing::info!(copied = done + 1, of = pending.len(), bytes, target, "relocation in progress");
+            }
+        }
+        Ok(copies)
+    })
+    .await
+    .map_err(system_error)?
+}
