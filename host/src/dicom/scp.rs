@@ -303,8 +303,9 @@ fn begin_store(app: &App, command: Command, context_id: u8, transfer_syntax: &st
 /// Completes a C-STORE: sync the staged file, ingest it, and build the response.
 async fn finish_store(app: &App, tenant: &str, calling: &str, done: Incoming) -> Vec<u8> {
     let Incoming { command, writer, file, .. } = done;
-    let finished = tokio::task::spawn_blocking(move || writer.finish()).await;
-    let (size, sha1) = match finished {
+    let finished =
+        tokio::task::spawn_blocking(move || writer.finish().map(|(size, sha1)| StagedInstance::completed(file, size, sha1))).await;
+    let staged = match finished {
         Ok(Ok(v)) => v,
         Ok(Err(e)) => {
             tracing::error!(error = %e, "cannot write staged instance");
@@ -315,7 +316,7 @@ async fn finish_store(app: &App, tenant: &str, calling: &str, done: Incoming) ->
             return dimse::response(field::C_STORE_RSP, &command, status::OUT_OF_RESOURCES, false, Some("storage failure"));
         }
     };
-    match app.ingest.store(tenant, calling, StagedInstance::new(file, size, sha1)).await {
+    match app.ingest.store(tenant, calling, staged).await {
         Ok(outcome) => {
             app.deliver_events(tenant, outcome.events);
             dimse::response(field::C_STORE_RSP, &command, status::SUCCESS, false, None)

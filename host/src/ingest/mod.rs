@@ -36,6 +36,14 @@ impl StagedInstance {
         Self { file, size, sha1, header: None }
     }
 
+    /// A staged file just completed, from a blocking thread: its header is read there and then,
+    /// while the file is hot, sparing a later trip to a blocking thread. A file whose header
+    /// cannot be read is still returned; [`StagedInstance::header`] then says why.
+    pub fn completed(file: StagingFile, size: u64, sha1: String) -> Self {
+        let header = read_header(file.path()).ok().map(Arc::new);
+        Self { file, size, sha1, header }
+    }
+
     /// The indexed attributes of the staged file, read (off the async executor) on first use
     /// only, so that a caller who looks before ingesting does not make ingest read it again.
     pub async fn header(&mut self) -> Result<Arc<InstanceHeader>, IngestError> {

@@ -194,8 +194,12 @@ async fn receive(storage: &Storage, field: &mut multer::Field<'_>) -> Result<Sta
         }
     }
     let writer = write(writer, pending).await.map_err(Receive::Storage)?;
-    let (size, sha1) = blocking(move || writer.finish().map_err(|e| e.to_string())).await.map_err(Receive::Storage)?;
-    Ok(StagedInstance::new(file, size, sha1))
+    blocking(move || {
+        let (size, sha1) = writer.finish().map_err(|e| e.to_string())?;
+        Ok(StagedInstance::completed(file, size, sha1))
+    })
+    .await
+    .map_err(Receive::Storage)
 }
 
 async fn write(mut writer: StagedWriter, chunks: Vec<Bytes>) -> Result<StagedWriter, String> {
