@@ -13,6 +13,7 @@ use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::db::Database;
 use crate::db::events::StudyEvent;
+use crate::forward::Forwarder;
 use crate::ingest::Ingest;
 use crate::storage::Storage;
 use crate::native::Native;
@@ -27,6 +28,7 @@ pub struct App {
     pub db: Database,
     pub ingest: Ingest,
     pub runtime: Arc<PluginRuntime>,
+    pub forwarder: Forwarder,
 }
 
 impl App {
@@ -37,6 +39,7 @@ impl App {
         let db = Database::connect(&config.database_url(), config.database.max_connections).await?;
         tracing::info!(backend = ?db.backend(), "database ready");
         let storage = Storage::new(&config.storage)?;
+        let forwarder = Forwarder::start(&config, db.clone(), storage.clone());
         let ingest = Ingest::new(db.clone(), storage);
         let manifest = Manifest::load(&config.plugins.manifest)?;
         let router = build_router(&manifest)?;
@@ -48,7 +51,7 @@ impl App {
         })
         .await??;
         let auth = Authenticator::new(&config.tenants, config.admin.api_key.as_deref());
-        Ok(Self { config, auth, router, db, ingest, runtime: Arc::new(runtime) })
+        Ok(Self { config, auth, router, db, ingest, runtime: Arc::new(runtime), forwarder })
     }
 
     /// Hands events recorded outside plugins (e.g. a study received) to the plugins' hooks, in

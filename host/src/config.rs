@@ -45,6 +45,29 @@ pub struct Config {
     pub nodes: Vec<NodeConfig>,
     #[serde(default)]
     pub preview: PreviewConfig,
+    /// The forward job of `POST series/forward`; absent: "forward job not configured".
+    pub forward: Option<ForwardConfig>,
+}
+
+/// `[forward]`: where `POST series/forward` sends series, and how hard it tries.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardConfig {
+    /// AE title of the destination, a `[[node]]` with host and port.
+    pub node: Option<String>,
+    /// Attempts per series before it is marked failed.
+    #[serde(default = "default_forward_attempts")]
+    pub attempts: u32,
+    /// Seconds between attempts.
+    #[serde(default = "default_forward_retry_delay")]
+    pub retry_delay_s: u64,
+}
+
+fn default_forward_attempts() -> u32 {
+    3
+}
+fn default_forward_retry_delay() -> u64 {
+    30
 }
 
 /// `[preview]`: the JPEG thumbnails of `GET preview`.
@@ -378,7 +401,7 @@ impl Config {
 }
 
 /// Sections whose name is one word; the rest of the variable name is the key.
-const SECTIONS: &[&str] = &["http", "storage", "database", "plugins", "reload", "admin", "runtime", "dicom"];
+const SECTIONS: &[&str] = &["http", "storage", "database", "plugins", "reload", "admin", "runtime", "dicom", "forward"];
 
 /// Arrays of tables, addressed as `<NAME>_<index>_<KEY>`.
 const ARRAYS: &[&str] = &["tenant", "node"];

@@ -43,6 +43,10 @@ async fn route(app: &Arc<App>, request: Request<Incoming>) -> Result<Response<Bo
         app.auth.admin(key)?;
         return Ok(native::admin_plugins(app));
     }
+    if path == "/admin/forward" {
+        app.auth.admin(key)?;
+        return native::admin_forward_jobs(app).await;
+    }
     let below = if let Some(rest) = path.strip_prefix(API_PREFIX) {
         rest.to_owned()
     } else if path == API_PREFIX.trim_end_matches('/') {

@@ -4,7 +4,8 @@
 //! authenticates it ([`auth`]) and routes it ([`router`]) to a [`native`] handler or to a plugin
 //! run by the [`runtime`], which lets the plugin call the host's [`capabilities`] (over the
 //! [`db`]) and turns its answer (or failure, [`error`]) into the [`response`]. Images arrive
-//! through the [`dicom`] server (or DICOMweb) and are archived by [`ingest`] onto [`storage`].
+//! through the [`dicom`] server (or DICOMweb) and are archived by [`ingest`] onto [`storage`];
+//! [`forward`] sends queued series on to other DICOM nodes.
 
 pub mod app;
 pub mod auth;
@@ -14,6 +15,7 @@ pub mod db;
 pub mod dicom;
 pub mod dispatch;
 pub mod error;
+pub mod forward;
 pub mod ingest;
 pub mod native;
 pub mod response;

@@ -4,6 +4,7 @@
 pub mod archive;
 pub mod count;
 pub mod events;
+pub mod forward;
 pub mod index;
 pub mod lifecycle;
 pub mod worklist;

@@ -43,6 +43,8 @@ pub struct Command {
     pub sop_class_uid: String,
     pub sop_instance_uid: String,
     pub has_data_set: bool,
+    /// Status (of a response).
+    pub status: u16,
 }
 
 /// Why a command set could not be read.
@@ -74,6 +76,7 @@ pub fn parse_command(bytes: &[u8]) -> Result<Command, CommandError> {
         sop_class_uid: text(&object, tags::AFFECTED_SOP_CLASS_UID),
         sop_instance_uid: text(&object, tags::AFFECTED_SOP_INSTANCE_UID),
         has_data_set: number(&object, tags::COMMAND_DATA_SET_TYPE).is_some_and(|t| t != NO_DATA_SET),
+        status: number(&object, tags::STATUS).unwrap_or(0),
     })
 }
 
@@ -99,6 +102,18 @@ fn us(tag: Tag, value: u16) -> DataElement<InMemDicomObject> {
 
 fn ui(tag: Tag, value: &str) -> DataElement<InMemDicomObject> {
     DataElement::new(tag, VR::UI, PrimitiveValue::from(value))
+}
+
+/// A C-STORE request command: a data set follows, at medium priority.
+pub fn store_request(message_id: u16, sop_class_uid: &str, sop_instance_uid: &str) -> Vec<u8> {
+    encode(vec![
+        ui(tags::AFFECTED_SOP_CLASS_UID, sop_class_uid),
+        us(tags::COMMAND_FIELD, field::C_STORE_RQ),
+        us(tags::MESSAGE_ID, message_id),
+        us(tags::PRIORITY, 0x0000),
+        us(tags::COMMAND_DATA_SET_TYPE, 0x0000),
+        ui(tags::AFFECTED_SOP_INSTANCE_UID, sop_instance_uid),
+    ])
 }
 
 /// A response command: field, the request it answers, status, and whether a data set follows.
@@ -144,12 +159,22 @@ mod tests {
             sop_class_uid: "1.2.840.10008.5.1.4.1.1.2".into(),
             sop_instance_uid: "1.2.3".into(),
             has_data_set: true,
+            status: 0,
         };
-        let bytes = response(field::C_STORE_RSP, &request, status::SUCCESS, false, None);
+        let bytes = response(field::C_STORE_RSP, &request, status::OUT_OF_RESOURCES, false, None);
         let group_length = u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize;
         assert_eq!(group_length, bytes.len() - 12);
         let back = parse_command(&bytes).unwrap();
         assert_eq!((back.field, back.responding_to, back.has_data_set), (field::C_STORE_RSP, 7, false));
         assert_eq!(back.sop_instance_uid, "1.2.3");
+        assert_eq!(back.status, status::OUT_OF_RESOURCES);
+    }
+
+    #[test]
+    fn a_store_request_reads_back() {
+        let bytes = store_request(9, "1.2.840.10008.5.1.4.1.1.2", "1.2.3.4");
+        let back = parse_command(&bytes).unwrap();
+        assert_eq!((back.field, back.message_id, back.has_data_set), (field::C_STORE_RQ, 9, true));
+        assert_eq!((back.sop_class_uid.as_str(), back.sop_instance_uid.as_str()), ("1.2.840.10008.5.1.4.1.1.2", "1.2.3.4"));
     }
 }

@@ -1,7 +1,8 @@
-//! DICOM: reading instance headers, and the DIMSE server that modalities talk to (C-ECHO,
-//! C-STORE into the archive).
+//! DICOM: reading instance headers, the DIMSE server that modalities talk to (C-ECHO, C-STORE
+//! into the archive, worklist C-FIND), and the C-STORE client that forwards series.
 
 pub mod dimse;
 pub mod header;
 pub mod scp;
+pub mod scu;
 pub mod worklist;

@@ -17,7 +17,7 @@ use crate::db::qido::Level;
 use crate::error::ApiError;
 use crate::response::Body;
 
-pub use admin::plugins as admin_plugins;
+pub use admin::{forward_jobs as admin_forward_jobs, plugins as admin_plugins};
 pub use dicomweb::DicomWeb;
 
 /// The native handlers, each routed under `/o3-dpacs-wado/`.
@@ -37,6 +37,8 @@ pub enum Native {
     StudyDeprecation,
     /// `POST studies/relocation`
     StudyRelocation,
+    /// `POST series/forward`
+    SeriesForward,
     /// DICOMweb: STOW-RS, QIDO-RS, WADO-RS.
     DicomWeb(DicomWeb),
 }
@@ -51,6 +53,7 @@ impl Native {
         ("POST series/deprecation", Native::SeriesDeprecation),
         ("POST studies/deprecation", Native::StudyDeprecation),
         ("POST studies/relocation", Native::StudyRelocation),
+        ("POST series/forward", Native::SeriesForward),
         ("POST stowRsListener/{callingAet}/studies", Native::DicomWeb(DicomWeb::Store)),
         ("POST stowRsListener/{callingAet}/studies/{study}", Native::DicomWeb(DicomWeb::Store)),
         ("GET rs/studies", Native::DicomWeb(DicomWeb::Search(Level::Study))),
@@ -77,6 +80,7 @@ impl Native {
             Native::SeriesDeprecation => lifecycle::deprecate_series(app, call).await,
             Native::StudyDeprecation => lifecycle::deprecate_study(app, call).await,
             Native::StudyRelocation => lifecycle::relocate_study(app, call).await,
+            Native::SeriesForward => lifecycle::forward_series(app, call).await,
             Native::DicomWeb(resource) => dicomweb::serve(resource, app, call).await,
         }
     }

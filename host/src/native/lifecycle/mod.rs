@@ -1,8 +1,9 @@
-//! The study lifecycle: `POST series/deprecation`, `POST studies/deprecation` and
-//! `POST studies/relocation`. Host operations on stored data, each one unit of work that records
+//! The study lifecycle: `POST series/deprecation`, `POST studies/deprecation`,
+//! `POST studies/relocation` and `POST series/forward`. Host operations on stored data, each one unit of work that records
 //! its event, answered with the seed's message and the request echoed back.
 
 mod deprecation;
+mod forward;
 mod relocation;
 
 use hyper::{Response, StatusCode};
@@ -15,6 +16,7 @@ use crate::error::ApiError;
 use crate::response::{self, Body};
 
 pub use deprecation::{deprecate_series, deprecate_study};
+pub use forward::forward_series;
 pub use relocation::relocate_study;
 
 /// The fields of a JSON request body.

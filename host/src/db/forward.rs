@@ -1,0 +1,175 @@
+//! The forward queue in the database: series waiting to be sent to a DICOM node, claimed one at
+//! a time by the forwarding worker, and what each job became.
+
+use sqlx::{AnyConnection, AnyPool, Row};
+
+use super::now_text;
+
+/// A queued series to send.
+#[derive(Debug, Clone)]
+pub struct ForwardJob {
+    pub id: i64,
+    pub tenant: String,
+    pub series_uid: String,
+    pub node: String,
+    pub author: String,
+    /// Attempts made so far, this one included.
+    pub attempts: i64,
+}
+
+/// A job as `GET /admin/forward` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ForwardJobState {
+    pub id: i64,
+    pub tenant: String,
+    pub series_uid: String,
+    pub node: String,
+    pub author: String,
+    pub state: String,
+    pub attempts: i64,
+    pub sent: i64,
+    pub last_error: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// One stored file of a series to send.
+#[derive(Debug, Clone)]
+pub struct SeriesFile {
+    pub study_uid: String,
+    pub sop_class_uid: String,
+    pub sop_instance_uid: String,
+    pub transfer_syntax: String,
+    pub medium: String,
+    pub relative_path: String,
+}
+
+/// Queues a series inside the caller's unit of work.
+pub async fn enqueue(conn: &mut AnyConnection, tenant: &str, series_uid: &str, node: &str, author: &str) -> Result<i64, sqlx::Error> {
+    let now = now_text();
+    let row = sqlx::query(
+        "INSERT INTO forward_queue (tenant, series_uid, node, author, state, attempts, sent, not_before, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, 'queued', 0, 0, $5, $5, $5) RETURNING id",
+    )
+    .bind(tenant)
+    .bind(series_uid)
+    .bind(node)
+    .bind(author)
+    .bind(&now)
+    .fetch_one(&mut *conn)
+    .await?;
+    row.try_get(0)
+}
+
+/// Claims the oldest job due now, inside the caller's unit of work; `None` when none is.
+pub async fn claim_next(conn: &mut AnyConnection) -> Result<Option<ForwardJob>, sqlx::Error> {
+    let now = now_text();
+    let Some(row) = sqlx::query(
+        "SELECT id, tenant, series_uid, node, author, attempts FROM forward_queue \
+         WHERE state = 'queued' AND not_before <= $1 ORDER BY id LIMIT 1",
+    )
+    .bind(&now)
+    .fetch_optional(&mut *conn)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let id: i64 = row.try_get(0)?;
+    let claimed = sqlx::query("UPDATE forward_queue SET state = 'sending', attempts = attempts + 1, updated_at = $2 WHERE id = $1 AND state = 'queued'")
+        .bind(id)
+        .bind(&now)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    if claimed == 0 {
+        return Ok(None);
+    }
+    Ok(Some(ForwardJob {
+        id,
+        tenant: row.try_get(1)?,
+        series_uid: row.try_get(2)?,
+        node: row.try_get(3)?,
+        author: row.try_get(4)?,
+        attempts: row.try_get::<i64, _>(5)? + 1,
+    }))
+}
+
+/// Records how a job ended (`done`, `failed`) or puts it back (`queued`, due at `not_before`).
+pub async fn settle(
+    conn: &mut AnyConnection,
+    id: i64,
+    state: &str,
+    sent: i64,
+    error: Option<&str>,
+    not_before: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE forward_queue SET state = $2, sent = $3, last_error = $4, not_before = $5, updated_at = $6 WHERE id = $1")
+        .bind(id)
+        .bind(state)
+        .bind(sent)
+        .bind(error)
+        .bind(not_before)
+        .bind(now_text())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Jobs interrupted by a stop are sent again.
+pub async fn requeue_interrupted(conn: &mut AnyConnection) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query("UPDATE forward_queue SET state = 'queued' WHERE state = 'sending'").execute(&mut *conn).await?.rows_affected())
+}
+
+/// The latest jobs, newest first.
+pub async fn latest(pool: &AnyPool, limit: i64) -> Result<Vec<ForwardJobState>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT id, tenant, series_uid, node, author, state, attempts, sent, last_error, created_at, updated_at \
+         FROM forward_queue ORDER BY id DESC LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(ForwardJobState {
+                id: row.try_get(0)?,
+                tenant: row.try_get(1)?,
+                series_uid: row.try_get(2)?,
+                node: row.try_get(3)?,
+                author: row.try_get(4)?,
+                state: row.try_get(5)?,
+                attempts: row.try_get(6)?,
+                sent: row.try_get(7)?,
+                last_error: row.try_get(8)?,
+                created_at: row.try_get(9)?,
+                updated_at: row.try_get(10)?,
+            })
+        })
+        .collect()
+}
+
+/// The stored files of a tenant's series that are not deprecated, by instance number.
+pub async fn series_files(pool: &AnyPool, tenant: &str, series_uid: &str) -> Result<Vec<SeriesFile>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT st.study_uid, i.sop_class_uid, i.sop_instance_uid, i.transfer_syntax, i.medium, i.file_path \
+         FROM instances i JOIN series se ON se.id = i.series_fk JOIN studies st ON st.id = se.study_fk \
+         WHERE se.tenant = $1 AND se.series_uid = $2 AND i.deprecated = 0 AND se.deprecated = 0 AND st.deprecated = 0 \
+         ORDER BY i.instance_number, i.id",
+    )
+    .bind(tenant)
+    .bind(series_uid)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(SeriesFile {
+                study_uid: row.try_get(0)?,
+                sop_class_uid: row.try_get(1)?,
+                sop_instance_uid: row.try_get(2)?,
+                transfer_syntax: row.try_get(3)?,
+                medium: row.try_get(4)?,
+                relative_path: row.try_get(5)?,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,176 @@
+//! Forwarding series to other DICOM nodes: `POST series/forward` queues a series in the database;
+//! this worker claims queued jobs one at a time, sends the series over one C-STORE association,
+//! records `SERIES_FORWARDED`, and tries a failed association again later, up to the configured
+//! number of attempts. Jobs interrupted by a stop are sent again at the next start.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde_json::json;
+use tokio::sync::Notify;
+
+use crate::config::{Config, ForwardConfig};
+use crate::db::forward::{self, ForwardJob};
+use crate::db::{Database, DbError, events};
+use crate::dicom::scu::{self, Outgoing, Peer};
+use crate::storage::Storage;
+
+/// How often due jobs (retries) are looked for when nothing wakes the worker.
+const POLL: Duration = Duration::from_secs(1);
+
+/// Wakes the worker when a job is queued.
+#[derive(Clone, Default)]
+pub struct Forwarder {
+    wake: Arc<Notify>,
+}
+
+impl Forwarder {
+    /// A job was queued: look now rather than at the next poll.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Starts the worker when a forward job is configured.
+    pub fn start(config: &Config, db: Database, storage: Storage) -> Self {
+        let forwarder = Self::default();
+        if let Some(job) = config.forward.clone() {
+            let worker = Worker {
+                job,
+                calling_ae: config.dicom.ae_title.clone(),
+                max_pdu: config.dicom.max_pdu_length,
+                nodes: config.nodes.iter().map(|n| (n.ae_title.clone(), Peer { ae_title: n.ae_title.clone(), host: n.host.clone(), port: n.port })).collect(),
+                db,
+                storage,
+                wake: forwarder.wake.clone(),
+            };
+            tokio::spawn(worker.run());
+        }
+        forwarder
+    }
+}
+
+struct Worker {
+    job: ForwardConfig,
+    calling_ae: String,
+    max_pdu: u32,
+    nodes: Vec<(String, Peer)>,
+    db: Database,
+    storage: Storage,
+    wake: Arc<Notify>,
+}
+
+impl Worker {
+    async fn run(self) {
+        match self.requeue_interrupted().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(jobs = n, "forward jobs interrupted by the last stop are queued again"),
+            Err(e) => tracing::error!(error = %e, "cannot requeue interrupted forward jobs"),
+        }
+        loop {
+            match self.claim_next().await {
+                Ok(Some(job)) => self.send(job).await,
+                Ok(None) => {
+                    let _ = tokio::time::timeout(POLL, self.wake.notified()).await;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the forward queue");
+                    tokio::time::sleep(POLL).await;
+                }
+            }
+        }
+    }
+
+    /// Sends one job's series and records the outcome.
+    async fn send(&self, job: ForwardJob) {
+        let Some(peer) = self.nodes.iter().find(|(ae, _)| *ae == job.node).map(|(_, p)| p.clone()) else {
+            return self.settle(&job, "failed", 0, Some(format!("forward node `{}` is not configured", job.node)), 0).await;
+        };
+        let files = match forward::series_files(self.db.reader(), &job.tenant, &job.series_uid).await {
+            Ok(files) => files,
+            Err(e) => return self.retry(&job, 0, e.to_string()).await,
+        };
+        let Some(study_uid) = files.first().map(|f| f.study_uid.clone()) else {
+            return self.settle(&job, "failed", 0, Some("the series has no instance to send".into()), 0).await;
+        };
+        let mut outgoing = Vec::with_capacity(files.len());
+        for file in &files {
+            match self.storage.absolute(&file.medium, &file.relative_path) {
+                Ok(path) => outgoing.push(Outgoing {
+                    sop_class_uid: file.sop_class_uid.clone(),
+                    sop_instance_uid: file.sop_instance_uid.clone(),
+                    transfer_syntax: file.transfer_syntax.clone(),
+                    path,
+                }),
+                Err(e) => return self.settle(&job, "failed", 0, Some(e.to_string()), 0).await,
+            }
+        }
+        tracing::info!(job = job.id, series = %job.series_uid, node = %job.node, instances = outgoing.len(), attempt = job.attempts, "forwarding series");
+        let started = std::time::Instant::now();
+        match scu::send_all(&self.calling_ae, &peer, &outgoing, self.max_pdu).await {
+            Ok(report) if report.refused.is_empty() => {
+                tracing::info!(job = job.id, series = %job.series_uid, node = %job.node, sent = report.sent, ms = started.elapsed().as_millis() as u64, "series forwarded");
+                self.record_event(&job, &study_uid, report.sent).await;
+                self.settle(&job, "done", report.sent as i64, None, 0).await;
+            }
+            Ok(report) => {
+                let reasons: Vec<String> = report.refused.iter().map(|(sop, why)| format!("{sop}: {why}")).collect();
+                let error = format!("{} of {} instances refused: {}", report.refused.len(), outgoing.len(), reasons.join("; "));
+                self.retry(&job, report.sent as i64, error).await;
+            }
+            Err(e) => self.retry(&job, 0, e.to_string()).await,
+        }
+    }
+
+    /// Queues the job again after the configured delay, or fails it once attempts run out.
+    async fn retry(&self, job: &ForwardJob, sent: i64, error: String) {
+        if job.attempts < i64::from(self.job.attempts) {
+            tracing::warn!(job = job.id, series = %job.series_uid, attempt = job.attempts, error, "forward failed; trying again later");
+            self.settle(job, "queued", sent, Some(error), self.job.retry_delay_s).await;
+        } else {
+            tracing::error!(job = job.id, series = %job.series_uid, attempts = job.attempts, error, "forward failed for good");
+            self.settle(job, "failed", sent, Some(error), 0).await;
+        }
+    }
+
+    async fn settle(&self, job: &ForwardJob, state: &str, sent: i64, error: Option<String>, delay_s: u64) {
+        let due = humantime::format_rfc3339_millis(SystemTime::now() + Duration::from_secs(delay_s)).to_string();
+        let settled = async {
+            let mut unit = self.db.begin().await?;
+            forward::settle(&mut unit, job.id, state, sent, error.as_deref(), &due).await?;
+            unit.commit().await?;
+            Ok::<_, DbError>(())
+        };
+        if let Err(e) = settled.await {
+            tracing::error!(job = job.id, error = %e, "cannot record a forward job's outcome");
+        }
+    }
+
+    async fn requeue_interrupted(&self) -> Result<u64, DbError> {
+        let mut unit = self.db.begin().await?;
+        let requeued = forward::requeue_interrupted(&mut unit).await?;
+        unit.commit().await?;
+        Ok(requeued)
+    }
+
+    /// Claims the next due job in a unit of work of its own (one claimant per job).
+    async fn claim_next(&self) -> Result<Option<ForwardJob>, DbError> {
+        let mut unit = self.db.begin().await?;
+        let job = forward::claim_next(&mut unit).await?;
+        unit.commit().await?;
+        Ok(job)
+    }
+
+    async fn record_event(&self, job: &ForwardJob, study_uid: &str, sent: usize) {
+        let detail = json!({ "seriesInstanceUid": job.series_uid, "node": job.node, "instances": sent, "author": job.author });
+        let recorded = async {
+            let mut unit = self.db.begin().await?;
+            events::record(&mut unit, self.db.backend(), &job.tenant, "SERIES_FORWARDED", study_uid, detail).await?;
+            unit.commit().await?;
+            Ok::<_, DbError>(())
+        }
+        .await;
+        if let Err(e) = recorded {
+            tracing::error!(job = job.id, error = %e, "cannot record the forward event");
+        }
+    }
+}
