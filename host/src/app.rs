@@ -36,7 +36,7 @@ impl App {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&config.storage.data_dir)
             .with_context(|| format!("cannot create data directory {}", config.storage.data_dir.display()))?;
-        let db = Database::connect(&config.database_url(), config.database.max_connections).await?;
+        let db = Database::connect(&config.database_url(), config.database.max_connections, config.database.sqlite_synchronous).await?;
         tracing::info!(backend = ?db.backend(), "database ready");
         let storage = Storage::new(&config.storage)?;
         let forwarder = Forwarder::start(&config, db.clone(), storage.clone());

@@ -184,6 +184,22 @@ pub struct DatabaseConfig {
     /// Connections in the pool (PostgreSQL, and SQLite readers).
     #[serde(default = "default_max_connections")]
     pub max_connections: u32,
+    /// How durable each SQLite commit is (see [`SqliteSync`]).
+    #[serde(default)]
+    pub sqlite_synchronous: SqliteSync,
+}
+
+/// SQLite's `PRAGMA synchronous` in WAL mode: what a commit survives. Neither setting can corrupt
+/// the database.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSync {
+    /// The log is synced at every commit: an acknowledged change survives power loss.
+    #[default]
+    Full,
+    /// The log is synced at checkpoints only: an acknowledged change survives a crash of the
+    /// server, but the last ones may be lost on power loss or an OS crash.
+    Normal,
 }
 
 /// `[[tenant]]`: one tenant and its API key.

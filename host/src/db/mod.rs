@@ -17,6 +17,8 @@ use std::time::{Duration, SystemTime};
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{Any, AnyPool, Executor, Transaction};
 
+pub use crate::config::SqliteSync;
+
 /// A database failure.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -56,7 +58,7 @@ pub struct Database {
 impl Database {
     /// Connects to `url` (creating a SQLite file and its folder when needed) and applies the
     /// migrations of its dialect.
-    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, DbError> {
+    pub async fn connect(url: &str, max_connections: u32, sync: SqliteSync) -> Result<Self, DbError> {
         install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -68,9 +70,9 @@ impl Database {
         let db = match backend {
             Backend::Sqlite => {
                 let url = sqlite_url(url)?;
-                let writer = sqlite_pool(&url, 1).await?;
+                let writer = sqlite_pool(&url, 1, sync).await?;
                 sqlx::migrate!("../migrations/sqlite").run(&writer).await?;
-                let reader = sqlite_pool(&url, max_connections.max(1)).await?;
+                let reader = sqlite_pool(&url, max_connections.max(1), sync).await?;
                 Database { backend, writer, reader }
             }
             Backend::Postgres => {
@@ -131,19 +133,19 @@ fn sqlite_url(url: &str) -> Result<String, DbError> {
     })
 }
 
-async fn sqlite_pool(url: &str, max: u32) -> Result<AnyPool, DbError> {
+async fn sqlite_pool(url: &str, max: u32, sync: SqliteSync) -> Result<AnyPool, DbError> {
+    let pragmas = match sync {
+        SqliteSync::Full => "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 30000;",
+        SqliteSync::Normal => "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 30000;",
+    };
     AnyPoolOptions::new()
                     .test_before_acquire(false)
         .max_connections(max)
         .min_connections(1)
         .acquire_timeout(Duration::from_secs(30))
-        .after_connect(|conn, _meta| {
+        .after_connect(move |conn, _meta| {
             Box::pin(async move {
-                conn.execute(
-                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 30000;",
-                )
-                .await?;
+                conn.execute(pragmas).await?;
                 Ok(())
             })
         })
