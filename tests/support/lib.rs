@@ -397,7 +397,8 @@ max_instances = 64
         for (option, files) in groups {
             let output = tokio::process::Command::new("storescu")
                 .env("TCP_NODELAY", "1")
-                .args(["-aet", calling_ae, "-aec", SERVER_AE])
+                // -R: propose the SOP classes of the files (dcmtk's default list lacks some, e.g. whole slides).
+                .args(["-R", "-aet", calling_ae, "-aec", SERVER_AE])
                 .args((!option.is_empty()).then_some(option))
                 .arg("127.0.0.1")
                 .arg(self.dicom_port.to_string())

@@ -90,6 +90,18 @@ pub async fn instance_file(pool: &AnyPool, tenant: &str, sop_uid: &str) -> Resul
     row.as_ref().map(stored_file).transpose()
 }
 
+/// The files of the tenant's slides (series) whose container identifier is `barcode`, none
+/// deprecated, with the key of the series each belongs to, grouped by series.
+pub async fn slide_files(pool: &AnyPool, tenant: &str, barcode: &str) -> Result<Vec<(i64, StoredFile)>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {FILE_COLUMNS}, se.id FROM series se JOIN studies st ON st.id = se.study_fk JOIN instances i ON i.series_fk = se.id \
+         WHERE se.tenant = $1 AND se.container_identifier = $2 AND se.deprecated = 0 AND st.deprecated = 0 AND i.deprecated = 0 \
+         ORDER BY se.id, i.id"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant).bind(barcode).fetch_all(pool).await?;
+    rows.iter().map(|row| Ok((row.try_get(4)?, stored_file(row)?))).collect()
+}
+
 /// The file of the instance with the lowest instance number (unnumbered ones last) of the
 /// tenant's series `series_uid`; `Ok(None)` when the series is unknown or has no instance.
 pub async fn series_first_file(pool: &AnyPool, tenant: &str, series_uid: &str) -> Result<Option<StoredFile>, sqlx::Error> {

@@ -7,6 +7,7 @@ mod preview;
 mod studies_count;
 mod study_events;
 mod study_instances;
+mod wholeslide;
 
 use hyper::body::Incoming;
 use hyper::{Request, Response};
@@ -31,6 +32,8 @@ pub enum Native {
     StudyInstances,
     /// `GET preview`
     Preview,
+    /// `GET wholeslide`
+    WholeSlide,
     /// `POST series/deprecation`
     SeriesDeprecation,
     /// `POST studies/deprecation`
@@ -50,6 +53,7 @@ impl Native {
         ("GET studies/count", Native::StudiesCount),
         ("GET studyInstances", Native::StudyInstances),
         ("GET preview", Native::Preview),
+        ("GET wholeslide", Native::WholeSlide),
         ("POST series/deprecation", Native::SeriesDeprecation),
         ("POST studies/deprecation", Native::StudyDeprecation),
         ("POST studies/relocation", Native::StudyRelocation),
@@ -77,6 +81,7 @@ impl Native {
             Native::StudiesCount => studies_count::serve(app, &call.tenant, &call.query).await,
             Native::StudyInstances => study_instances::serve(app, &call.tenant, &call.query).await,
             Native::Preview => preview::serve(app, &call.tenant, &call.query).await,
+            Native::WholeSlide => wholeslide::serve(app, &call.tenant, &call.query).await,
             Native::SeriesDeprecation => lifecycle::deprecate_series(app, call).await,
             Native::StudyDeprecation => lifecycle::deprecate_study(app, call).await,
             Native::StudyRelocation => lifecycle::relocate_study(app, call).await,

@@ -1,0 +1,86 @@
+//! `GET wholeslide?barcode=`: the slide whose container identifier is the barcode. A DICOM
+//! slide is answered with its baseline, the VOLUME instance of the highest resolution, streamed
+//! from disk as `application/dicom` with its file name in `Content-Disposition`. (Non-DICOM
+//! slides, single files or MIRAX folders, arrive with pathology storage, not built yet.)
+
+use std::path::PathBuf;
+
+use dicom_dictionary_std::tags;
+use dicom_object::OpenFileOptions;
+use hyper::header::{CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{Response, StatusCode};
+
+use super::single_param;
+use crate::app::App;
+use crate::auth::Tenant;
+use crate::db::query::{self, StoredFile};
+use crate::error::ApiError;
+use crate::response::{self, Body};
+
+pub async fn serve(app: &App, tenant: &Tenant, query: &[(String, String)]) -> Result<Response<Body>, ApiError> {
+    let barcode = single_param(query, "barcode")?
+        .map(str::trim)
+        .filter(|b| !b.is_empty())
+        .ok_or_else(|| ApiError::BadRequest("parameter `barcode` is required and must not be empty".into()))?;
+    let files = query::slide_files(app.db.reader(), tenant.name(), barcode)
+        .await
+        .map_err(|e| ApiError::Internal(format!("database error: {e}")))?;
+    let mut slides: Vec<i64> = files.iter().map(|(series, _)| *series).collect();
+    slides.dedup();
+    match slides.len() {
+        0 => return Err(ApiError::NotFoundMessage(format!("no whole slide has the barcode `{barcode}`"))),
+        1 => {}
+        n => return Err(ApiError::Conflict(format!("{n} whole slides have the barcode `{barcode}`"))),
+    }
+    let storage = app.ingest.storage();
+    let mut candidates = Vec::with_capacity(files.len());
+    for (_, file) in files {
+        let path = storage.absolute(&file.medium, &file.file_path).map_err(|e| ApiError::Internal(e.to_string()))?;
+        candidates.push((file, path));
+    }
+    let (file, path) = tokio::task::spawn_blocking(move || baseline(candidates))
+        .await
+        .map_err(|e| ApiError::Internal(format!("reading the slide failed: {e}")))??;
+    let opened = tokio::fs::File::open(&path).await.map_err(|e| {
+        tracing::error!(path = %path.display(), error = %e, "stored slide file cannot be read");
+        ApiError::Internal(format!("the file of instance `{}` cannot be read", file.sop_instance_uid))
+    })?;
+    let length = opened.metadata().await.map(|m| m.len()).map_err(|e| ApiError::Internal(e.to_string()))?;
+    tracing::info!(tenant = tenant.name(), barcode, sop = %file.sop_instance_uid, bytes = length, "whole slide served");
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header(CONTENT_TYPE, "application/dicom")
+        .header(CONTENT_LENGTH, length)
+        .header(CONTENT_DISPOSITION, format!("attachment; filename=\"{}.dcm\"", file.sop_instance_uid))
+        .body(response::file(opened))
+        .expect("static response parts are valid"))
+}
+
+/// The baseline among a slide's instances: the largest total pixel matrix (or frame, for an
+/// image that has none) among VOLUME images; LABEL, OVERVIEW and THUMBNAIL images are not levels.
+/// An instance whose header cannot be read is passed over.
+fn baseline(candidates: Vec<(StoredFile, PathBuf)>) -> Result<(StoredFile, PathBuf), ApiError> {
+    let mut best: Option<(u64, bool, StoredFile, PathBuf)> = None;
+    for (file, path) in candidates {
+        let Ok(object) = OpenFileOptions::new().read_until(tags::PIXEL_DATA).open_file(&path) else {
+            tracing::warn!(path = %path.display(), "slide instance header cannot be read");
+            continue;
+        };
+        let number = |tag| object.element(tag).ok().and_then(|e| e.to_int::<u64>().ok());
+        let area = match (number(tags::TOTAL_PIXEL_MATRIX_COLUMNS), number(tags::TOTAL_PIXEL_MATRIX_ROWS)) {
+            (Some(columns), Some(rows)) => columns * rows,
+            _ => number(tags::COLUMNS).unwrap_or(0) * number(tags::ROWS).unwrap_or(0),
+        };
+        let image_type = object.element(tags::IMAGE_TYPE).ok().and_then(|e| e.to_multi_str().ok().map(|v| v.to_vec())).unwrap_or_default();
+        let level = !image_type.iter().any(|t| matches!(t.trim(), "LABEL" | "OVERVIEW" | "THUMBNAIL"));
+        let better = match &best {
+            None => true,
+            Some((best_area, best_level, _, _)) => (level, area) > (*best_level, *best_area),
+        };
+        if better {
+            best = Some((area, level, file, path));
+        }
+    }
+    best.map(|(_, _, file, path)| (file, path))
+        .ok_or_else(|| ApiError::Internal("no instance of the slide can be read".into()))
+}
