@@ -208,6 +208,26 @@ async fn study_deprecation_follows_the_seed(backend: Backend) {
     let (status, body) = s.post("studies/deprecation", &request).await;
     assert_eq!(status, StatusCode::CONFLICT, "deprecated already: {body}");
 
+    // The accession number given to a new study: it names the live study, not the deprecated one.
+    let again = tempfile::tempdir().unwrap();
+    let reused = modified(
+        &sample("ele_ct16_CT_small.dcm"),
+        &[
+            ("(0020,000D)", "1.2.826.0.1.3680043.8.498.91"),
+            ("(0020,000E)", "1.2.826.0.1.3680043.8.498.92"),
+            ("(0008,0018)", "1.2.826.0.1.3680043.8.498.93"),
+            ("(0008,0050)", "ACC-CT"),
+        ],
+        again.path(),
+    );
+    let (ok, output) = s.storescu(NODE_A, &[reused]).await;
+    assert!(ok, "{output}");
+    assert_eq!(count(&s).await, 4);
+    let (status, body) = s.post("studies/deprecation", &request).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(qido_study(&s, "1.2.826.0.1.3680043.8.498.91").await, 0);
+    assert_eq!(count(&s).await, 3);
+
     // By UID.
     let request = json!({"studyInstanceUid": mr_study, "author": "JaneDoe", "reason": "Wrong patient"});
     let (status, body) = s.post("studies/deprecation", &request).await;
@@ -221,12 +241,13 @@ async fn study_deprecation_follows_the_seed(backend: Backend) {
 
     let events = s.events_as(KEY_A).await;
     let deprecated = events_of(&events, "STUDY_DEPRECATED");
-    assert_eq!(deprecated.len(), 2, "{events:?}");
+    assert_eq!(deprecated.len(), 3, "{events:?}");
     assert_eq!(deprecated[0]["studyInstanceUid"], json!(ct_study));
     assert_eq!(deprecated[0]["detail"], json!({"author": "JaneDoe", "reason": "Wrong study"}));
-    assert_eq!(deprecated[1]["studyInstanceUid"], json!(mr_study));
+    assert_eq!(deprecated[1]["studyInstanceUid"], json!("1.2.826.0.1.3680043.8.498.91"));
+    assert_eq!(deprecated[2]["studyInstanceUid"], json!(mr_study));
     // Files are kept.
-    assert_eq!(s.archived_files().len(), 5);
+    assert_eq!(s.archived_files().len(), 6);
     s.stop().await;
 }
 
@@ -257,6 +278,15 @@ fn files_under(root: &Path) -> BTreeMap<String, Vec<u8>> {
     out
 }
 
+/// Waits (up to 10 s) until `condition` holds.
+async fn eventually(condition: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !condition() {
+        assert!(std::time::Instant::now() < deadline, "the condition never held");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 fn staging_empty(root: &Path) -> bool {
     std::fs::read_dir(root.join(".staging")).map(|d| d.count() == 0).unwrap_or(true)
 }
@@ -278,8 +308,10 @@ async fn relocation_moves_every_file_whole(backend: Backend) {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body, json!({"message": "relocation successful", "request": request}));
 
-    // The CT's two files are on nearline, byte for byte, and gone from the default medium.
+    // The CT's two files are on nearline, byte for byte, and gone from the default medium (the
+    // old copies are removed in the background once nothing points at them).
     assert_eq!(files_under(nearline.path()), ct_files);
+    eventually(|| files_under(&archive).len() == 3).await;
     let after = files_under(&archive);
     assert_eq!(after.len(), 3);
     assert!(after.keys().all(|k| !k.contains(&ct_study)));
@@ -299,8 +331,8 @@ async fn relocation_moves_every_file_whole(backend: Backend) {
     let (status, body) = s.post("studies/relocation", &request).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["request"], request);
+    eventually(|| files_under(nearline.path()).is_empty()).await;
     assert_eq!(files_under(&archive), before);
-    assert!(files_under(nearline.path()).is_empty());
 
     let events = s.events_as(KEY_A).await;
     let relocated = events_of(&events, "STUDY_RELOCATED");

@@ -39,8 +39,7 @@ impl App {
         let db = Database::connect(&config.database_url(), config.database.max_connections, config.database.sqlite_synchronous).await?;
         tracing::info!(backend = ?db.backend(), "database ready");
         let storage = Storage::new(&config.storage)?;
-        let forwarder = Forwarder::start(&config, db.clone(), storage.clone());
-        let ingest = Ingest::new(db.clone(), storage);
+        let ingest = Ingest::new(db.clone(), storage.clone());
         let manifest = Manifest::load(&config.plugins.manifest)?;
         let router = build_router(&manifest)?;
         let cache = CompileCache::new(config.storage.data_dir.join("cache").join("components"));
@@ -51,22 +50,30 @@ impl App {
         })
         .await??;
         let auth = Authenticator::new(&config.tenants, config.admin.api_key.as_deref());
-        Ok(Self { config, auth, router, db, ingest, runtime: Arc::new(runtime), forwarder })
+        let runtime = Arc::new(runtime);
+        let forwarder = Forwarder::start(&config, db.clone(), storage, runtime.clone());
+        Ok(Self { config, auth, router, db, ingest, runtime, forwarder })
     }
 
     /// Hands events recorded outside plugins (e.g. a study received) to the plugins' hooks, in
     /// the background and in order.
     pub fn deliver_events(&self, tenant: &str, events: Vec<StudyEvent>) {
-        if events.is_empty() {
-            return;
-        }
-        let (runtime, tenant) = (self.runtime.clone(), tenant.to_owned());
-        tokio::spawn(async move {
-            for event in events {
-                runtime.deliver_event(&tenant, &event).await;
-            }
-        });
+        deliver_events(&self.runtime, tenant, events);
     }
+}
+
+/// Hands events to the plugins' hooks of `runtime`, in the background and in order (for work
+/// that outlives its request, such as a STOW part being stored).
+pub fn deliver_events(runtime: &Arc<PluginRuntime>, tenant: &str, events: Vec<StudyEvent>) {
+    if events.is_empty() {
+        return;
+    }
+    let (runtime, tenant) = (runtime.clone(), tenant.to_owned());
+    tokio::spawn(async move {
+        for event in events {
+            runtime.deliver_event(&tenant, &event).await;
+        }
+    });
 }
 
 /// Routes of the native handlers and of every plugin; a route claimed twice stops the start.

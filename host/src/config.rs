@@ -165,6 +165,14 @@ pub struct StorageConfig {
     pub media: Vec<MediumConfig>,
     /// The medium new instances are written to; default: `default` (`<data_dir>/archive`).
     pub default_medium: Option<String>,
+    /// Seconds the old copies of a relocated study are kept for readers that found them just
+    /// before the relocation committed.
+    #[serde(default = "default_relocation_keep")]
+    pub relocation_keep_s: u64,
+}
+
+fn default_relocation_keep() -> u64 {
+    60
 }
 
 /// `[[storage.medium]]`: a named filesystem root.
@@ -299,7 +307,7 @@ impl Default for HttpConfig {
 }
 impl Default for StorageConfig {
     fn default() -> Self {
-        Self { data_dir: default_data_dir(), media: Vec::new(), default_medium: None }
+        Self { data_dir: default_data_dir(), media: Vec::new(), default_medium: None, relocation_keep_s: default_relocation_keep() }
     }
 }
 impl Default for PluginsConfig {

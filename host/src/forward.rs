@@ -9,10 +9,12 @@ use std::time::{Duration, SystemTime};
 use serde_json::json;
 use tokio::sync::Notify;
 
+use crate::app::deliver_events;
 use crate::config::{Config, ForwardConfig};
 use crate::db::forward::{self, ForwardJob};
 use crate::db::{Database, DbError, events};
 use crate::dicom::scu::{self, Outgoing, Peer};
+use crate::runtime::PluginRuntime;
 use crate::storage::Storage;
 
 /// How often due jobs (retries) are looked for when nothing wakes the worker.
@@ -31,7 +33,7 @@ impl Forwarder {
     }
 
     /// Starts the worker when a forward job is configured.
-    pub fn start(config: &Config, db: Database, storage: Storage) -> Self {
+    pub fn start(config: &Config, db: Database, storage: Storage, runtime: Arc<PluginRuntime>) -> Self {
         let forwarder = Self::default();
         if let Some(job) = config.forward.clone() {
             let worker = Worker {
@@ -41,6 +43,7 @@ impl Forwarder {
                 nodes: config.nodes.iter().map(|n| (n.ae_title.clone(), Peer { ae_title: n.ae_title.clone(), host: n.host.clone(), port: n.port })).collect(),
                 db,
                 storage,
+                runtime,
                 wake: forwarder.wake.clone(),
             };
             tokio::spawn(worker.run());
@@ -56,6 +59,7 @@ struct Worker {
     nodes: Vec<(String, Peer)>,
     db: Database,
     storage: Storage,
+    runtime: Arc<PluginRuntime>,
     wake: Arc<Notify>,
 }
 
@@ -109,8 +113,7 @@ impl Worker {
         match scu::send_all(&self.calling_ae, &peer, &outgoing, self.max_pdu).await {
             Ok(report) if report.refused.is_empty() => {
                 tracing::info!(job = job.id, series = %job.series_uid, node = %job.node, sent = report.sent, ms = started.elapsed().as_millis() as u64, "series forwarded");
-                self.record_event(&job, &study_uid, report.sent).await;
-                self.settle(&job, "done", report.sent as i64, None, 0).await;
+                self.done(&job, &study_uid, report.sent).await;
             }
             Ok(report) => {
                 let reasons: Vec<String> = report.refused.iter().map(|(sop, why)| format!("{sop}: {why}")).collect();
@@ -160,17 +163,22 @@ impl Worker {
         Ok(job)
     }
 
-    async fn record_event(&self, job: &ForwardJob, study_uid: &str, sent: usize) {
+    /// Records the event and the job's end in one unit of work, then hands the event to the
+    /// plugins' hooks.
+    async fn done(&self, job: &ForwardJob, study_uid: &str, sent: usize) {
         let detail = json!({ "seriesInstanceUid": job.series_uid, "node": job.node, "instances": sent, "author": job.author });
+        let due = crate::db::now_text();
         let recorded = async {
             let mut unit = self.db.begin().await?;
-            events::record(&mut unit, self.db.backend(), &job.tenant, "SERIES_FORWARDED", study_uid, detail).await?;
+            let event = events::record(&mut unit, self.db.backend(), &job.tenant, "SERIES_FORWARDED", study_uid, detail).await?;
+            forward::settle(&mut unit, job.id, "done", sent as i64, None, &due).await?;
             unit.commit().await?;
-            Ok::<_, DbError>(())
+            Ok::<_, DbError>(event)
         }
         .await;
-        if let Err(e) = recorded {
-            tracing::error!(job = job.id, error = %e, "cannot record the forward event");
+        match recorded {
+            Ok(event) => deliver_events(&self.runtime, &job.tenant, vec![event]),
+            Err(e) => tracing::error!(job = job.id, error = %e, "cannot record a forwarded series"),
         }
     }
 }

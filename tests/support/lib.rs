@@ -176,6 +176,7 @@ impl TestServer {
 listen = "127.0.0.1:0"
 [storage]
 data_dir = "{data}"
+relocation_keep_s = 0
 [database]
 url = "{database_url}"
 max_connections = 8

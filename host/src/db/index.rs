@@ -170,11 +170,16 @@ pub async fn register_instance(
         // Stored meanwhile by a concurrent association: the caller rolls back.
         return Ok(Registration { stored: false, ..Default::default() });
     };
-    sqlx::query("UPDATE studies SET size_bytes = size_bytes + $2 WHERE id = $1")
-        .bind(study_key)
-        .bind(file.size as i64)
-        .execute(&mut *conn)
-        .await?;
+    // A deprecated series does not count in its study's size (see series/deprecation).
+    sqlx::query(
+        "UPDATE studies SET size_bytes = size_bytes + $2 WHERE id = $1 \
+         AND NOT EXISTS (SELECT 1 FROM series WHERE id = $3 AND deprecated = 1)",
+    )
+    .bind(study_key)
+    .bind(file.size as i64)
+    .bind(series_key)
+    .execute(&mut *conn)
+    .await?;
     Ok(Registration { stored: true, study_created, series_created, instance_key: row.try_get(0)? })
 }
 

@@ -61,7 +61,7 @@ pub async fn find_series(conn: &mut AnyConnection, tenant: &str, by: SeriesKey<'
     };
     let sql = format!(
         "SELECT se.id, se.series_uid, se.deprecated, st.id, st.study_uid, st.deprecated \
-         FROM series se JOIN studies st ON st.id = se.study_fk WHERE se.tenant = $1 AND {column} = $2 LIMIT 2"
+         FROM series se JOIN studies st ON st.id = se.study_fk WHERE se.tenant = $1 AND {column} = $2 ORDER BY se.id"
     );
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant).bind(value).fetch_all(&mut *conn).await?;
     let rows = rows
@@ -77,7 +77,7 @@ pub async fn find_series(conn: &mut AnyConnection, tenant: &str, by: SeriesKey<'
             })
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    Ok(one(rows))
+    Ok(one_live(rows, |s| s.deprecated || s.study_deprecated))
 }
 
 pub async fn find_study(conn: &mut AnyConnection, tenant: &str, by: StudyKey<'_>) -> Result<Lookup<StudyRow>, sqlx::Error> {
@@ -85,7 +85,7 @@ pub async fn find_study(conn: &mut AnyConnection, tenant: &str, by: StudyKey<'_>
         StudyKey::Uid(uid) => ("study_uid", uid),
         StudyKey::Accession(number) => ("accession_number", number),
     };
-    let sql = format!("SELECT id, study_uid, deprecated FROM studies WHERE tenant = $1 AND {column} = $2 LIMIT 2");
+    let sql = format!("SELECT id, study_uid, deprecated FROM studies WHERE tenant = $1 AND {column} = $2 ORDER BY id");
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant).bind(value).fetch_all(&mut *conn).await?;
     let rows = rows
         .iter()
@@ -93,13 +93,18 @@ pub async fn find_study(conn: &mut AnyConnection, tenant: &str, by: StudyKey<'_>
             Ok(StudyRow { key: row.try_get(0)?, study_uid: row.try_get(1)?, deprecated: row.try_get::<i64, _>(2)? != 0 })
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    Ok(one(rows))
+    Ok(one_live(rows, |s| s.deprecated))
 }
 
-fn one<T>(mut rows: Vec<T>) -> Lookup<T> {
-    match rows.len() {
-        0 => Lookup::NotFound,
-        1 => Lookup::Found(rows.pop().expect("one row")),
+/// The one row a key names: among rows not deprecated when there are any (an accession number
+/// reused after its study was deprecated names the new study), else the deprecated one, so
+/// that the caller can say it is deprecated already.
+fn one_live<T>(rows: Vec<T>, deprecated: impl Fn(&T) -> bool) -> Lookup<T> {
+    let (mut live, mut gone): (Vec<T>, Vec<T>) = rows.into_iter().partition(|row| !deprecated(row));
+    match (live.len(), gone.len()) {
+        (1, _) => Lookup::Found(live.pop().expect("one row")),
+        (0, 0) => Lookup::NotFound,
+        (0, 1) => Lookup::Found(gone.pop().expect("one row")),
         _ => Lookup::Many,
     }
 }
@@ -168,4 +173,14 @@ pub async fn study_files(conn: &mut AnyConnection, study_key: i64) -> Result<Vec
 pub async fn set_medium(conn: &mut AnyConnection, instance_key: i64, medium: &str) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE instances SET medium = $2 WHERE id = $1").bind(instance_key).bind(medium).execute(&mut *conn).await?;
     Ok(())
+}
+
+/// True when an instance row points at the file `relative_path` on `medium`.
+pub async fn is_referenced(pool: &sqlx::AnyPool, medium: &str, relative_path: &str) -> Result<bool, sqlx::Error> {
+    let row = sqlx::query("SELECT 1 FROM instances WHERE medium = $1 AND file_path = $2 LIMIT 1")
+        .bind(medium)
+        .bind(relative_path)
+        .fetch_optional(pool)
+        .await?;
+    Ok(row.is_some())
 }

@@ -85,7 +85,10 @@ fn stored_file(row: &sqlx::any::AnyRow) -> Result<StoredFile, sqlx::Error> {
 
 /// The file of the tenant's instance `sop_uid`.
 pub async fn instance_file(pool: &AnyPool, tenant: &str, sop_uid: &str) -> Result<Option<StoredFile>, sqlx::Error> {
-    let sql = format!("SELECT {FILE_COLUMNS} FROM instances i WHERE i.tenant = $1 AND i.sop_instance_uid = $2");
+    let sql = format!(
+        "SELECT {FILE_COLUMNS} FROM instances i JOIN series se ON se.id = i.series_fk JOIN studies st ON st.id = se.study_fk \
+         WHERE i.tenant = $1 AND i.sop_instance_uid = $2 AND i.deprecated = 0 AND se.deprecated = 0 AND st.deprecated = 0"
+    );
     let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant).bind(sop_uid).fetch_optional(pool).await?;
     row.as_ref().map(stored_file).transpose()
 }
@@ -106,8 +109,8 @@ pub async fn slide_files(pool: &AnyPool, tenant: &str, barcode: &str) -> Result<
 /// tenant's series `series_uid`; `Ok(None)` when the series is unknown or has no instance.
 pub async fn series_first_file(pool: &AnyPool, tenant: &str, series_uid: &str) -> Result<Option<StoredFile>, sqlx::Error> {
     let sql = format!(
-        "SELECT {FILE_COLUMNS} FROM series se JOIN instances i ON i.series_fk = se.id \
-         WHERE se.tenant = $1 AND se.series_uid = $2 AND i.deprecated = 0 \
+        "SELECT {FILE_COLUMNS} FROM series se JOIN studies st ON st.id = se.study_fk JOIN instances i ON i.series_fk = se.id \
+         WHERE se.tenant = $1 AND se.series_uid = $2 AND i.deprecated = 0 AND se.deprecated = 0 AND st.deprecated = 0 \
          ORDER BY CASE WHEN i.instance_number IS NULL THEN 1 ELSE 0 END, i.instance_number, i.id LIMIT 1"
     );
     let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant).bind(series_uid).fetch_optional(pool).await?;

@@ -43,8 +43,8 @@ pub struct Command {
     pub sop_class_uid: String,
     pub sop_instance_uid: String,
     pub has_data_set: bool,
-    /// Status (of a response).
-    pub status: u16,
+    /// Status (of a response; `None` when absent).
+    pub status: Option<u16>,
 }
 
 /// Why a command set could not be read.
@@ -76,7 +76,7 @@ pub fn parse_command(bytes: &[u8]) -> Result<Command, CommandError> {
         sop_class_uid: text(&object, tags::AFFECTED_SOP_CLASS_UID),
         sop_instance_uid: text(&object, tags::AFFECTED_SOP_INSTANCE_UID),
         has_data_set: number(&object, tags::COMMAND_DATA_SET_TYPE).is_some_and(|t| t != NO_DATA_SET),
-        status: number(&object, tags::STATUS).unwrap_or(0),
+        status: number(&object, tags::STATUS),
     })
 }
 
@@ -159,7 +159,7 @@ mod tests {
             sop_class_uid: "1.2.840.10008.5.1.4.1.1.2".into(),
             sop_instance_uid: "1.2.3".into(),
             has_data_set: true,
-            status: 0,
+            status: None,
         };
         let bytes = response(field::C_STORE_RSP, &request, status::OUT_OF_RESOURCES, false, None);
         let group_length = u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize;
@@ -167,7 +167,7 @@ mod tests {
         let back = parse_command(&bytes).unwrap();
         assert_eq!((back.field, back.responding_to, back.has_data_set), (field::C_STORE_RSP, 7, false));
         assert_eq!(back.sop_instance_uid, "1.2.3");
-        assert_eq!(back.status, status::OUT_OF_RESOURCES);
+        assert_eq!(back.status, Some(status::OUT_OF_RESOURCES));
     }
 
     #[test]

@@ -5,12 +5,16 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use dicom_ul::ClientAssociationOptions;
 use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu, PresentationContextResultReason};
 use tokio::io::AsyncSeekExt;
 
 use super::dimse::{self, status};
+
+/// Longest wait for the peer: to connect, to take a PDU, to answer a C-STORE.
+const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// One file to send.
 #[derive(Debug, Clone)]
@@ -52,8 +56,13 @@ pub async fn send_all(calling_ae: &str, peer: &Peer, files: &[Outgoing], max_pdu
     let mut pairs: Vec<(String, String)> = files.iter().map(|f| (f.sop_class_uid.clone(), f.transfer_syntax.clone())).collect();
     pairs.sort();
     pairs.dedup();
-    let mut options =
-        ClientAssociationOptions::new().calling_ae_title(calling_ae).called_ae_title(peer.ae_title.as_str()).max_pdu_length(max_pdu);
+    let mut options = ClientAssociationOptions::new()
+        .calling_ae_title(calling_ae)
+        .called_ae_title(peer.ae_title.as_str())
+        .max_pdu_length(max_pdu)
+        .connection_timeout(TIMEOUT)
+        .read_timeout(TIMEOUT)
+        .write_timeout(TIMEOUT);
     for (class, syntax) in &pairs {
         options = options.with_presentation_context(class.as_str(), vec![syntax.as_str()]);
     }
@@ -97,7 +106,8 @@ pub async fn send_all(calling_ae: &str, peer: &Peer, files: &[Outgoing], max_pdu
         tokio::io::copy(&mut source, &mut writer).await.map_err(|e| lost(&e))?;
         writer.finish().await.map_err(|e| lost(&e))?;
         let answer = loop {
-            match association.receive().await.map_err(|e| lost(&e))? {
+            let pdu = tokio::time::timeout(TIMEOUT, association.receive()).await.map_err(|_| lost(&"no answer to a C-STORE"))?;
+            match pdu.map_err(|e| lost(&e))? {
                 Pdu::PData { data } => {
                     if let Some(pdv) = data.into_iter().find(|p| p.value_type == PDataValueType::Command) {
                         break dimse::parse_command(&pdv.data).map_err(|e| lost(&e))?;
@@ -107,11 +117,13 @@ pub async fn send_all(calling_ae: &str, peer: &Peer, files: &[Outgoing], max_pdu
                 other => return Err(lost(&format!("unexpected PDU {other:?}"))),
             }
         };
-        // Success, or a warning (0xB000, 0xB006, 0xB007): the peer has it.
-        if answer.status == status::SUCCESS || answer.status & 0xF000 == 0xB000 {
-            report.sent += 1;
-        } else {
-            report.refused.push((file.sop_instance_uid.clone(), format!("the peer answered status {:#06X}", answer.status)));
+        if answer.field != dimse::field::C_STORE_RSP || answer.responding_to != message_id {
+            return Err(lost(&format!("answer {:#06X} to message {} while waiting for the C-STORE-RSP to {message_id}", answer.field, answer.responding_to)));
+        }
+        // Success, or a warning (0xB000, 0xB006, 0xB007): the peer has it. No status is a failure.
+        match answer.status {
+            Some(code) if code == status::SUCCESS || code & 0xF000 == 0xB000 => report.sent += 1,
+            code => report.refused.push((file.sop_instance_uid.clone(), format!("the peer answered status {code:04X?}"))),
         }
     }
     if let Err(e) = association.release().await {

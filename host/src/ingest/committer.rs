@@ -51,7 +51,12 @@ impl Committer {
 async fn run(db: Database, storage: Storage, mut requests: mpsc::Receiver<Request>) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     while requests.recv_many(&mut group, MAX_GROUP).await > 0 {
-        commit_group(&db, &storage, std::mem::take(&mut group)).await;
+        // A group in a task of its own: were it to panic, only its instances would fail (their
+        // senders see the reply dropped) and the committer would go on with the next group.
+        let (db, storage, group) = (db.clone(), storage.clone(), std::mem::take(&mut group));
+        if let Err(e) = tokio::spawn(async move { commit_group(&db, &storage, group).await }).await {
+            tracing::error!(error = %e, "committing a group of instances failed");
+        }
     }
     tracing::debug!("ingest committer stopped");
 }

@@ -11,7 +11,7 @@ use hyper::{Response, StatusCode};
 use serde_json::{Value, json};
 
 use super::{NativeCall, element, number, path_uid, retrieve_url};
-use crate::app::App;
+use crate::app::{App, deliver_events};
 use crate::dicom::header::InstanceHeader;
 use crate::error::ApiError;
 use crate::db::events::StudyEvent;
@@ -83,12 +83,16 @@ async fn receive_all(app: &App, call: NativeCall) -> Result<Response<Body>, ApiE
             }
         };
         drop(field);
-        let (ingest, part_tenant, part_aet, part_study) = (app.ingest.clone(), tenant.clone(), aet.clone(), study.clone());
+        // The part is archived (and its events delivered) even if the client goes away now.
+        let (ingest, runtime) = (app.ingest.clone(), app.runtime.clone());
+        let (part_tenant, part_aet, part_study) = (tenant.clone(), aet.clone(), study.clone());
         parts.push(Part::Storing(tokio::spawn(async move {
-            store(&ingest, &part_tenant, &part_aet, part_study.as_deref(), staged).await
+            let (outcome, events) = store(&ingest, &part_tenant, &part_aet, part_study.as_deref(), staged).await;
+            deliver_events(&runtime, &part_tenant, events);
+            outcome
         })));
         if parts.iter().filter(|p| matches!(p, Part::Storing(_))).count() > MAX_IN_FLIGHT {
-            settle_oldest(app, &tenant, &mut parts).await;
+            settle_oldest(&mut parts).await;
         }
     }
     if parts.is_empty() {
@@ -96,7 +100,7 @@ async fn receive_all(app: &App, call: NativeCall) -> Result<Response<Body>, ApiE
     }
     let mut outcomes = Vec::with_capacity(parts.len());
     for part in parts {
-        outcomes.push(settle(app, &tenant, part).await);
+        outcomes.push(settle(part).await);
     }
     Ok(answer(&base, study.as_deref(), &outcomes))
 }
@@ -107,18 +111,15 @@ const MAX_IN_FLIGHT: usize = 64;
 /// A part answered already, or being archived.
 enum Part {
     Done(PartOutcome),
-    Storing(tokio::task::JoinHandle<(PartOutcome, Vec<StudyEvent>)>),
+    Storing(tokio::task::JoinHandle<PartOutcome>),
 }
 
-/// Waits for a part being archived and hands its events to the plugins.
-async fn settle(app: &App, tenant: &str, part: Part) -> PartOutcome {
+/// Waits for a part being archived.
+async fn settle(part: Part) -> PartOutcome {
     match part {
         Part::Done(outcome) => outcome,
         Part::Storing(task) => match task.await {
-            Ok((outcome, events)) => {
-                app.deliver_events(tenant, events);
-                outcome
-            }
+            Ok(outcome) => outcome,
             Err(e) => {
                 tracing::error!(error = %e, "STOW store task failed");
                 PartOutcome::Failed { header: None, reason: reason::PROCESSING_FAILURE, unsupported_type: false }
@@ -128,10 +129,10 @@ async fn settle(app: &App, tenant: &str, part: Part) -> PartOutcome {
 }
 
 /// Settles the oldest part still being archived, keeping its place in the answer.
-async fn settle_oldest(app: &App, tenant: &str, parts: &mut [Part]) {
+async fn settle_oldest(parts: &mut [Part]) {
     if let Some(part) = parts.iter_mut().find(|p| matches!(p, Part::Storing(_))) {
         let storing = std::mem::replace(part, Part::Done(PartOutcome::Failed { header: None, reason: 0, unsupported_type: false }));
-        *part = Part::Done(settle(app, tenant, storing).await);
+        *part = Part::Done(settle(storing).await);
     }
 }
 

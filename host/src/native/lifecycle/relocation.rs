@@ -2,8 +2,8 @@
 //! another physical medium. Files are copied and checked against their recorded SHA-1 first,
 //! without holding the index's write lock; then, in one unit of work, files that arrived
 //! meanwhile are copied too, the copies are placed, the index is pointed at them and the event
-//! recorded. Only once that commits are the old files removed: a failure at any point leaves
-//! the study whole where it was.
+//! recorded. Only once that commits are the old files removed, a minute later and only if no row
+//! points at them: a failure at any point leaves the study whole where it was.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -13,8 +13,9 @@ use serde_json::json;
 
 use super::Fields;
 use crate::app::App;
-use crate::db::events;
-use crate::db::lifecycle::{self, Lookup, StoredFile, StudyKey};
+use crate::db::Database;
+use crate::db::events::{self, StudyEvent};
+use crate::db::lifecycle::{self, Lookup, StoredFile, StudyKey, StudyRow};
 use crate::error::ApiError;
 use crate::ingest::PlacedFile;
 use crate::native::NativeCall;
@@ -59,58 +60,111 @@ pub async fn relocate_study(app: &App, call: NativeCall) -> Result<Response<Body
     };
     tracing::info!(tenant, study = %study.study_uid, target, files = files.len(), author, "relocating study");
     let mut copies = copy_all(&storage, files, &target).await?;
-
-    // Then one unit of work: what arrived meanwhile is copied too, all is placed and recorded.
-    let mut unit = app.db.begin().await.map_err(system_error)?;
-    let files = lifecycle::study_files(&mut unit, study.key).await.map_err(system_error)?;
-    let moving: Vec<StoredFile> = files.into_iter().filter(|f| f.medium != target).collect();
-    let late: Vec<StoredFile> = moving.iter().filter(|f| !copies.contains_key(&f.instance_key)).cloned().collect();
-    copies.extend(copy_all(&storage, late, &target).await?);
-    if moving.is_empty() {
-        tracing::info!(tenant, study = %study.study_uid, target, "study already on the medium");
-        return Ok(fields.success("relocation successful"));
-    }
-    let moves: Vec<(PathBuf, String)> =
-        moving.iter().map(|f| (copies[&f.instance_key].path().to_owned(), f.relative_path.clone())).collect();
-    let (storage_c, target_c) = (storage.clone(), target.clone());
-    tokio::task::spawn_blocking(move || storage_c.place_all(&target_c, &moves))
-        .await
-        .map_err(system_error)?
-        .map_err(system_error)?;
-    // Placed: the copies are no longer in staging; until the unit commits they are removed on failure.
-    let placed: Vec<PlacedFile> = moving
-        .iter()
-        .map(|f| {
-            if let Some(copy) = copies.remove(&f.instance_key) {
-                copy.keep();
-            }
-            PlacedFile::new(storage.clone(), target.clone(), f.relative_path.clone())
-        })
-        .collect();
-    for file in &moving {
-        lifecycle::set_medium(&mut unit, file.instance_key, &target).await.map_err(system_error)?;
-    }
-    let from: BTreeSet<&str> = moving.iter().map(|f| f.medium.as_str()).collect();
-    let detail = json!({ "physicalMediumName": target, "from": from, "instances": moving.len(), "author": author });
-    let event = events::record(&mut unit, app.db.backend(), &tenant, "STUDY_RELOCATED", &study.study_uid, detail)
-        .await
-        .map_err(system_error)?;
-    unit.commit().await.map_err(system_error)?;
-    placed.into_iter().for_each(PlacedFile::keep);
-
-    // Committed: the old copies go.
-    let storage_c = storage.clone();
-    let count = moving.len();
-    tokio::task::spawn_blocking(move || {
-        for file in &moving {
-            storage_c.remove(&file.medium, &file.relative_path);
+    // Files that arrived meanwhile are copied too, still without the lock, a few rounds at most.
+    for _ in 0..COPY_ROUNDS {
+        let mut conn = app.db.reader().acquire().await.map_err(system_error)?;
+        let files = lifecycle::study_files(&mut conn, study.key).await.map_err(system_error)?;
+        drop(conn);
+        let late: Vec<StoredFile> = files.into_iter().filter(|f| !copies.contains_key(&f.instance_key)).collect();
+        if late.iter().all(|f| f.medium == target) {
+            break;
         }
-    })
-    .await
-    .map_err(system_error)?;
-    tracing::info!(tenant, study = %study.study_uid, target, instances = count, author, "study relocated");
-    app.deliver_events(&tenant, vec![event]);
+        copies.extend(copy_all(&storage, late, &target).await?);
+    }
+
+    // The rest runs to its end even if the client goes away: a commit must be followed by its
+    // clean-up, never cut between the two.
+    let keep = std::time::Duration::from_secs(app.config.storage.relocation_keep_s);
+    let relocation = Relocation { db: app.db.clone(), storage, tenant: tenant.clone(), study, target, author, keep };
+    let event = tokio::spawn(relocation.commit(copies)).await.map_err(system_error)??;
+    if let Some(event) = event {
+        app.deliver_events(&tenant, vec![event]);
+    }
     Ok(fields.success("relocation successful"))
+}
+
+/// Rounds of copying files that arrived while the study was being copied, before the lock.
+const COPY_ROUNDS: usize = 3;
+
+/// A relocation whose files are copied, ready to be committed.
+struct Relocation {
+    db: Database,
+    storage: Storage,
+    tenant: String,
+    study: StudyRow,
+    target: String,
+    author: String,
+    /// How long the old copies stay after the commit, for readers that found them just before
+    /// (a WADO stream opens its files one after another): `[storage] relocation_keep_s`.
+    keep: std::time::Duration,
+}
+
+impl Relocation {
+    /// In one unit of work: copies what is still missing, places the copies, points the index at
+    /// them and records the event; then removes the old copies a while later. `None` when the
+    /// study was on the target already.
+    async fn commit(self, mut copies: HashMap<i64, StagingFile>) -> Result<Option<StudyEvent>, ApiError> {
+        let Relocation { db, storage, tenant, study, target, author, keep } = self;
+        let mut unit = db.begin().await.map_err(system_error)?;
+        let files = lifecycle::study_files(&mut unit, study.key).await.map_err(system_error)?;
+        let moving: Vec<StoredFile> = files.into_iter().filter(|f| f.medium != target).collect();
+        let late: Vec<StoredFile> = moving.iter().filter(|f| !copies.contains_key(&f.instance_key)).cloned().collect();
+        copies.extend(copy_all(&storage, late, &target).await?);
+        if moving.is_empty() {
+            tracing::info!(tenant, study = %study.study_uid, target, "study already on the medium");
+            return Ok(None);
+        }
+        let moves: Vec<(PathBuf, String)> =
+            moving.iter().map(|f| (copies[&f.instance_key].path().to_owned(), f.relative_path.clone())).collect();
+        let (storage_c, target_c) = (storage.clone(), target.clone());
+        tokio::task::spawn_blocking(move || storage_c.place_all(&target_c, &moves))
+            .await
+            .map_err(system_error)?
+            .map_err(system_error)?;
+        // Placed: the copies are no longer in staging; until the unit commits they are removed on failure.
+        let placed: Vec<PlacedFile> = moving
+            .iter()
+            .map(|f| {
+                if let Some(copy) = copies.remove(&f.instance_key) {
+                    copy.keep();
+                }
+                PlacedFile::new(storage.clone(), target.clone(), f.relative_path.clone())
+            })
+            .collect();
+        for file in &moving {
+            lifecycle::set_medium(&mut unit, file.instance_key, &target).await.map_err(system_error)?;
+        }
+        let from: BTreeSet<&str> = moving.iter().map(|f| f.medium.as_str()).collect();
+        let detail = json!({ "physicalMediumName": target, "from": from, "instances": moving.len(), "author": author });
+        let event = events::record(&mut unit, db.backend(), &tenant, "STUDY_RELOCATED", &study.study_uid, detail)
+            .await
+            .map_err(system_error)?;
+        unit.commit().await.map_err(system_error)?;
+        placed.into_iter().for_each(PlacedFile::keep);
+        tracing::info!(tenant, study = %study.study_uid, target, instances = moving.len(), author, "study relocated");
+        tokio::spawn(remove_old_copies(db, storage, moving, keep));
+        Ok(Some(event))
+    }
+}
+
+/// Removes the old copies of relocated files after `keep`, each only if no row
+/// points at it again by then (a relocation back, say). A stop before that leaves them behind,
+/// unreferenced, which loses nothing.
+async fn remove_old_copies(db: Database, storage: Storage, files: Vec<StoredFile>, keep: std::time::Duration) {
+    tokio::time::sleep(keep).await;
+    let mut removed = 0usize;
+    for file in files {
+        match lifecycle::is_referenced(db.reader(), &file.medium, &file.relative_path).await {
+            Ok(false) => {
+                let storage = storage.clone();
+                let _ = tokio::task::spawn_blocking(move || storage.remove(&file.medium, &file.relative_path)).await;
+                removed += 1;
+            }
+            Ok(true) => {}
+            Err(e) => tracing::warn!(path = %file.relative_path, error = %e, "old copy kept: cannot check whether it is referenced"),
+        }
+    }
+    tracing::info!(removed, "old copies of a relocated study removed");
 }
 
 /// Copies files not on `target` yet into staging files there, each checked against its recorded
