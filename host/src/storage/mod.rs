@@ -48,6 +48,7 @@ impl Storage {
         for root in media.values() {
             let staging = root.join(".staging");
             std::fs::create_dir_all(&staging).map_err(io_at(&staging))?;
+            sweep_staging(&staging, STALE_STAGING);
         }
         Ok(Self { media, default })
     }
@@ -150,6 +151,26 @@ impl Storage {
     }
 }
 
+/// Age after which a staging file is taken for the leftover of a crash: a file being received is
+/// written to far more often (and a slow upload of a whole slide well within it).
+const STALE_STAGING: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
+
+/// Removes staging files not written to for `stale`: what a crash (power loss, kill) left
+/// behind, never indexed. Younger ones may belong to another server sharing the medium.
+fn sweep_staging(staging: &Path, stale: std::time::Duration) {
+    let Ok(entries) = std::fs::read_dir(staging) else { return };
+    let mut removed = 0usize;
+    for entry in entries.flatten() {
+        let old = entry.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok()).is_some_and(|age| age >= stale);
+        if old && entry.path().is_file() && std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        tracing::warn!(folder = %staging.display(), removed, "removed staging files left by an earlier crash");
+    }
+}
+
 /// Creates `folder` and any missing folder between it and `root`, noting the parent of each one
 /// created: its new entry must be synced too.
 fn create_folders(root: &Path, folder: &Path, changed: &mut BTreeSet<PathBuf>) -> io::Result<()> {
@@ -235,5 +256,18 @@ mod tests {
         ];
         assert!(storage.place_all("default", &moves).is_err());
         assert!(!dir.path().join("archive/t/1.2/1.2.3/1.2.3.1.dcm").exists(), "the first file was taken back");
+    }
+
+    #[test]
+    fn leftovers_of_a_crash_are_swept_from_staging() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = storage_in(dir.path());
+        let left = staged(&storage, b"left by a crash");
+        let staging = left.parent().expect("staging folder").to_owned();
+        assert!(left.exists());
+        sweep_staging(&staging, std::time::Duration::from_secs(3600));
+        assert!(left.exists(), "a recent staging file may be in use");
+        sweep_staging(&staging, std::time::Duration::ZERO);
+        assert!(!left.exists(), "an old one is removed");
     }
 }
