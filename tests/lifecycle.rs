@@ -70,19 +70,9 @@ async fn qido_study(s: &TestServer, study_uid: &str) -> usize {
     body.as_array().map(Vec::len).unwrap_or(0)
 }
 
-/// POSTs raw bytes as JSON.
+/// POSTs text that need not be JSON, labelled as JSON.
 async fn post_raw(s: &TestServer, path: &str, body: &str) -> (StatusCode, Value) {
-    let response = s
-        .http
-        .post(format!("{}/{path}", s.base))
-        .header("Authorization", KEY_A)
-        .header("Content-Type", "application/json")
-        .body(body.to_owned())
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
+    s.post_text(KEY_A, path, "application/json", body.to_owned()).await
 }
 
 /// Asserts a 400 whose message names `field`.

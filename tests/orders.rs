@@ -65,17 +65,7 @@ fn order(study_uid: &str, modality: &str, station: &str, date: &str, patient: (&
 
 /// POSTs an order with the seed's content type.
 async fn create(s: &TestServer, key: &str, body: &Value) -> (StatusCode, Value) {
-    let response = s
-        .http
-        .post(format!("{}/orders/create", s.base))
-        .header("Authorization", key)
-        .header("Content-Type", "text/json; charset=utf-8")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
+    s.post_text(key, "orders/create", "text/json; charset=utf-8", body.to_string()).await
 }
 
 async fn delete(s: &TestServer, query: &str) -> (StatusCode, Value) {

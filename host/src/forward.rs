@@ -12,6 +12,8 @@ use tokio::sync::Notify;
 use crate::app::deliver_events;
 use crate::config::{Config, ForwardConfig};
 use crate::db::forward::{self, ForwardJob};
+use crate::db::lifecycle::{self, Lookup, SeriesKey};
+use crate::db::retrieve::{self, StoredFile};
 use crate::db::{Database, DbError, events};
 use crate::dicom::scu::{self, Outgoing, Peer};
 use crate::runtime::PluginRuntime;
@@ -89,13 +91,13 @@ impl Worker {
         let Some(peer) = self.nodes.iter().find(|(ae, _)| *ae == job.node).map(|(_, p)| p.clone()) else {
             return self.settle(&job, "failed", 0, Some(format!("forward node `{}` is not configured", job.node)), 0).await;
         };
-        let files = match forward::series_files(self.db.reader(), &job.tenant, &job.series_uid).await {
-            Ok(files) => files,
+        let (study_uid, files) = match self.series_files(&job).await {
+            Ok(found) => found,
             Err(e) => return self.retry(&job, 0, e.to_string()).await,
         };
-        let Some(study_uid) = files.first().map(|f| f.study_uid.clone()) else {
+        if files.is_empty() {
             return self.settle(&job, "failed", 0, Some("the series has no instance to send".into()), 0).await;
-        };
+        }
         let mut outgoing = Vec::with_capacity(files.len());
         for file in &files {
             match self.storage.absolute(&file.medium, &file.relative_path) {
@@ -122,6 +124,19 @@ impl Worker {
             }
             Err(e) => self.retry(&job, 0, e.to_string()).await,
         }
+    }
+
+    /// The study of the job's series (looked up now: it may have moved since it was queued) and
+    /// the series' files as WADO-RS finds them, deprecated ones left out.
+    async fn series_files(&self, job: &ForwardJob) -> Result<(String, Vec<StoredFile>), sqlx::Error> {
+        let mut conn = self.db.reader().acquire().await?;
+        let series = match lifecycle::find_series(&mut conn, &job.tenant, SeriesKey::Uid(&job.series_uid)).await? {
+            Lookup::Found(series) => series,
+            Lookup::NotFound | Lookup::Many => return Ok((String::new(), Vec::new())),
+        };
+        drop(conn);
+        let files = retrieve::files(self.db.reader(), &job.tenant, &series.study_uid, Some(&job.series_uid), None).await?;
+        Ok((series.study_uid, files))
     }
 
     /// Queues the job again after the configured delay, or fails it once attempts run out.

@@ -240,12 +240,17 @@ max_instances = 64
 
     /// POSTs JSON as tenant `key`; returns status and parsed body (Null when not JSON).
     pub async fn post_as(&self, key: &str, path: &str, body: &Value) -> (StatusCode, Value) {
+        self.post_text(key, path, "application/json", body.to_string()).await
+    }
+
+    /// POSTs any text (malformed JSON, another content type) as tenant `key`.
+    pub async fn post_text(&self, key: &str, path: &str, content_type: &str, body: String) -> (StatusCode, Value) {
         let response = self
             .http
             .post(format!("{}/{path}", self.base))
             .header("Authorization", key)
-            .header("Content-Type", "application/json")
-            .body(body.to_string())
+            .header("Content-Type", content_type)
+            .body(body)
             .send()
             .await
             .expect("request sent");

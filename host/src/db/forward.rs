@@ -33,17 +33,6 @@ pub struct ForwardJobState {
     pub updated_at: String,
 }
 
-/// One stored file of a series to send.
-#[derive(Debug, Clone)]
-pub struct SeriesFile {
-    pub study_uid: String,
-    pub sop_class_uid: String,
-    pub sop_instance_uid: String,
-    pub transfer_syntax: String,
-    pub medium: String,
-    pub relative_path: String,
-}
-
 /// Queues a series inside the caller's unit of work.
 pub async fn enqueue(conn: &mut AnyConnection, tenant: &str, series_uid: &str, node: &str, author: &str) -> Result<i64, sqlx::Error> {
     let now = now_text();
@@ -143,32 +132,6 @@ pub async fn latest(pool: &AnyPool, limit: i64) -> Result<Vec<ForwardJobState>, 
                 last_error: row.try_get(8)?,
                 created_at: row.try_get(9)?,
                 updated_at: row.try_get(10)?,
-            })
-        })
-        .collect()
-}
-
-/// The stored files of a tenant's series that are not deprecated, by instance number.
-pub async fn series_files(pool: &AnyPool, tenant: &str, series_uid: &str) -> Result<Vec<SeriesFile>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT st.study_uid, i.sop_class_uid, i.sop_instance_uid, i.transfer_syntax, i.medium, i.file_path \
-         FROM instances i JOIN series se ON se.id = i.series_fk JOIN studies st ON st.id = se.study_fk \
-         WHERE se.tenant = $1 AND se.series_uid = $2 AND i.deprecated = 0 AND se.deprecated = 0 AND st.deprecated = 0 \
-         ORDER BY i.instance_number, i.id",
-    )
-    .bind(tenant)
-    .bind(series_uid)
-    .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(SeriesFile {
-                study_uid: row.try_get(0)?,
-                sop_class_uid: row.try_get(1)?,
-                sop_instance_uid: row.try_get(2)?,
-                transfer_syntax: row.try_get(3)?,
-                medium: row.try_get(4)?,
-                relative_path: row.try_get(5)?,
             })
         })
         .collect()

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::Fields;
 use crate::app::App;
-use crate::db::events;
+use crate::db::{UnitOfWork, events};
 use crate::db::lifecycle::{self, Lookup, SeriesKey, StudyKey};
 use crate::error::ApiError;
 use crate::native::NativeCall;
@@ -46,12 +46,8 @@ pub async fn deprecate_series(app: &App, call: NativeCall) -> Result<Response<Bo
         return Err(ApiError::Conflict(format!("series `{}` has already a deprecation", series.series_uid)));
     }
     let detail = json!({ "seriesInstanceUid": series.series_uid, "author": author, "reason": reason });
-    let event = events::record(&mut unit, app.db.backend(), &tenant, "SERIES_DEPRECATED", &series.study_uid, detail)
-        .await
-        .map_err(system_error("series"))?;
-    unit.commit().await.map_err(system_error("series"))?;
+    record_and_commit(app, unit, &tenant, "SERIES_DEPRECATED", &series.study_uid, detail, "series").await?;
     tracing::info!(tenant, series = %series.series_uid, study = %series.study_uid, author, reason, "series deprecated");
-    app.deliver_events(&tenant, vec![event]);
     Ok(fields.success("deprecation successful"))
 }
 
@@ -74,11 +70,23 @@ pub async fn deprecate_study(app: &App, call: NativeCall) -> Result<Response<Bod
         return Err(ApiError::Conflict(format!("study `{}` has already a deprecation", study.study_uid)));
     }
     let detail = json!({ "author": author, "reason": reason });
-    let event = events::record(&mut unit, app.db.backend(), &tenant, "STUDY_DEPRECATED", &study.study_uid, detail)
-        .await
-        .map_err(system_error("study"))?;
-    unit.commit().await.map_err(system_error("study"))?;
+    record_and_commit(app, unit, &tenant, "STUDY_DEPRECATED", &study.study_uid, detail, "study").await?;
     tracing::info!(tenant, study = %study.study_uid, author, reason, "study deprecated");
-    app.deliver_events(&tenant, vec![event]);
     Ok(fields.success("deprecation successful"))
+}
+
+/// Records the deprecation's event, commits the unit, and hands the event to the plugins.
+async fn record_and_commit(
+    app: &App,
+    mut unit: UnitOfWork,
+    tenant: &str,
+    kind: &str,
+    study_uid: &str,
+    detail: serde_json::Value,
+    what: &str,
+) -> Result<(), ApiError> {
+    let event = events::record(&mut unit, app.db.backend(), tenant, kind, study_uid, detail).await.map_err(system_error(what))?;
+    unit.commit().await.map_err(system_error(what))?;
+    app.deliver_events(tenant, vec![event]);
+    Ok(())
 }
