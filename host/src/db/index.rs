@@ -1,6 +1,8 @@
-//! Registering a stored instance in the archive index: its patient, study and series are found
-//! or created, the instance row is reserved, and the study's totals follow. Runs in the
-//! caller's unit of work; the caller commits only once the file is in place.
+//! Registering stored instances in the archive index: their patient, study and series are found
+//! or created, the instance rows are reserved, and the studies' totals follow. Runs in the
+//! caller's unit of work; the caller commits only once the files are in place.
+
+use std::collections::HashMap;
 
 use sqlx::{AnyConnection, Row};
 
@@ -27,126 +29,207 @@ pub struct Registration {
     pub instance_key: i64,
 }
 
-/// Records `header` stored at `file` for `tenant`, received from `calling_aet`.
-///
-/// A series already filed under another study is a conflict; an instance already stored is
-/// reported as such and changes nothing.
-pub async fn register_instance(
+/// Registers the instances of one unit of work. It remembers the studies and series it has
+/// looked up or created, so that each further instance of them costs a single statement, and it
+/// sums the bytes each series adds to its study, written once by [`Registrar::finish`], which
+/// must run before the unit commits. Valid for one unit of work only: it is dropped with it.
+#[derive(Debug, Default)]
+pub struct Registrar {
+    /// (tenant, Study Instance UID) -> study key.
+    studies: HashMap<(String, String), i64>,
+    /// (tenant, Series Instance UID) -> (series key, its study's key).
+    series: HashMap<(String, String), (i64, i64)>,
+    /// (study key, series key) -> bytes registered and not yet added to the study's size.
+    sizes: HashMap<(i64, i64), i64>,
+}
+
+impl Registrar {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records `header` stored at `file` for `tenant`, received from `calling_aet`.
+    ///
+    /// A series already filed under another study is a conflict; an instance already stored is
+    /// reported as such and changes nothing.
+    pub async fn register(
+        &mut self,
+        conn: &mut AnyConnection,
+        tenant: &str,
+        calling_aet: &str,
+        header: &InstanceHeader,
+        file: &FileRecord,
+    ) -> Result<Registration, OpError> {
+        let now = now_text();
+        let (study_key, series_key, study_created, series_created) = match self.known(tenant, header)? {
+            Some((study_key, series_key)) => (study_key, series_key, false, false),
+            None => {
+                if let Some(key) = stored_instance(conn, tenant, &header.sop_instance_uid).await? {
+                    return Ok(Registration { stored: false, instance_key: key, ..Default::default() });
+                }
+                let (study_key, study_created) = study_key(conn, tenant, calling_aet, header, &now).await?;
+                let (series_key, series_created) = series_key(conn, tenant, study_key, header, &now).await?;
+                self.studies.insert((tenant.to_owned(), header.study_uid.clone()), study_key);
+                self.series.insert((tenant.to_owned(), header.series_uid.clone()), (series_key, study_key));
+                (study_key, series_key, study_created, series_created)
+            }
+        };
+        let Some(instance_key) = insert_instance(conn, tenant, series_key, header, file, &now).await? else {
+            // Already stored (by an earlier unit, or meanwhile by a concurrent one): nothing
+            // was written, and a re-send is answered with the stored instance's key.
+            let key = stored_instance(conn, tenant, &header.sop_instance_uid).await?.unwrap_or_default();
+            return Ok(Registration { stored: false, instance_key: key, ..Default::default() });
+        };
+        *self.sizes.entry((study_key, series_key)).or_default() += file.size as i64;
+        Ok(Registration { stored: true, study_created, series_created, instance_key })
+    }
+
+    /// Adds to each study the bytes its instances registered here weigh. A deprecated series
+    /// does not count in its study's size (see series/deprecation).
+    pub async fn finish(&mut self, conn: &mut AnyConnection) -> Result<(), OpError> {
+        for ((study_key, series_key), bytes) in self.sizes.drain() {
+            sqlx::query(
+                "UPDATE studies SET size_bytes = size_bytes + $2 WHERE id = $1 \
+                 AND NOT EXISTS (SELECT 1 FROM series WHERE id = $3 AND deprecated = 1)",
+            )
+            .bind(study_key)
+            .bind(bytes)
+            .bind(series_key)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// The study and series keys of `header` when both were seen in this unit; a series seen
+    /// under another study is a conflict.
+    fn known(&self, tenant: &str, header: &InstanceHeader) -> Result<Option<(i64, i64)>, OpError> {
+        let key = |uid: &str| (tenant.to_owned(), uid.to_owned());
+        let (Some(&study_key), Some(&(series_key, owner))) =
+            (self.studies.get(&key(&header.study_uid)), self.series.get(&key(&header.series_uid)))
+        else {
+            return Ok(None);
+        };
+        if owner != study_key {
+            return Err(series_elsewhere(header));
+        }
+        Ok(Some((study_key, series_key)))
+    }
+}
+
+fn series_elsewhere(header: &InstanceHeader) -> OpError {
+    OpError::Conflict(format!("series `{}` belongs to another study than `{}`", header.series_uid, header.study_uid))
+}
+
+/// The key of the instance `sop_instance_uid` when it is stored already.
+async fn stored_instance(conn: &mut AnyConnection, tenant: &str, sop_instance_uid: &str) -> Result<Option<i64>, OpError> {
+    let row = sqlx::query("SELECT id FROM instances WHERE tenant = $1 AND sop_instance_uid = $2")
+        .bind(tenant)
+        .bind(sop_instance_uid)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(row.map(|row| row.try_get(0)).transpose()?)
+}
+
+/// The study of `header`, found or created (with its patient); true when created.
+async fn study_key(
     conn: &mut AnyConnection,
     tenant: &str,
     calling_aet: &str,
     header: &InstanceHeader,
-    file: &FileRecord,
-) -> Result<Registration, OpError> {
-    if let Some(row) = sqlx::query("SELECT id FROM instances WHERE tenant = $1 AND sop_instance_uid = $2")
-        .bind(tenant)
-        .bind(&header.sop_instance_uid)
-        .fetch_optional(&mut *conn)
-        .await?
-    {
-        return Ok(Registration { stored: false, instance_key: row.try_get(0)?, ..Default::default() });
+    now: &str,
+) -> Result<(i64, bool), OpError> {
+    const FIND: &str = "SELECT id FROM studies WHERE tenant = $1 AND study_uid = $2";
+    if let Some(row) = sqlx::query(FIND).bind(tenant).bind(&header.study_uid).fetch_optional(&mut *conn).await? {
+        return Ok((row.try_get(0)?, false));
     }
-    let now = now_text();
+    let patient = patient_key(conn, tenant, header, now).await?;
+    let row = sqlx::query(
+        "INSERT INTO studies (tenant, study_uid, patient_fk, accession_number, description, study_date, study_time, \
+         referring_physician, received_at, calling_aet, station_name) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+         ON CONFLICT (tenant, study_uid) DO NOTHING RETURNING id",
+    )
+    .bind(tenant)
+    .bind(&header.study_uid)
+    .bind(patient)
+    .bind(&header.accession_number)
+    .bind(&header.study_description)
+    .bind(&header.study_date)
+    .bind(&header.study_time)
+    .bind(&header.referring_physician)
+    .bind(now)
+    .bind(calling_aet)
+    .bind(&header.station_name)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(match row {
+        Some(row) => (row.try_get(0)?, true),
+        // Created meanwhile by a concurrent unit (committed before our insert).
+        None => (select_id(conn, FIND, tenant, &header.study_uid).await?, false),
+    })
+}
 
-    let (study_key, study_created) = match sqlx::query("SELECT id FROM studies WHERE tenant = $1 AND study_uid = $2")
-        .bind(tenant)
-        .bind(&header.study_uid)
-        .fetch_optional(&mut *conn)
-        .await?
-    {
-        Some(row) => (row.try_get::<i64, _>(0)?, false),
-        None => {
-            let patient = patient_key(conn, tenant, header, &now).await?;
-            let row = sqlx::query(
-                "INSERT INTO studies (tenant, study_uid, patient_fk, accession_number, description, study_date, study_time, \
-                 referring_physician, received_at, calling_aet, station_name) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-                 ON CONFLICT (tenant, study_uid) DO NOTHING RETURNING id",
-            )
-            .bind(tenant)
-            .bind(&header.study_uid)
-            .bind(patient)
-            .bind(&header.accession_number)
-            .bind(&header.study_description)
-            .bind(&header.study_date)
-            .bind(&header.study_time)
-            .bind(&header.referring_physician)
-            .bind(&now)
-            .bind(calling_aet)
-            .bind(&header.station_name)
-            .fetch_optional(&mut *conn)
-            .await?;
-            match row {
-                Some(row) => (row.try_get::<i64, _>(0)?, true),
-                // Created meanwhile by a concurrent association (committed before our insert).
-                None => (select_id(conn, "SELECT id FROM studies WHERE tenant = $1 AND study_uid = $2", tenant, &header.study_uid).await?, false),
-            }
+/// The series of `header` in the study `study_key`, found or created; true when created. A
+/// series filed under another study is a conflict.
+async fn series_key(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    study_key: i64,
+    header: &InstanceHeader,
+    now: &str,
+) -> Result<(i64, bool), OpError> {
+    const FIND: &str = "SELECT id, study_fk FROM series WHERE tenant = $1 AND series_uid = $2";
+    let owned = |row: sqlx::any::AnyRow| -> Result<i64, OpError> {
+        if row.try_get::<i64, _>(1)? != study_key {
+            return Err(series_elsewhere(header));
         }
+        Ok(row.try_get(0)?)
     };
-
-    let (series_key, series_created) = match sqlx::query("SELECT id, study_fk FROM series WHERE tenant = $1 AND series_uid = $2")
-        .bind(tenant)
-        .bind(&header.series_uid)
-        .fetch_optional(&mut *conn)
-        .await?
-    {
+    if let Some(row) = sqlx::query(FIND).bind(tenant).bind(&header.series_uid).fetch_optional(&mut *conn).await? {
+        return Ok((owned(row)?, false));
+    }
+    let row = sqlx::query(
+        "INSERT INTO series (tenant, series_uid, study_fk, modality, series_number, description, station_name, \
+         container_identifier, body_part, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+         ON CONFLICT (tenant, series_uid) DO NOTHING RETURNING id",
+    )
+    .bind(tenant)
+    .bind(&header.series_uid)
+    .bind(study_key)
+    .bind(&header.modality)
+    .bind(header.series_number)
+    .bind(&header.series_description)
+    .bind(&header.station_name)
+    .bind(&header.container_identifier)
+    .bind(&header.body_part)
+    .bind(now)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match row {
         Some(row) => {
-            let owner: i64 = row.try_get(1)?;
-            if owner != study_key {
-                return Err(OpError::Conflict(format!(
-                    "series `{}` belongs to another study than `{}`",
-                    header.series_uid, header.study_uid
-                )));
-            }
-            (row.try_get::<i64, _>(0)?, false)
+            sqlx::query("UPDATE studies SET series_count = series_count + 1 WHERE id = $1")
+                .bind(study_key)
+                .execute(&mut *conn)
+                .await?;
+            Ok((row.try_get(0)?, true))
         }
-        None => {
-            let row = sqlx::query(
-                "INSERT INTO series (tenant, series_uid, study_fk, modality, series_number, description, station_name, \
-                 container_identifier, body_part, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-                 ON CONFLICT (tenant, series_uid) DO NOTHING RETURNING id",
-            )
-            .bind(tenant)
-            .bind(&header.series_uid)
-            .bind(study_key)
-            .bind(&header.modality)
-            .bind(header.series_number)
-            .bind(&header.series_description)
-            .bind(&header.station_name)
-            .bind(&header.container_identifier)
-            .bind(&header.body_part)
-            .bind(&now)
-            .fetch_optional(&mut *conn)
-            .await?;
-            match row {
-                Some(row) => {
-                    sqlx::query("UPDATE studies SET series_count = series_count + 1 WHERE id = $1")
-                        .bind(study_key)
-                        .execute(&mut *conn)
-                        .await?;
-                    (row.try_get::<i64, _>(0)?, true)
-                }
-                None => {
-                    // Created meanwhile by a concurrent association: it must be in this study too.
-                    let row = sqlx::query("SELECT id, study_fk FROM series WHERE tenant = $1 AND series_uid = $2")
-                        .bind(tenant)
-                        .bind(&header.series_uid)
-                        .fetch_one(&mut *conn)
-                        .await?;
-                    if row.try_get::<i64, _>(1)? != study_key {
-                        return Err(OpError::Conflict(format!(
-                            "series `{}` belongs to another study than `{}`",
-                            header.series_uid, header.study_uid
-                        )));
-                    }
-                    (row.try_get::<i64, _>(0)?, false)
-                }
-            }
-        }
-    };
+        // Created meanwhile by a concurrent unit: it must be in this study too.
+        None => Ok((owned(sqlx::query(FIND).bind(tenant).bind(&header.series_uid).fetch_one(&mut *conn).await?)?, false)),
+    }
+}
 
+/// Inserts the instance row; `None` when the instance is stored already.
+async fn insert_instance(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    series_key: i64,
+    header: &InstanceHeader,
+    file: &FileRecord,
+    now: &str,
+) -> Result<Option<i64>, OpError> {
     let attributes = serde_json::Value::Object(header.attributes.clone()).to_string();
-    let inserted = sqlx::query(
+    let row = sqlx::query(
         "INSERT INTO instances (tenant, sop_instance_uid, sop_class_uid, series_fk, instance_number, medium, file_path, \
          size_bytes, sha1, attributes, transfer_syntax, received_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
@@ -163,24 +246,10 @@ pub async fn register_instance(
     .bind(&file.sha1)
     .bind(attributes)
     .bind(&header.transfer_syntax)
-    .bind(&now)
+    .bind(now)
     .fetch_optional(&mut *conn)
     .await?;
-    let Some(row) = inserted else {
-        // Stored meanwhile by a concurrent association: the caller rolls back.
-        return Ok(Registration { stored: false, ..Default::default() });
-    };
-    // A deprecated series does not count in its study's size (see series/deprecation).
-    sqlx::query(
-        "UPDATE studies SET size_bytes = size_bytes + $2 WHERE id = $1 \
-         AND NOT EXISTS (SELECT 1 FROM series WHERE id = $3 AND deprecated = 1)",
-    )
-    .bind(study_key)
-    .bind(file.size as i64)
-    .bind(series_key)
-    .execute(&mut *conn)
-    .await?;
-    Ok(Registration { stored: true, study_created, series_created, instance_key: row.try_get(0)? })
+    Ok(row.map(|row| row.try_get(0)).transpose()?)
 }
 
 async fn select_id(conn: &mut AnyConnection, sql: &'static str, tenant: &str, uid: &str) -> Result<i64, OpError> {

@@ -1,12 +1,14 @@
 //! Group commit for ingest: instances that arrive while a group is being committed wait and are
 //! committed together as the next group, in one unit of work with one sync per folder touched.
 //! One association alone still gets a group of one at once; several associations or the parts
-//! of one STOW request share the cost of syncing the index and the folders.
+//! of one STOW request share the cost of syncing the index and the folders, and each further
+//! instance of a series already seen in the group costs one statement ([`Registrar`]).
 
 use tokio::sync::{mpsc, oneshot};
 
 use super::{IngestError, Outcome, PlacedFile, StagedInstance, place, register};
 use crate::db::Database;
+use crate::db::index::Registrar;
 use crate::storage::{Storage, StorageError};
 
 /// Most instances committed in one group, which bounds how long a unit of work holds the
@@ -89,11 +91,13 @@ async fn commit_alone(
     staged: StagedInstance,
 ) -> Result<Outcome, IngestError> {
     let mut unit = db.begin().await?;
-    let registered = register(&mut unit, db, storage, tenant, calling_aet, &staged).await?;
+    let mut registrar = Registrar::new();
+    let registered = register(&mut unit, &mut registrar, db, storage, tenant, calling_aet, &staged).await?;
     let Some(relative) = registered.placing else {
         // A re-send: dropping the unit rolls it back; nothing was placed.
         return Ok(registered.outcome);
     };
+    registrar.finish(&mut unit).await?;
     let placed = place(storage, vec![(staged, relative)]).await?;
     // A failed commit drops `placed`, which removes the file.
     unit.commit().await?;
@@ -113,9 +117,10 @@ async fn commit_together(db: &Database, storage: &Storage, group: Vec<Request>) 
             return Ok(());
         }
     };
+    let mut registrar = Registrar::new();
     let mut outcomes = Vec::with_capacity(group.len());
     for request in &group {
-        match register(&mut unit, db, storage, &request.tenant, &request.calling_aet, &request.staged).await {
+        match register(&mut unit, &mut registrar, db, storage, &request.tenant, &request.calling_aet, &request.staged).await {
             Ok(registered) => outcomes.push(registered),
             Err(e) => {
                 tracing::debug!(error = %e, size = group.len(), "an instance of a group was refused; committing each alone");
@@ -134,6 +139,7 @@ async fn commit_together(db: &Database, storage: &Storage, group: Vec<Request>) 
     }
     let count = to_place.len();
     let committed = async {
+        registrar.finish(&mut unit).await?;
         let placed = place(storage, to_place).await?;
         // A failed commit drops `placed`, which removes the files.
         unit.commit().await?;

@@ -12,7 +12,7 @@ use sqlx::AnyConnection;
 
 use crate::db::archive::OpError;
 use crate::db::events::{self, StudyEvent};
-use crate::db::index::{FileRecord, register_instance};
+use crate::db::index::{FileRecord, Registrar};
 use crate::db::{Database, DbError};
 use crate::dicom::header::{HeaderError, InstanceHeader, read_header};
 use crate::storage::{Storage, StagingFile, StorageError, instance_path};
@@ -146,7 +146,9 @@ impl Ingest {
         mut staged: StagedInstance,
     ) -> Result<(Outcome, Option<PlacedFile>), IngestError> {
         staged.header().await?;
-        let registered = register(conn, &self.db, &self.storage, tenant, calling_aet, &staged).await?;
+        let mut registrar = Registrar::new();
+        let registered = register(conn, &mut registrar, &self.db, &self.storage, tenant, calling_aet, &staged).await?;
+        registrar.finish(conn).await?;
         let Some(relative) = registered.placing.clone() else {
             return Ok((registered.outcome, None));
         };
@@ -183,9 +185,11 @@ pub(crate) struct Registered {
 }
 
 /// Registers a staged instance (its header read) in the unit of work `conn` and records the
-/// events of what it created. Nothing is placed yet.
+/// events of what it created. Nothing is placed yet, and the study's size is written by
+/// [`Registrar::finish`].
 pub(crate) async fn register(
     conn: &mut AnyConnection,
+    registrar: &mut Registrar,
     db: &Database,
     storage: &Storage,
     tenant: &str,
@@ -200,7 +204,7 @@ pub(crate) async fn register(
         size: staged.size,
         sha1: staged.sha1.clone(),
     };
-    let registration = register_instance(conn, tenant, calling_aet, &header, &record).await?;
+    let registration = registrar.register(conn, tenant, calling_aet, &header, &record).await?;
     if !registration.stored {
         // Already archived: the staged copy is dropped.
         let outcome = Outcome { header, stored: false, instance_key: registration.instance_key, events: Vec::new() };
