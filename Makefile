@@ -21,7 +21,7 @@ plugins:
 	cd plugins && $(CARGO) build --release --target $(PLUGIN_TARGET)
 	mkdir -p $(DIST)
 	cp $(PLUGIN_OUT)/patients.wasm $(PLUGIN_OUT)/hostile.wasm $(DIST)/
-	cp $(PLUGIN_OUT)/kos.wasm $(PLUGIN_OUT)/orders.wasm $(DIST)/
+	cp $(PLUGIN_OUT)/kos.wasm $(PLUGIN_OUT)/orders.wasm $(PLUGIN_OUT)/pathology.wasm $(DIST)/
 	cd plugins && $(CARGO) build --release --target $(PLUGIN_TARGET) -p wasmpacs-plugin-patients --features strict
 	cp $(PLUGIN_OUT)/patients.wasm $(DIST)/patients-strict.wasm
 	cd plugins && $(CARGO) build --release --target $(PLUGIN_TARGET) -p wasmpacs-plugin-kos --features of-interest

@@ -7,7 +7,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::header::{AUTHORIZATION, HeaderName, HeaderValue};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 
 use crate::app::App;
@@ -17,6 +17,7 @@ use crate::native::{self, Native, NativeCall};
 use crate::response::{self, Body};
 use crate::router::{API_PREFIX, Target};
 use crate::runtime::{PluginRequest, PluginResponse};
+use crate::upload;
 
 /// Serves one request; never fails (errors are answers).
 pub async fn handle(app: Arc<App>, request: Request<Incoming>) -> Response<Body> {
@@ -81,8 +82,18 @@ async fn call_plugin(
     query: Vec<(String, String)>,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
+    if let Some((_, aet)) = params.iter().find(|(name, _)| name == "callingAet") {
+        if !app.config.nodes.iter().any(|n| n.ae_title == *aet && n.tenant == tenant.name()) {
+            return Err(ApiError::BadRequest(format!("calling AE title `{aet}` is not a configured node of this tenant")));
+        }
+    }
     let (parts, body) = request.into_parts();
-    let body = read_body(body, app.config.http.max_body_bytes).await?;
+    let content_type = parts.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    // A form is streamed part by part to staging files; any other body is read whole (small).
+    let (body, form) = match upload::form_boundary(content_type) {
+        Some(boundary) => (Bytes::new(), Some(upload::stage_form(app.ingest.storage(), body, boundary).await?)),
+        None => (read_body(body, app.config.http.max_body_bytes).await?, None),
+    };
     let headers = parts
         .headers
         .iter()
@@ -96,9 +107,11 @@ async fn call_plugin(
         query,
         headers,
         body,
-        files: Vec::new(),
+        files: form.as_ref().map(|f| f.files.clone()).unwrap_or_default(),
     };
     let response = app.runtime.handle(plugin, tenant.name(), request).await?;
+    // Staged parts the plugin did not store are removed now.
+    drop(form);
     Ok(into_http(plugin, response))
 }
 

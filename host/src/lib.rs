@@ -23,6 +23,7 @@ pub mod router;
 pub mod runtime;
 pub mod server;
 pub mod storage;
+pub mod upload;
 
 pub use app::{App, RunningServer};
 pub use config::Config;

@@ -2,7 +2,7 @@
 
 use super::{Capability, HostError, RequestState, host_error};
 use crate::db::archive as db;
-use crate::ingest::IngestError;
+use crate::ingest::{IngestError, Outcome};
 use crate::runtime::bindings::v0_1_0::wasmpacs::plugin::archive::{
     self as wit, Instance, Order, Patient, PatientFields, Series, Study, StudyFields,
 };
@@ -121,23 +121,16 @@ impl wit::Host for RequestState {
             return Ok(Err(ingest_error(&plugin, e.into())));
         }
         self.placed.push(placed);
-        self.recorded.extend(outcome.events);
-        let header = &outcome.header;
-        Ok(Ok(Instance {
-            key: outcome.instance_key,
-            sop_instance_uid: header.sop_instance_uid.clone(),
-            sop_class_uid: header.sop_class_uid.clone(),
-            series_uid: header.series_uid.clone(),
-            study_uid: header.study_uid.clone(),
-            instance_number: header.instance_number.and_then(|n| i32::try_from(n).ok()),
-            size,
-            deprecated: false,
-        }))
+        self.recorded.extend(outcome.events.iter().cloned());
+        Ok(Ok(instance_of(&outcome, size)))
     }
 
-    async fn store_slide(&mut self, _calling_ae: String, _file: u32, _sidecar: Vec<u8>) -> wasmtime::Result<Result<Instance, HostError>> {
+    async fn store_slide(&mut self, calling_ae: String, file: u32, sidecar: Vec<u8>) -> wasmtime::Result<Result<Instance, HostError>> {
         self.require(Capability::Archive)?;
-        Ok(Err(HostError::Internal("this host does not store pathology slides yet".into())))
+        if sidecar.len() > MAX_INSTANCE_BYTES {
+            return Ok(Err(HostError::Invalid(format!("a sidecar may have at most {} MiB", MAX_INSTANCE_BYTES >> 20))));
+        }
+        Ok(self.store_slide_file(&calling_ae, file, sidecar).await)
     }
 
     async fn create_order(&mut self, order: Order) -> wasmtime::Result<Result<(), HostError>> {
@@ -155,11 +148,26 @@ impl wit::Host for RequestState {
 }
 
 /// Largest Part-10 object a plugin may hand over in memory (a KOS is a few KB).
-const MAX_INSTANCE_BYTES: usize = 16 << 20;
+pub(super) const MAX_INSTANCE_BYTES: usize = 16 << 20;
+
+/// The WIT form of a stored instance of `size` bytes.
+pub(super) fn instance_of(outcome: &Outcome, size: u64) -> Instance {
+    let header = &outcome.header;
+    Instance {
+        key: outcome.instance_key,
+        sop_instance_uid: header.sop_instance_uid.clone(),
+        sop_class_uid: header.sop_class_uid.clone(),
+        series_uid: header.series_uid.clone(),
+        study_uid: header.study_uid.clone(),
+        instance_number: header.instance_number.and_then(|n| i32::try_from(n).ok()),
+        size,
+        deprecated: false,
+    }
+}
 
 /// Maps an ingest failure to the WIT error. Internal failures name their kind first ("storage"
 /// or "database") so that a plugin can tell them apart; their detail stays in the log.
-fn ingest_error(plugin: &str, e: IngestError) -> HostError {
+pub(super) fn ingest_error(plugin: &str, e: IngestError) -> HostError {
     match e {
         IngestError::Invalid(e) => HostError::Invalid(format!("not a storable DICOM instance: {e}")),
         IngestError::Conflict(m) => HostError::Conflict(m),

@@ -5,6 +5,7 @@ mod archive;
 mod events;
 mod log;
 mod settings;
+mod slides;
 mod staging;
 
 use std::path::PathBuf;

@@ -11,7 +11,7 @@ use crate::runtime::bindings::v0_1_0::wasmpacs::plugin::staging::{self as wit, Z
 const MAX_READ: u32 = 1024 * 1024;
 
 impl RequestState {
-    fn staged_file(&self, id: u32) -> Result<StagedFile, HostError> {
+    pub(super) fn staged_file(&self, id: u32) -> Result<StagedFile, HostError> {
         self.staged
             .iter()
             .find(|f| f.id == id)

@@ -11,6 +11,7 @@ pub mod worklist;
 pub mod qido;
 pub mod query;
 pub mod retrieve;
+pub mod slides;
 
 use std::time::{Duration, SystemTime};
 

@@ -1,7 +1,8 @@
-//! `GET wholeslide?barcode=`: the slide whose container identifier is the barcode. A DICOM
-//! slide is answered with its baseline, the VOLUME instance of the highest resolution, streamed
-//! from disk as `application/dicom` with its file name in `Content-Disposition`. (Non-DICOM
-//! slides, single files or MIRAX folders, arrive with pathology storage, not built yet.)
+//! `GET wholeslide?barcode=`: the slide whose container identifier is the barcode, streamed from
+//! disk with its file name in `Content-Disposition`. A non-DICOM slide (stored through
+//! `pathoRsListener`) is answered with its file as sent: the WSI file or the MIRAX ZIP archive.
+//! A DICOM slide is answered with its baseline, the VOLUME instance of the highest resolution,
+//! as `application/dicom`.
 
 use std::path::PathBuf;
 
@@ -14,6 +15,7 @@ use super::single_param;
 use crate::app::App;
 use crate::auth::Tenant;
 use crate::db::query::{self, StoredFile};
+use crate::db::{self, slides::SlideFile};
 use crate::error::ApiError;
 use crate::response::{self, Body};
 
@@ -33,6 +35,13 @@ pub async fn serve(app: &App, tenant: &Tenant, query: &[(String, String)]) -> Re
         n => return Err(ApiError::Conflict(format!("{n} whole slides have the barcode `{barcode}`"))),
     }
     let storage = app.ingest.storage();
+    let series_key = slides[0];
+    if let Some(slide) = db::slides::of_series(app.db.reader(), series_key)
+        .await
+        .map_err(|e| ApiError::Internal(format!("database error: {e}")))?
+    {
+        return serve_file(app, tenant, barcode, slide).await;
+    }
     let mut candidates = Vec::with_capacity(files.len());
     for (_, file) in files {
         let path = storage.absolute(&file.medium, &file.file_path).map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -54,6 +63,38 @@ pub async fn serve(app: &App, tenant: &Tenant, query: &[(String, String)]) -> Re
         .header(CONTENT_DISPOSITION, format!("attachment; filename=\"{}.dcm\"", file.sop_instance_uid))
         .body(response::file(opened))
         .expect("static response parts are valid"))
+}
+
+/// Streams a non-DICOM slide's file as it was sent.
+async fn serve_file(app: &App, tenant: &Tenant, barcode: &str, slide: SlideFile) -> Result<Response<Body>, ApiError> {
+    let path = app.ingest.storage().absolute(&slide.medium, &slide.file_path).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let opened = tokio::fs::File::open(&path).await.map_err(|e| {
+        tracing::error!(path = %path.display(), error = %e, "stored slide file cannot be read");
+        ApiError::Internal(format!("the file of the slide `{barcode}` cannot be read"))
+    })?;
+    let content_type = match (&slide.content_type, slide.mirax) {
+        (_, true) => "application/zip".to_owned(),
+        (Some(t), false) if t.parse::<hyper::header::HeaderValue>().is_ok() => t.clone(),
+        _ => "application/octet-stream".to_owned(),
+    };
+    tracing::info!(tenant = tenant.name(), barcode, file = %slide.file_name, bytes = slide.size, "whole slide served");
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header(CONTENT_TYPE, content_type)
+        .header(CONTENT_LENGTH, slide.size)
+        .header(CONTENT_DISPOSITION, attachment(&slide.file_name))
+        .body(response::file(opened))
+        .expect("checked response parts are valid"))
+}
+
+/// `Content-Disposition` naming `file_name`: quoted, with characters a header cannot carry
+/// (quotes, backslashes, controls, non-ASCII) replaced by `_`.
+fn attachment(file_name: &str) -> String {
+    let name: String = file_name
+        .chars()
+        .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' })
+        .collect();
+    format!("attachment; filename=\"{name}\"")
 }
 
 /// The baseline among a slide's instances: the largest total pixel matrix (or frame, for an

@@ -195,6 +195,11 @@ pub fn instance_path(tenant: &str, study_uid: &str, series_uid: &str, sop_uid: &
     format!("{}/{}/{}/{}.dcm", safe(tenant), safe(study_uid), safe(series_uid), safe(sop_uid))
 }
 
+/// Where the file of a non-DICOM slide goes: beside its sidecar instance.
+pub fn slide_path(tenant: &str, study_uid: &str, series_uid: &str, sop_uid: &str) -> String {
+    format!("{}/{}/{}/{}.slide", safe(tenant), safe(study_uid), safe(series_uid), safe(sop_uid))
+}
+
 fn safe(part: &str) -> String {
     let cleaned: String = part
         .chars()

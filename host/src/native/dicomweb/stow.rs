@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::header::{CONNECTION, CONTENT_TYPE, HeaderValue};
 use hyper::{Response, StatusCode};
@@ -17,10 +16,7 @@ use crate::error::ApiError;
 use crate::db::events::StudyEvent;
 use crate::ingest::{Ingest, IngestError, StagedInstance};
 use crate::response::Body;
-use crate::storage::{StagedWriter, Storage};
-
-/// Bytes gathered before they are handed to a blocking write.
-const WRITE_BATCH: usize = 1024 * 1024;
+use crate::upload::{UploadError, stage_field};
 
 /// Failure reasons (0008,1197) of PS3.18 / PS3.4.
 mod reason {
@@ -73,10 +69,10 @@ async fn receive_all(app: &App, call: NativeCall) -> Result<Response<Body>, ApiE
             parts.push(Part::Done(PartOutcome::Failed { header: None, reason: reason::CANNOT_UNDERSTAND, unsupported_type: true }));
             continue;
         }
-        let staged = match receive(app.ingest.storage(), &mut field).await {
+        let staged = match stage_field(app.ingest.storage(), &mut field, StagedInstance::completed).await {
             Ok(staged) => staged,
-            Err(Receive::Body(e)) => return Err(malformed(e, parts.len())),
-            Err(Receive::Storage(e)) => {
+            Err(UploadError::Body(e)) => return Err(malformed(e, parts.len())),
+            Err(UploadError::Storage(e)) => {
                 tracing::error!(tenant, aet, error = %e, "cannot stage a STOW part");
                 parts.push(Part::Done(PartOutcome::Failed { header: None, reason: reason::OUT_OF_RESOURCES, unsupported_type: false }));
                 continue;
@@ -166,55 +162,6 @@ fn boundary(content_type: Option<&str>) -> Result<String, ApiError> {
 
 fn malformed(e: multer::Error, parts: usize) -> ApiError {
     ApiError::BadRequest(format!("malformed multipart body after {parts} part(s): {e}"))
-}
-
-enum Receive {
-    /// The request body itself failed (malformed, cut): the request cannot go on.
-    Body(multer::Error),
-    /// The staging file could not be written.
-    Storage(String),
-}
-
-/// Streams one part to a staging file, in batches written off the async threads.
-async fn receive(storage: &Storage, field: &mut multer::Field<'_>) -> Result<StagedInstance, Receive> {
-    let storage = storage.clone();
-    let (file, writer) = blocking(move || {
-        let file = storage.stage(storage.default_medium()).map_err(|e| e.to_string())?;
-        let writer = file.writer().map_err(|e| e.to_string())?;
-        Ok::<_, String>((file, writer))
-    })
-    .await
-    .map_err(Receive::Storage)?;
-    let (mut writer, mut pending, mut pending_len) = (writer, Vec::<Bytes>::new(), 0);
-    while let Some(chunk) = field.chunk().await.map_err(Receive::Body)? {
-        pending_len += chunk.len();
-        pending.push(chunk);
-        if pending_len >= WRITE_BATCH {
-            writer = write(writer, std::mem::take(&mut pending)).await.map_err(Receive::Storage)?;
-            pending_len = 0;
-        }
-    }
-    let writer = write(writer, pending).await.map_err(Receive::Storage)?;
-    blocking(move || {
-        let (size, sha1) = writer.finish().map_err(|e| e.to_string())?;
-        Ok(StagedInstance::completed(file, size, sha1))
-    })
-    .await
-    .map_err(Receive::Storage)
-}
-
-async fn write(mut writer: StagedWriter, chunks: Vec<Bytes>) -> Result<StagedWriter, String> {
-    blocking(move || {
-        for chunk in &chunks {
-            writer.write_all(chunk).map_err(|e| e.to_string())?;
-        }
-        Ok(writer)
-    })
-    .await
-}
-
-async fn blocking<T: Send + 'static>(job: impl FnOnce() -> Result<T, String> + Send + 'static) -> Result<T, String> {
-    tokio::task::spawn_blocking(job).await.map_err(|e| format!("blocking task failed: {e}"))?
 }
 
 /// Checks and archives one staged part; returns what became of it and the events it recorded.

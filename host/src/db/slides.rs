@@ -1,0 +1,80 @@
+//! Non-DICOM pathology slides in the index: the slide file (a single WSI file or a MIRAX ZIP
+//! archive) stored beside the DICOM sidecar instance that describes it.
+
+use sqlx::{AnyConnection, AnyPool, Row};
+
+use super::now_text;
+
+/// A slide file and where it is stored.
+#[derive(Debug, Clone)]
+pub struct SlideFile {
+    pub medium: String,
+    pub file_path: String,
+    /// The name the client gave the file.
+    pub file_name: String,
+    pub content_type: Option<String>,
+    pub size: u64,
+    pub sha1: String,
+    /// A MIRAX ZIP archive rather than a single slide file.
+    pub mirax: bool,
+}
+
+const COLUMNS: &str = "sf.medium, sf.file_path, sf.file_name, sf.content_type, sf.size_bytes, sf.sha1, sf.mirax";
+
+fn slide_file(row: &sqlx::any::AnyRow) -> Result<SlideFile, sqlx::Error> {
+    Ok(SlideFile {
+        medium: row.try_get(0)?,
+        file_path: row.try_get(1)?,
+        file_name: row.try_get(2)?,
+        content_type: row.try_get(3)?,
+        size: row.try_get::<i64, _>(4)? as u64,
+        sha1: row.try_get(5)?,
+        mirax: row.try_get::<i64, _>(6)? != 0,
+    })
+}
+
+/// Records `slide` as the file of the sidecar instance `instance_key`, and adds its weight to
+/// the study's size.
+pub async fn record(conn: &mut AnyConnection, instance_key: i64, slide: &SlideFile) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO slide_files (instance_fk, medium, file_path, file_name, content_type, size_bytes, sha1, mirax, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(instance_key)
+    .bind(&slide.medium)
+    .bind(&slide.file_path)
+    .bind(&slide.file_name)
+    .bind(&slide.content_type)
+    .bind(slide.size as i64)
+    .bind(&slide.sha1)
+    .bind(i64::from(slide.mirax))
+    .bind(now_text())
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "UPDATE studies SET size_bytes = size_bytes + $2 \
+         WHERE id = (SELECT se.study_fk FROM instances i JOIN series se ON se.id = i.series_fk WHERE i.id = $1)",
+    )
+    .bind(instance_key)
+    .bind(slide.size as i64)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The slide file of the sidecar instance `instance_key`, if it has one.
+pub async fn of_instance(conn: &mut AnyConnection, instance_key: i64) -> Result<Option<SlideFile>, sqlx::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM slide_files sf WHERE sf.instance_fk = $1");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(instance_key).fetch_optional(&mut *conn).await?;
+    row.as_ref().map(slide_file).transpose()
+}
+
+/// The slide file of the live series `series_key`, if it is a non-DICOM slide.
+pub async fn of_series(pool: &AnyPool, series_key: i64) -> Result<Option<SlideFile>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM slide_files sf JOIN instances i ON i.id = sf.instance_fk \
+         WHERE i.series_fk = $1 AND i.deprecated = 0 ORDER BY i.id LIMIT 1"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(series_key).fetch_optional(pool).await?;
+    row.as_ref().map(slide_file).transpose()
+}

@@ -1,0 +1,15 @@
+-- Non-DICOM pathology slides (`pathoRsListener`): the slide file (a single WSI file or a MIRAX
+-- ZIP archive) stored beside the DICOM sidecar instance that describes it.
+CREATE TABLE slide_files (
+    instance_fk   BIGINT PRIMARY KEY REFERENCES instances (id),
+    medium        TEXT NOT NULL,
+    file_path     TEXT NOT NULL,
+    -- The name the client gave the file, served back in Content-Disposition.
+    file_name     TEXT NOT NULL,
+    content_type  TEXT,
+    size_bytes    BIGINT NOT NULL,
+    sha1          TEXT NOT NULL,
+    -- 1 for a MIRAX ZIP archive, 0 for a single slide file.
+    mirax         BIGINT NOT NULL DEFAULT 0,
+    created_at    TEXT NOT NULL
+);

@@ -1,0 +1,359 @@
+//! Pathology storage (`POST pathoRsListener/{CALLING_AET}/studies`, the `pathology` plugin)
+//! through HTTP with `multipart/form-data` uploads: a single slide file, a MIRAX archive and the
+//! sidecar variant are stored, listed, and served back byte for byte by `GET wholeslide`; the
+//! fingerprint checks, the seed's 400s and 409s, and no file or row left by a refused upload.
+
+use std::io::Write;
+
+use dicom_dictionary_std::tags;
+use reqwest::StatusCode;
+use reqwest::multipart::{Form, Part};
+use serde_json::{Value, json};
+use sha1::{Digest, Sha1};
+use wasmpacs_tests::{Backend, KEY_A, KEY_B, NODE_A, Options, TestServer, on_both_backends, repo_root};
+
+on_both_backends!(
+    a_slide_is_stored_listed_and_served_back,
+    a_mirax_archive_is_stored_and_checked,
+    a_sidecar_stores_the_slide_it_describes,
+    refusals_follow_the_seed_and_leave_nothing
+);
+
+const CUSTOM_SOP_CLASS: &str = "1.2.826.0.1.3680043.2.619.20220407.1";
+
+async fn start(backend: Backend) -> TestServer {
+    let mut options = Options::new(backend);
+    options.manifest = Some(format!(
+        r#"
+[[plugin]]
+name = "pathology"
+component = "{}"
+routes = ["POST pathoRsListener/{{callingAet}}/studies"]
+grants = ["archive", "log", "staging"]
+memory_limit_mb = 64
+timeout_ms = 30000
+"#,
+        repo_root().join("plugins/dist/pathology.wasm").display()
+    ));
+    TestServer::start_with(options).await.expect("server starts")
+}
+
+/// The seed's example metadata, for `container` in the case `accession`.
+fn metadata(accession: &str, container: &str) -> Value {
+    json!({
+        "attributes": {
+            "AccessionNumber": accession,
+            "ContainerIdentifier": container,
+            "PatientBirthDate": "20240115",
+            "PatientID": "PATHO-1",
+            "PatientName": "TEST^TEST",
+            "PatientSex": "M",
+            "StudyDescription": "Test"
+        },
+        "hierarchy": {
+            "specimen": {"alias": "B", "bodySite": "Specimen B Body Site", "identifier": "213", "procedure": "Specimen procedure"},
+            "block": {"alias": "B-1", "identifier": "456", "procedure": "Block procedure"},
+            "slide": {"alias": "B-1-1", "identifier": "222", "procedure": "Slide procedure", "stain": {"code": "EE"}}
+        }
+    })
+}
+
+/// Bytes that stand for a slide file (the archive stores them as they are).
+fn slide_bytes(seed: u8, len: usize) -> Vec<u8> {
+    let mut state = u32::from(seed) * 2_654_435_761 + 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state as u8
+        })
+        .collect()
+}
+
+fn sha1_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha1::digest(bytes))
+}
+
+/// A MIRAX archive: `<name>.mrxs` and its data folder, stored without compression.
+fn mirax(name: &str, with_descriptor: bool) -> (Vec<u8>, Vec<u8>) {
+    let descriptor = format!("[GENERAL]\nSLIDE_ID = {name}\n").into_bytes();
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    if with_descriptor {
+        zip.start_file(format!("{name}.mrxs"), options).unwrap();
+        zip.write_all(&descriptor).unwrap();
+    }
+    zip.add_directory(format!("{name}/"), options).unwrap();
+    for (file, seed) in [("Slidedat.ini", 1), ("Index.dat", 2), ("Data0000.dat", 3)] {
+        zip.start_file(format!("{name}/{file}"), options).unwrap();
+        zip.write_all(&slide_bytes(seed, 300_000)).unwrap();
+    }
+    (zip.finish().unwrap().into_inner(), descriptor)
+}
+
+fn json_part(value: &Value) -> Part {
+    Part::text(value.to_string()).mime_str("application/json").unwrap()
+}
+
+fn file_part(name: &str, content_type: &str, bytes: Vec<u8>) -> Part {
+    Part::bytes(bytes).file_name(name.to_owned()).mime_str(content_type).unwrap()
+}
+
+async fn upload(s: &TestServer, key: &str, aet: &str, form: Form) -> (StatusCode, Value) {
+    let response = s
+        .http
+        .post(format!("{}/pathoRsListener/{aet}/studies", s.base))
+        .header("Authorization", key)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+async fn wholeslide(s: &TestServer, key: &str, barcode: &str) -> reqwest::Response {
+    s.http.get(format!("{}/wholeslide?barcode={barcode}", s.base)).header("Authorization", key).send().await.unwrap()
+}
+
+/// The archived sidecar of `sop`, as a DICOM object.
+fn sidecar_of(s: &TestServer, sop: &str) -> (Vec<u8>, dicom_object::DefaultDicomObject) {
+    let path = s.archived_files().into_iter().find(|f| f.file_name().is_some_and(|n| n == format!("{sop}.dcm").as_str())).expect("the sidecar is archived");
+    (std::fs::read(&path).unwrap(), dicom_object::open_file(&path).expect("the sidecar is a DICOM file"))
+}
+
+fn text(o: &dicom_object::InMemDicomObject, tag: dicom_core::Tag) -> String {
+    o.element(tag).map(|e| e.to_str().unwrap().trim_end_matches(['\0', ' ']).to_owned()).unwrap_or_default()
+}
+
+async fn a_slide_is_stored_listed_and_served_back(backend: Backend) {
+    let s = start(backend).await;
+    let bytes = slide_bytes(7, 3_000_000);
+    let form = || {
+        Form::new()
+            .part("metadata", json_part(&metadata("I23-00102", "I23-00102-A-1-1")))
+            .part("file", file_part("I23-00102-A-1-1.svs", "application/octet-stream", bytes.clone()))
+            .text("fileHash", sha1_hex(&bytes).to_uppercase())
+            .text("fileLength", bytes.len().to_string())
+    };
+    let (status, body) = upload(&s, KEY_A, NODE_A, form()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let study = body["studyInstanceUid"].as_str().expect("study UID").to_owned();
+    let sop = body["sopInstanceUid"].as_str().expect("SOP UID").to_owned();
+    assert!(study.starts_with("2.25.") && study.len() <= 64, "{study}");
+
+    // The sidecar describes the slide: the seed's SOP class, SM, the file's name, the metadata.
+    let (_, sidecar) = sidecar_of(&s, &sop);
+    assert_eq!(text(&sidecar, tags::SOP_CLASS_UID), CUSTOM_SOP_CLASS);
+    assert_eq!(text(&sidecar, tags::MODALITY), "SM");
+    assert_eq!(text(&sidecar, tags::REFERENCED_FILE_ID), "I23-00102-A-1-1.svs");
+    assert_eq!(text(&sidecar, tags::CONTAINER_IDENTIFIER), "I23-00102-A-1-1");
+    assert_eq!(text(&sidecar, tags::ACCESSION_NUMBER), "I23-00102");
+    assert_eq!(text(&sidecar, tags::PATIENT_ID), "PATHO-1");
+    assert_eq!(text(&sidecar, tags::PATIENT_NAME), "TEST^TEST");
+    assert_eq!(text(&sidecar, tags::STUDY_INSTANCE_UID), study);
+    let specimens = sidecar.element(tags::SPECIMEN_DESCRIPTION_SEQUENCE).expect("specimen description").items().expect("items").to_vec();
+    let identifiers: Vec<String> = specimens.iter().map(|item| text(item, tags::SPECIMEN_IDENTIFIER)).collect();
+    assert_eq!(identifiers, ["213", "456", "222"], "specimen, block and slide");
+
+    // The archive lists it, and wholeslide serves the very bytes with their name.
+    let (status, listing) = s.get(&format!("studyInstances?studyUid={study}")).await;
+    assert_eq!(status, StatusCode::OK, "{listing}");
+    assert_eq!(listing.as_array().map(Vec::len), Some(1), "{listing}");
+    assert_eq!(listing[0]["sopInstanceUid"], sop.as_str());
+    assert_eq!(listing[0]["modality"], "SM");
+    let response = wholeslide(&s, KEY_A, "I23-00102-A-1-1").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let header = |name: &str| response.headers().get(name).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    assert_eq!(header("content-disposition"), "attachment; filename=\"I23-00102-A-1-1.svs\"");
+    assert_eq!(header("content-length"), bytes.len().to_string());
+    assert!(response.bytes().await.unwrap() == bytes, "the slide's bytes as sent");
+    assert_eq!(wholeslide(&s, KEY_B, "I23-00102-A-1-1").await.status(), StatusCode::NOT_FOUND, "another tenant's slide");
+
+    // The study counts the slide's weight, and its arrival is in the event feed.
+    let (status, count) = s.get("studies/count?studySize=2900-").await;
+    assert_eq!(status, StatusCode::OK, "{count}");
+    assert_eq!(count["study_count"], 1, "{count}");
+    let events = s.events_as(KEY_A).await;
+    assert!(events.iter().any(|e| e["eventType"] == "STUDY_RECEIVED" && e["studyInstanceUid"] == study.as_str()), "{events:?}");
+
+    // Sending it again changes nothing; the same barcode with another file is a conflict.
+    let files_before = s.archived_files();
+    let (status, again) = upload(&s, KEY_A, NODE_A, form()).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["sopInstanceUid"], sop.as_str());
+    let other = slide_bytes(8, 1000);
+    let form = Form::new()
+        .part("metadata", json_part(&metadata("I23-00102", "I23-00102-A-1-1")))
+        .part("file", file_part("I23-00102-A-1-1.svs", "application/octet-stream", other));
+    let (status, body) = upload(&s, KEY_A, NODE_A, form).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(s.archived_files(), files_before);
+    assert!(s.staging_is_empty());
+
+    // A second slide of the same case joins the same study.
+    let form = Form::new()
+        .part("metadata", json_part(&metadata("I23-00102", "I23-00102-A-1-2")))
+        .part("file", file_part("I23-00102-A-1-2.svs", "application/octet-stream", slide_bytes(9, 5000)));
+    let (status, body) = upload(&s, KEY_A, NODE_A, form).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["studyInstanceUid"], study.as_str());
+    s.stop().await;
+}
+
+async fn a_mirax_archive_is_stored_and_checked(backend: Backend) {
+    let s = start(backend).await;
+    let (archive, descriptor) = mirax("CASE-7", true);
+    let form = |hash: String, length: usize| {
+        Form::new()
+            .part("metadata", json_part(&metadata("ACC-7", "CASE-7-A-1-1")))
+            .part("file", file_part("CASE-7.zip", "application/zip", archive.clone()))
+            .text("fileHash", hash)
+            .text("fileLength", length.to_string())
+    };
+    // The hash is the descriptor's, the length the archive's: the other way round is refused.
+    let (status, body) = upload(&s, KEY_A, NODE_A, form(sha1_hex(&archive), archive.len())).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body["message"].as_str().unwrap_or_default().to_lowercase().contains("hash"), "{body}");
+    let (status, body) = upload(&s, KEY_A, NODE_A, form(sha1_hex(&descriptor), descriptor.len())).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body["message"].as_str().unwrap_or_default().to_lowercase().contains("length"), "{body}");
+    assert!(s.archived_files().is_empty(), "a refused archive leaves no file");
+
+    let (status, body) = upload(&s, KEY_A, NODE_A, form(sha1_hex(&descriptor), archive.len())).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, sidecar) = sidecar_of(&s, body["sopInstanceUid"].as_str().unwrap());
+    assert_eq!(text(&sidecar, tags::REFERENCED_FILE_ID), "CASE-7.zip");
+    let response = wholeslide(&s, KEY_A, "CASE-7-A-1-1").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "application/zip");
+    assert_eq!(response.headers()["content-disposition"], "attachment; filename=\"CASE-7.zip\"");
+    assert!(response.bytes().await.unwrap() == archive, "the archive as sent");
+
+    // An archive without its .mrxs descriptor is a 400.
+    let (bare, _) = mirax("CASE-8", false);
+    let form = Form::new()
+        .part("metadata", json_part(&metadata("ACC-8", "CASE-8-A-1-1")))
+        .part("file", file_part("CASE-8.zip", "application/zip", bare));
+    let (status, body) = upload(&s, KEY_A, NODE_A, form).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["message"].as_str().unwrap_or_default().contains(".mrxs"), "{body}");
+    assert!(s.staging_is_empty());
+    s.stop().await;
+}
+
+async fn a_sidecar_stores_the_slide_it_describes(backend: Backend) {
+    // A first server generates the sidecar; a second one (another archive) receives it.
+    let first = start(backend).await;
+    let bytes = slide_bytes(11, 200_000);
+    let form = Form::new()
+        .part("metadata", json_part(&metadata("ACC-11", "CASE-11-A-1-1")))
+        .part("file", file_part("CASE-11.svs", "application/octet-stream", bytes.clone()));
+    let (status, body) = upload(&first, KEY_A, NODE_A, form).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (sidecar, object) = sidecar_of(&first, body["sopInstanceUid"].as_str().unwrap());
+    first.stop().await;
+
+    let s = start(backend).await;
+    // A sidecar that names another file, or a MIRAX archive for a single-file slide: 400.
+    let form = Form::new()
+        .part("sidecar", file_part("sidecar.dcm", "application/dicom", sidecar.clone()))
+        .part("file", file_part("OTHER.svs", "application/octet-stream", bytes.clone()));
+    let (status, body) = upload(&s, KEY_A, NODE_A, form).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (archive, _) = mirax("CASE-11", true);
+    let form = Form::new()
+        .part("sidecar", file_part("sidecar.dcm", "application/dicom", sidecar.clone()))
+        .part("file", file_part("CASE-11.svs", "application/zip", archive));
+    let (status, body) = upload(&s, KEY_A, NODE_A, form).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    // Not a DICOM file at all.
+    let form = Form::new()
+        .part("sidecar", file_part("sidecar.dcm", "application/dicom", b"not dicom".to_vec()))
+        .part("file", file_part("CASE-11.svs", "application/octet-stream", bytes.clone()));
+    let (status, body) = upload(&s, KEY_A, NODE_A, form).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(s.archived_files().is_empty());
+
+    // The slide is stored with the sidecar's own identifiers, and served back.
+    let form = Form::new()
+        .part("sidecar", file_part("sidecar.dcm", "application/dicom", sidecar))
+        .part("file", file_part("CASE-11.svs", "application/octet-stream", bytes.clone()))
+        .text("fileHash", sha1_hex(&bytes));
+    let (status, body) = upload(&s, KEY_A, NODE_A, form).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["studyInstanceUid"], text(&object, tags::STUDY_INSTANCE_UID).as_str());
+    assert_eq!(body["seriesInstanceUid"], text(&object, tags::SERIES_INSTANCE_UID).as_str());
+    assert_eq!(body["sopInstanceUid"], text(&object, tags::SOP_INSTANCE_UID).as_str());
+    let response = wholeslide(&s, KEY_A, "CASE-11-A-1-1").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.bytes().await.unwrap() == bytes);
+    s.stop().await;
+}
+
+async fn refusals_follow_the_seed_and_leave_nothing(backend: Backend) {
+    let s = start(backend).await;
+    let message = |body: &Value| body["message"].as_str().unwrap_or_default().to_owned();
+    let file = || file_part("S.svs", "application/octet-stream", slide_bytes(3, 4000));
+    let bytes = slide_bytes(3, 4000);
+
+    // Parts missing or malformed, required attributes missing, unknown keywords: 400.
+    let cases: Vec<(&str, Form)> = vec![
+        ("file", Form::new().part("metadata", json_part(&metadata("A-1", "C-1")))),
+        ("metadata", Form::new().part("file", file())),
+        ("metadata", Form::new().part("metadata", Part::text("{not json")).part("file", file())),
+        ("AccessionNumber", Form::new().part("metadata", json_part(&json!({"attributes": {"PatientID": "P", "ContainerIdentifier": "C-1"}}))).part("file", file())),
+        ("ContainerIdentifier", Form::new().part("metadata", json_part(&json!({"attributes": {"PatientID": "P", "AccessionNumber": "A-1"}}))).part("file", file())),
+        ("PatientID", Form::new().part("metadata", json_part(&json!({"attributes": {"AccessionNumber": "A-1", "ContainerIdentifier": "C-1"}}))).part("file", file())),
+        ("NoSuchKeyword", Form::new().part("metadata", json_part(&json!({"attributes": {"PatientID": "P", "AccessionNumber": "A-1", "ContainerIdentifier": "C-1", "NoSuchKeyword": "x"}}))).part("file", file())),
+    ];
+    for (named, form) in cases {
+        let (status, body) = upload(&s, KEY_A, NODE_A, form).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{named}: {body}");
+        assert!(message(&body).contains(named), "{named}: {body}");
+    }
+    // A calling AE that is not a node of the tenant, and a body that is not a form.
+    let form = Form::new().part("metadata", json_part(&metadata("A-1", "C-1"))).part("file", file());
+    let (status, body) = upload(&s, KEY_A, "NOT_A_NODE", form).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(message(&body).contains("NOT_A_NODE"), "{body}");
+    let (status, body) = s.post_text(KEY_A, "pathoRsListener/MODALITY_A/studies", "application/json", "{}".into()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    // Fingerprints that do not match the file: 409.
+    for (hash, length, named) in [(sha1_hex(b"other"), bytes.len(), "hash"), (sha1_hex(&bytes), bytes.len() + 1, "length")] {
+        let form = Form::new()
+            .part("metadata", json_part(&metadata("A-1", "C-1")))
+            .part("file", file_part("S.svs", "application/octet-stream", bytes.clone()))
+            .text("fileHash", hash)
+            .text("fileLength", length.to_string());
+        let (status, body) = upload(&s, KEY_A, NODE_A, form).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{named}: {body}");
+        assert!(message(&body).to_lowercase().contains(named), "{named}: {body}");
+    }
+
+    // Metadata in conflict with the archive: a series filed under another study.
+    let form = Form::new().part("metadata", json_part(&metadata("A-1", "C-1"))).part("file", file());
+    let (status, body) = upload(&s, KEY_A, NODE_A, form).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let series = body["seriesInstanceUid"].as_str().unwrap().to_owned();
+    let mut conflicting = metadata("A-2", "C-2");
+    conflicting["attributes"]["SeriesInstanceUID"] = json!(series);
+    let form = Form::new().part("metadata", json_part(&conflicting)).part("file", file());
+    let (status, body) = upload(&s, KEY_A, NODE_A, form).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+
+    // Only the one accepted slide is left: its sidecar and its file, and one instance row.
+    let files = s.archived_files();
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert!(files.iter().any(|f| f.extension().is_some_and(|e| e == "slide")));
+    assert!(s.staging_is_empty());
+    let pool = s.connect_db().await;
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM instances").fetch_one(&pool).await.unwrap();
+    assert_eq!(rows, 1);
+    let studies: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM studies").fetch_one(&pool).await.unwrap();
+    assert_eq!(studies, 1, "refused slides create no study");
+    s.stop().await;
+}
