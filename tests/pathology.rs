@@ -10,19 +10,26 @@ use reqwest::StatusCode;
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
 use sha1::{Digest, Sha1};
-use wasmpacs_tests::{Backend, KEY_A, KEY_B, NODE_A, Options, TestServer, on_both_backends, repo_root};
+use wasmpacs_tests::{ADMIN_KEY, Backend, KEY_A, KEY_B, NODE_A, Options, TestServer, on_both_backends, repo_root};
 
 on_both_backends!(
     a_slide_is_stored_listed_and_served_back,
     a_mirax_archive_is_stored_and_checked,
     a_sidecar_stores_the_slide_it_describes,
-    refusals_follow_the_seed_and_leave_nothing
+    refusals_follow_the_seed_and_leave_nothing,
+    slides_are_forwarded_to_another_archive
 );
 
 const CUSTOM_SOP_CLASS: &str = "1.2.826.0.1.3680043.2.619.20220407.1";
 
 async fn start(backend: Backend) -> TestServer {
+    start_with(backend, "").await
+}
+
+/// A server with the pathology plugin and `extra_config` (see [`Options::extra_config`]).
+async fn start_with(backend: Backend, extra_config: &str) -> TestServer {
     let mut options = Options::new(backend);
+    options.extra_config = extra_config.to_owned();
     options.manifest = Some(format!(
         r#"
 [[plugin]]
@@ -356,4 +363,86 @@ async fn refusals_follow_the_seed_and_leave_nothing(backend: Backend) {
     let studies: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM studies").fetch_one(&pool).await.unwrap();
     assert_eq!(studies, 1, "refused slides create no study");
     s.stop().await;
+}
+
+/// The newest forward job once it has left the queue (`done` or `failed`).
+async fn settled_job(s: &TestServer) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let response = s.http.get(format!("http://{}/admin/forward", s.addr)).header("Authorization", ADMIN_KEY).send().await.unwrap();
+        let body: Value = response.json().await.unwrap();
+        if let Some(job) = body["jobs"].as_array().and_then(|jobs| jobs.first()).filter(|j| j["state"] == "done" || j["state"] == "failed") {
+            return job.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "the forward job did not settle: {body}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+async fn slides_are_forwarded_to_another_archive(backend: Backend) {
+    // The peer archive, reached over HTTP at its own pathoRsListener with its API key.
+    let peer = start(backend).await;
+    let endpoint = format!("{}/pathoRsListener/{NODE_A}/studies", peer.base);
+    let forward = |key: &str| format!("\n[forward]\nslide_endpoint = \"{endpoint}\"\nslide_authorization = \"{key}\"\nattempts = 2\nretry_delay_s = 1\n");
+    let s = start_with(backend, &forward(KEY_A)).await;
+    let bytes = slide_bytes(21, 2_000_000);
+    let form = Form::new()
+        .part("metadata", json_part(&metadata("ACC-21", "CASE-21-A-1-1")))
+        .part("file", file_part("CASE-21.svs", "application/octet-stream", bytes.clone()));
+    let (status, stored) = upload(&s, KEY_A, NODE_A, form).await;
+    assert_eq!(status, StatusCode::OK, "{stored}");
+    let (archive, _) = mirax("CASE-22", true);
+    let form = Form::new()
+        .part("metadata", json_part(&metadata("ACC-21", "CASE-22-A-1-1")))
+        .part("file", file_part("CASE-22.zip", "application/zip", archive.clone()));
+    let (status, body) = upload(&s, KEY_A, NODE_A, form).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    for (barcode, sent) in [("CASE-21-A-1-1", &bytes), ("CASE-22-A-1-1", &archive)] {
+        let (status, body) = s.post("series/forward", &json!({"containerIdentifier": barcode, "author": "john"})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let job = settled_job(&s).await;
+        assert_eq!(job["state"], "done", "{job}");
+        assert_eq!(job["kind"], "slides");
+        assert_eq!(job["container_identifier"], barcode);
+        // The peer serves the same bytes, under the same identifiers.
+        let response = wholeslide(&peer, KEY_A, barcode).await;
+        assert_eq!(response.status(), StatusCode::OK, "{barcode}");
+        assert!(response.bytes().await.unwrap() == *sent, "{barcode}: the bytes as first sent");
+    }
+    let (status, listing) = peer.get(&format!("studyInstances?studyUid={}", stored["studyInstanceUid"].as_str().unwrap())).await;
+    assert_eq!(status, StatusCode::OK, "{listing}");
+    assert!(listing.as_array().unwrap().iter().any(|i| i["sopInstanceUid"] == stored["sopInstanceUid"]), "{listing}");
+    let events = s.events_as(KEY_A).await;
+    let forwarded: Vec<&Value> = events.iter().filter(|e| e["eventType"] == "SERIES_FORWARDED").collect();
+    assert_eq!(forwarded.len(), 2, "{events:?}");
+    assert_eq!(forwarded[0]["detail"]["containerIdentifier"], "CASE-21-A-1-1");
+
+    // 404 for an unknown container identifier; a peer that refuses the key fails the job.
+    let (status, body) = s.post("series/forward", &json!({"containerIdentifier": "NOPE", "author": "john"})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    s.stop().await;
+    let s = start_with(backend, &forward("wrong-key")).await;
+    let form = Form::new()
+        .part("metadata", json_part(&metadata("ACC-23", "CASE-23-A-1-1")))
+        .part("file", file_part("CASE-23.svs", "application/octet-stream", slide_bytes(23, 1000)));
+    let (status, body) = upload(&s, KEY_A, NODE_A, form).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = s.post("series/forward", &json!({"containerIdentifier": "CASE-23-A-1-1", "author": "john"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let job = settled_job(&s).await;
+    assert_eq!(job["state"], "failed", "{job}");
+    assert_eq!(job["attempts"], 2, "{job}");
+    assert!(job["last_error"].as_str().unwrap_or_default().contains("401"), "{job}");
+    s.stop().await;
+
+    // Without an endpoint, or without a forward job at all: 500, as the seed says.
+    for (config, expected) in [("\n[forward]\nnode = \"X\"\n", "forward endpoint not configured"), ("", "forward job not configured")] {
+        let s = start_with(backend, config).await;
+        let (status, body) = s.post("series/forward", &json!({"containerIdentifier": "CASE-21-A-1-1", "author": "john"})).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+        assert!(body["message"].as_str().unwrap_or_default().contains(expected), "{body}");
+        s.stop().await;
+    }
+    peer.stop().await;
 }

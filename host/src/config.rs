@@ -61,6 +61,12 @@ pub struct ForwardConfig {
     /// Seconds between attempts.
     #[serde(default = "default_forward_retry_delay")]
     pub retry_delay_s: u64,
+    /// Where non-DICOM slides are forwarded (`POST series/forward` with `containerIdentifier`):
+    /// another archive's `pathoRsListener` URL, e.g.
+    /// `https://peer/o3-dpacs-wado/pathoRsListener/WASMPACS/studies`.
+    pub slide_endpoint: Option<String>,
+    /// The `Authorization` header sent to `slide_endpoint` (e.g. the peer's API key).
+    pub slide_authorization: Option<String>,
 }
 
 fn default_forward_attempts() -> u32 {
@@ -411,6 +417,13 @@ impl Config {
         }
         if self.dicom.ae_title.is_empty() || self.dicom.ae_title.len() > 16 {
             return Err(ConfigError::Invalid("dicom.ae_title must be 1 to 16 characters".into()));
+        }
+        if let Some(endpoint) = self.forward.as_ref().and_then(|f| f.slide_endpoint.as_deref()) {
+            let url = reqwest::Url::parse(endpoint)
+                .map_err(|e| ConfigError::Invalid(format!("forward.slide_endpoint `{endpoint}` is not a URL: {e}")))?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(ConfigError::Invalid(format!("forward.slide_endpoint `{endpoint}` must be an http or https URL")));
+            }
         }
         Ok(())
     }

@@ -13,3 +13,8 @@ CREATE TABLE slide_files (
     mirax         BIGINT NOT NULL DEFAULT 0,
     created_at    TEXT NOT NULL
 );
+
+-- Forward jobs send either a DICOM series to a node (`dicom`) or the non-DICOM slides with a
+-- container identifier to another archive's HTTP endpoint (`slides`; `node` holds the URL).
+ALTER TABLE forward_queue ADD COLUMN kind TEXT NOT NULL DEFAULT 'dicom';
+ALTER TABLE forward_queue ADD COLUMN container_identifier TEXT;

@@ -1,16 +1,43 @@
-//! The forward queue in the database: series waiting to be sent to a DICOM node, claimed one at
-//! a time by the forwarding worker, and what each job became.
+//! The forward queue in the database: series waiting to be sent to a DICOM node, or non-DICOM
+//! slides to an HTTP endpoint, claimed one at a time by the forwarding worker, and what each
+//! job became.
 
 use sqlx::{AnyConnection, AnyPool, Row};
 
 use super::now_text;
+
+/// What a job sends, and where.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardKind {
+    /// The series' instances, by C-STORE to the DICOM node `node`.
+    Dicom,
+    /// The series' non-DICOM slides, each with its sidecar, to the HTTP endpoint `node`.
+    Slides,
+}
+
+impl ForwardKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            ForwardKind::Dicom => "dicom",
+            ForwardKind::Slides => "slides",
+        }
+    }
+
+    fn parse(text: &str) -> Self {
+        if text == "slides" { ForwardKind::Slides } else { ForwardKind::Dicom }
+    }
+}
 
 /// A queued series to send.
 #[derive(Debug, Clone)]
 pub struct ForwardJob {
     pub id: i64,
     pub tenant: String,
+    pub kind: ForwardKind,
     pub series_uid: String,
+    /// The slide's container identifier, for a `Slides` job.
+    pub container_identifier: Option<String>,
+    /// AE title of the DICOM node, or URL of the HTTP endpoint.
     pub node: String,
     pub author: String,
     /// Attempts made so far, this one included.
@@ -22,7 +49,9 @@ pub struct ForwardJob {
 pub struct ForwardJobState {
     pub id: i64,
     pub tenant: String,
+    pub kind: String,
     pub series_uid: String,
+    pub container_identifier: Option<String>,
     pub node: String,
     pub author: String,
     pub state: String,
@@ -33,18 +62,30 @@ pub struct ForwardJobState {
     pub updated_at: String,
 }
 
-/// Queues a series inside the caller's unit of work.
-pub async fn enqueue(conn: &mut AnyConnection, tenant: &str, series_uid: &str, node: &str, author: &str) -> Result<i64, sqlx::Error> {
+/// What to queue: the series, how and where to send it.
+pub struct NewJob<'a> {
+    pub kind: ForwardKind,
+    pub series_uid: &'a str,
+    pub container_identifier: Option<&'a str>,
+    pub node: &'a str,
+    pub author: &'a str,
+}
+
+/// Queues a job inside the caller's unit of work.
+pub async fn enqueue(conn: &mut AnyConnection, tenant: &str, job: &NewJob<'_>) -> Result<i64, sqlx::Error> {
+    let NewJob { kind, series_uid, container_identifier, node, author } = *job;
     let now = now_text();
     let row = sqlx::query(
-        "INSERT INTO forward_queue (tenant, series_uid, node, author, state, attempts, sent, not_before, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, 'queued', 0, 0, $5, $5, $5) RETURNING id",
+        "INSERT INTO forward_queue (tenant, series_uid, node, author, state, attempts, sent, not_before, created_at, updated_at, \
+         kind, container_identifier) VALUES ($1, $2, $3, $4, 'queued', 0, 0, $5, $5, $5, $6, $7) RETURNING id",
     )
     .bind(tenant)
     .bind(series_uid)
     .bind(node)
     .bind(author)
     .bind(&now)
+    .bind(kind.as_str())
+    .bind(container_identifier)
     .fetch_one(&mut *conn)
     .await?;
     row.try_get(0)
@@ -54,7 +95,7 @@ pub async fn enqueue(conn: &mut AnyConnection, tenant: &str, series_uid: &str, n
 pub async fn claim_next(conn: &mut AnyConnection) -> Result<Option<ForwardJob>, sqlx::Error> {
     let now = now_text();
     let Some(row) = sqlx::query(
-        "SELECT id, tenant, series_uid, node, author, attempts FROM forward_queue \
+        "SELECT id, tenant, series_uid, node, author, attempts, kind, container_identifier FROM forward_queue \
          WHERE state = 'queued' AND not_before <= $1 ORDER BY id LIMIT 1",
     )
     .bind(&now)
@@ -80,6 +121,8 @@ pub async fn claim_next(conn: &mut AnyConnection) -> Result<Option<ForwardJob>, 
         node: row.try_get(3)?,
         author: row.try_get(4)?,
         attempts: row.try_get::<i64, _>(5)? + 1,
+        kind: ForwardKind::parse(&row.try_get::<String, _>(6)?),
+        container_identifier: row.try_get(7)?,
     }))
 }
 
@@ -112,7 +155,8 @@ pub async fn requeue_interrupted(conn: &mut AnyConnection) -> Result<u64, sqlx::
 /// The latest jobs, newest first.
 pub async fn latest(pool: &AnyPool, limit: i64) -> Result<Vec<ForwardJobState>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT id, tenant, series_uid, node, author, state, attempts, sent, last_error, created_at, updated_at \
+        "SELECT id, tenant, series_uid, node, author, state, attempts, sent, last_error, created_at, updated_at, \
+         kind, container_identifier \
          FROM forward_queue ORDER BY id DESC LIMIT $1",
     )
     .bind(limit)
@@ -132,6 +176,8 @@ pub async fn latest(pool: &AnyPool, limit: i64) -> Result<Vec<ForwardJobState>, 
                 last_error: row.try_get(8)?,
                 created_at: row.try_get(9)?,
                 updated_at: row.try_get(10)?,
+                kind: row.try_get(11)?,
+                container_identifier: row.try_get(12)?,
             })
         })
         .collect()

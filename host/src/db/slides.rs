@@ -78,3 +78,32 @@ pub async fn of_series(pool: &AnyPool, series_key: i64) -> Result<Option<SlideFi
     let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(series_key).fetch_optional(pool).await?;
     row.as_ref().map(slide_file).transpose()
 }
+
+/// A live non-DICOM slide of a series with its sidecar instance's file.
+#[derive(Debug, Clone)]
+pub struct StoredSlide {
+    pub sop_instance_uid: String,
+    pub sidecar_medium: String,
+    pub sidecar_path: String,
+    pub slide: SlideFile,
+}
+
+/// The live non-DICOM slides of the tenant's series `series_uid`, oldest first.
+pub async fn of_series_uid(pool: &AnyPool, tenant: &str, series_uid: &str) -> Result<Vec<StoredSlide>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {COLUMNS}, i.sop_instance_uid, i.medium, i.file_path FROM slide_files sf \
+         JOIN instances i ON i.id = sf.instance_fk JOIN series se ON se.id = i.series_fk \
+         WHERE se.tenant = $1 AND se.series_uid = $2 AND i.deprecated = 0 AND se.deprecated = 0 ORDER BY i.id"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant).bind(series_uid).fetch_all(pool).await?;
+    rows.iter()
+        .map(|row| {
+            Ok(StoredSlide {
+                slide: slide_file(row)?,
+                sop_instance_uid: row.try_get(7)?,
+                sidecar_medium: row.try_get(8)?,
+                sidecar_path: row.try_get(9)?,
+            })
+        })
+        .collect()
+}

@@ -1,13 +1,13 @@
 //! `POST series/forward`: queues a series (`seriesInstanceUID`) for the configured forward job,
-//! which sends it to its DICOM node in the background (see [`crate::forward`]). A
-//! `containerIdentifier` asks for the non-DICOM slides forward, for which no job can be
-//! configured in this build. The seed answers configuration problems with 500.
+//! which sends it to its DICOM node in the background (see [`crate::forward`]), or the
+//! non-DICOM slides with a `containerIdentifier` for the job's HTTP endpoint. The seed answers
+//! configuration problems with 500.
 
 use hyper::Response;
 
 use super::Fields;
 use crate::app::App;
-use crate::db::forward;
+use crate::db::forward::{self, ForwardKind, NewJob};
 use crate::db::lifecycle::{self, Lookup, SeriesKey};
 use crate::error::ApiError;
 use crate::native::NativeCall;
@@ -19,10 +19,11 @@ pub async fn forward_series(app: &App, call: NativeCall) -> Result<Response<Body
     let (by, value) = fields.one_of("seriesInstanceUID", "containerIdentifier");
     let author = fields.required("author");
     fields.check("forward")?;
-    if by == "containerIdentifier" {
-        return Err(ApiError::Internal("forward job not configured: no job forwards non-DICOM slides".into()));
-    }
     let job = app.config.forward.as_ref().ok_or_else(|| ApiError::Internal("forward job not configured".into()))?;
+    if by == "containerIdentifier" {
+        let endpoint = job.slide_endpoint.as_deref().ok_or_else(|| ApiError::Internal("forward endpoint not configured".into()))?;
+        return forward_slides(app, &tenant, &value, endpoint, &author).await.map(|()| fields.success("forward queued"));
+    }
     let node = job.node.as_deref().ok_or_else(|| ApiError::Internal("forward node not configured".into()))?;
     if !app.config.nodes.iter().any(|n| n.ae_title == node && !n.host.is_empty() && n.port != 0) {
         return Err(ApiError::Internal(format!("forward node not found: no [[node]] `{node}` with a host and port")));
@@ -36,9 +37,34 @@ pub async fn forward_series(app: &App, call: NativeCall) -> Result<Response<Body
         Lookup::Found(series) if !series.deprecated && !series.study_deprecated => {}
         _ => return Err(ApiError::NotFoundMessage(format!("series not found: no series with seriesInstanceUID `{value}`"))),
     }
-    let id = forward::enqueue(&mut unit, &tenant, &value, node, &author).await.map_err(|e| database_error(&e))?;
+    let job = NewJob { kind: ForwardKind::Dicom, series_uid: &value, container_identifier: None, node, author: &author };
+    let id = forward::enqueue(&mut unit, &tenant, &job).await.map_err(|e| database_error(&e))?;
     unit.commit().await.map_err(|e| database_error(&e))?;
     app.forwarder.wake();
     tracing::info!(tenant, job = id, series = %value, node, author, "series queued for forwarding");
     Ok(fields.success("forward queued"))
+}
+
+/// Queues the non-DICOM slides of the live series with container identifier `container`.
+async fn forward_slides(app: &App, tenant: &str, container: &str, endpoint: &str, author: &str) -> Result<(), ApiError> {
+    let database_error = |e: &dyn std::fmt::Display| {
+        tracing::error!(error = %e, "forward request failed");
+        ApiError::Internal(format!("database error: {e}"))
+    };
+    let not_found = || ApiError::NotFoundMessage(format!("container identifier not found: no non-DICOM slide has `{container}`"));
+    let mut unit = app.db.begin().await.map_err(|e| database_error(&e))?;
+    let series = match lifecycle::find_series(&mut unit, tenant, SeriesKey::Container(container)).await.map_err(|e| database_error(&e))? {
+        Lookup::Found(series) if !series.deprecated && !series.study_deprecated => series,
+        Lookup::Many => return Err(ApiError::Conflict(format!("several series have the container identifier `{container}`"))),
+        _ => return Err(not_found()),
+    };
+    if crate::db::slides::of_series(app.db.reader(), series.key).await.map_err(|e| database_error(&e))?.is_none() {
+        return Err(not_found());
+    }
+    let job = NewJob { kind: ForwardKind::Slides, series_uid: &series.series_uid, container_identifier: Some(container), node: endpoint, author };
+    let id = forward::enqueue(&mut unit, tenant, &job).await.map_err(|e| database_error(&e))?;
+    unit.commit().await.map_err(|e| database_error(&e))?;
+    app.forwarder.wake();
+    tracing::info!(tenant, job = id, container, endpoint, author, "slides queued for forwarding");
+    Ok(())
 }

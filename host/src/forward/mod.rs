@@ -1,7 +1,10 @@
-//! Forwarding series to other DICOM nodes: `POST series/forward` queues a series in the database;
-//! this worker claims queued jobs one at a time, sends the series over one C-STORE association,
-//! records `SERIES_FORWARDED`, and tries a failed association again later, up to the configured
-//! number of attempts. Jobs interrupted by a stop are sent again at the next start.
+//! Forwarding series: `POST series/forward` queues a job in the database; this worker claims
+//! queued jobs one at a time and sends a DICOM series to its node over one C-STORE association,
+//! or a container's non-DICOM slides to the configured HTTP endpoint ([`slides`]). It records
+//! `SERIES_FORWARDED`, and tries a failed attempt again later, up to the configured number of
+//! attempts. Jobs interrupted by a stop are sent again at the next start.
+
+pub mod slides;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -11,13 +14,14 @@ use tokio::sync::Notify;
 
 use crate::app::deliver_events;
 use crate::config::{Config, ForwardConfig};
-use crate::db::forward::{self, ForwardJob};
+use crate::db::forward::{self, ForwardJob, ForwardKind};
 use crate::db::lifecycle::{self, Lookup, SeriesKey};
 use crate::db::retrieve::{self, StoredFile};
 use crate::db::{Database, DbError, events};
 use crate::dicom::scu::{self, Outgoing, Peer};
 use crate::runtime::PluginRuntime;
 use crate::storage::Storage;
+use slides::SlideEndpoint;
 
 /// How often due jobs (retries) are looked for when nothing wakes the worker.
 const POLL: Duration = Duration::from_secs(1);
@@ -38,7 +42,15 @@ impl Forwarder {
     pub fn start(config: &Config, db: Database, storage: Storage, runtime: Arc<PluginRuntime>) -> Self {
         let forwarder = Self::default();
         if let Some(job) = config.forward.clone() {
+            let slides = job.slide_endpoint.clone().and_then(|url| match SlideEndpoint::new(url, job.slide_authorization.clone()) {
+                Ok(endpoint) => Some(endpoint),
+                Err(e) => {
+                    tracing::error!(error = %e, "non-DICOM slides cannot be forwarded");
+                    None
+                }
+            });
             let worker = Worker {
+                slides,
                 job,
                 calling_ae: config.dicom.ae_title.clone(),
                 max_pdu: config.dicom.max_pdu_length,
@@ -56,6 +68,8 @@ impl Forwarder {
 
 struct Worker {
     job: ForwardConfig,
+    /// Where non-DICOM slides go, when configured.
+    slides: Option<SlideEndpoint>,
     calling_ae: String,
     max_pdu: u32,
     nodes: Vec<(String, Peer)>,
@@ -86,8 +100,62 @@ impl Worker {
         }
     }
 
-    /// Sends one job's series and records the outcome.
+    /// Sends one job and records the outcome.
     async fn send(&self, job: ForwardJob) {
+        match job.kind {
+            ForwardKind::Dicom => self.send_series(job).await,
+            ForwardKind::Slides => self.send_slides(job).await,
+        }
+    }
+
+    /// Sends the non-DICOM slides of the job's series, each with its sidecar.
+    async fn send_slides(&self, job: ForwardJob) {
+        let Some(endpoint) = &self.slides else {
+            return self.settle(&job, "failed", 0, Some("forward endpoint not configured".into()), 0).await;
+        };
+        let found = async {
+            let study_uid = self.study_of(&job).await?;
+            let slides = crate::db::slides::of_series_uid(self.db.reader(), &job.tenant, &job.series_uid).await?;
+            Ok::<_, sqlx::Error>((study_uid, slides))
+        };
+        let (study_uid, slides) = match found.await {
+            Ok((Some(study_uid), slides)) if !slides.is_empty() => (study_uid, slides),
+            Ok(_) => return self.settle(&job, "failed", 0, Some("the slide is no longer stored".into()), 0).await,
+            Err(e) => return self.retry(&job, 0, e.to_string()).await,
+        };
+        tracing::info!(job = job.id, container = ?job.container_identifier, endpoint = endpoint.url(), slides = slides.len(), attempt = job.attempts, "forwarding slides");
+        let mut sent = 0;
+        for stored in &slides {
+            let paths = self
+                .storage
+                .absolute(&stored.sidecar_medium, &stored.sidecar_path)
+                .and_then(|sidecar| Ok((sidecar, self.storage.absolute(&stored.slide.medium, &stored.slide.file_path)?)));
+            let (sidecar, file) = match paths {
+                Ok(paths) => paths,
+                Err(e) => return self.settle(&job, "failed", sent, Some(e.to_string()), 0).await,
+            };
+            if let Err(e) = endpoint.send(&sidecar, &file, &stored.slide).await {
+                return self.retry(&job, sent, e).await;
+            }
+            sent += 1;
+            tracing::debug!(job = job.id, sop = %stored.sop_instance_uid, bytes = stored.slide.size, "slide forwarded");
+        }
+        tracing::info!(job = job.id, container = ?job.container_identifier, endpoint = endpoint.url(), sent, "slides forwarded");
+        self.done(&job, &study_uid, sent as usize).await;
+    }
+
+    /// The Study Instance UID of the job's series, looked up now (it may have moved since the
+    /// job was queued); `None` when the series is gone.
+    async fn study_of(&self, job: &ForwardJob) -> Result<Option<String>, sqlx::Error> {
+        let mut conn = self.db.reader().acquire().await?;
+        Ok(match lifecycle::find_series(&mut conn, &job.tenant, SeriesKey::Uid(&job.series_uid)).await? {
+            Lookup::Found(series) => Some(series.study_uid),
+            Lookup::NotFound | Lookup::Many => None,
+        })
+    }
+
+    /// Sends one job's series by C-STORE.
+    async fn send_series(&self, job: ForwardJob) {
         let Some(peer) = self.nodes.iter().find(|(ae, _)| *ae == job.node).map(|(_, p)| p.clone()) else {
             return self.settle(&job, "failed", 0, Some(format!("forward node `{}` is not configured", job.node)), 0).await;
         };
@@ -129,14 +197,11 @@ impl Worker {
     /// The study of the job's series (looked up now: it may have moved since it was queued) and
     /// the series' files as WADO-RS finds them, deprecated ones left out.
     async fn series_files(&self, job: &ForwardJob) -> Result<(String, Vec<StoredFile>), sqlx::Error> {
-        let mut conn = self.db.reader().acquire().await?;
-        let series = match lifecycle::find_series(&mut conn, &job.tenant, SeriesKey::Uid(&job.series_uid)).await? {
-            Lookup::Found(series) => series,
-            Lookup::NotFound | Lookup::Many => return Ok((String::new(), Vec::new())),
+        let Some(study_uid) = self.study_of(job).await? else {
+            return Ok((String::new(), Vec::new()));
         };
-        drop(conn);
-        let files = retrieve::files(self.db.reader(), &job.tenant, &series.study_uid, Some(&job.series_uid), None).await?;
-        Ok((series.study_uid, files))
+        let files = retrieve::files(self.db.reader(), &job.tenant, &study_uid, Some(&job.series_uid), None).await?;
+        Ok((study_uid, files))
     }
 
     /// Queues the job again after the configured delay, or fails it once attempts run out.
@@ -181,7 +246,10 @@ impl Worker {
     /// Records the event and the job's end in one unit of work, then hands the event to the
     /// plugins' hooks.
     async fn done(&self, job: &ForwardJob, study_uid: &str, sent: usize) {
-        let detail = json!({ "seriesInstanceUid": job.series_uid, "node": job.node, "instances": sent, "author": job.author });
+        let mut detail = json!({ "seriesInstanceUid": job.series_uid, "node": job.node, "instances": sent, "author": job.author });
+        if let Some(container) = &job.container_identifier {
+            detail["containerIdentifier"] = json!(container);
+        }
         let due = crate::db::now_text();
         let recorded = async {
             let mut unit = self.db.begin().await?;
