@@ -433,7 +433,11 @@ async fn slides_are_forwarded_to_another_archive(backend: Backend) {
     let job = settled_job(&s).await;
     assert_eq!(job["state"], "failed", "{job}");
     assert_eq!(job["attempts"], 2, "{job}");
-    assert!(job["last_error"].as_str().unwrap_or_default().contains("401"), "{job}");
+    // The peer answers 401 before reading the upload; the client sees that answer, or the
+    // connection closed under it while still sending, depending on timing.
+    let error = job["last_error"].as_str().unwrap_or_default();
+    assert!(error.contains("401") || error.contains("cannot send"), "{job}");
+    assert!(wholeslide(&peer, KEY_A, "CASE-23-A-1-1").await.status() == StatusCode::NOT_FOUND);
     s.stop().await;
 
     // Without an endpoint, or without a forward job at all: 500, as the seed says.

@@ -62,7 +62,7 @@ impl SlideEndpoint {
         if let Some(authorization) = &self.authorization {
             request = request.header(reqwest::header::AUTHORIZATION, authorization);
         }
-        let response = request.send().await.map_err(|e| format!("cannot send to {}: {e}", self.url))?;
+        let response = request.send().await.map_err(|e| format!("cannot send to {}: {}", self.url, with_causes(&e)))?;
         let status = response.status();
         if status.is_success() {
             return Ok(());
@@ -71,4 +71,16 @@ impl SlideEndpoint {
         let quoted: String = body.chars().take(QUOTED).collect();
         Err(format!("{} answered {status}: {quoted}", self.url))
     }
+}
+
+/// An error and its causes, innermost last ("error sending request: connection reset ...").
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
 }
