@@ -288,8 +288,16 @@ async fn kos_latency(backend: Backend) {
     s.stop().await;
 }
 
-#[tokio::main(flavor = "multi_thread")]
-async fn main() {
+fn main() {
+    // As the server binary does (see host/src/main.rs): library errors without stack traces.
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        // SAFETY: first thing in `main`, before any other thread exists.
+        unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
+    }
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime").block_on(bench());
+}
+
+async fn bench() {
     // `bench ingest`: only the C-STORE and STOW-RS figures.
     if std::env::args().nth(1).as_deref() == Some("ingest") {
         ingest::all().await;

@@ -54,15 +54,13 @@ pub struct CommandError(String);
 
 fn text(object: &InMemDicomObject, tag: Tag) -> String {
     object
-        .element_opt(tag)
-        .ok()
-        .flatten()
+        .get(tag)
         .and_then(|e| e.to_str().ok().map(|s| s.trim_end_matches(['\0', ' ']).to_owned()))
         .unwrap_or_default()
 }
 
 fn number(object: &InMemDicomObject, tag: Tag) -> Option<u16> {
-    object.element_opt(tag).ok().flatten().and_then(|e| e.to_int::<u16>().ok())
+    object.get(tag).and_then(|e| e.to_int::<u16>().ok())
 }
 
 /// Reads a command set.

@@ -121,14 +121,14 @@ fn non_empty(s: &str) -> Option<String> {
 
 /// A single-valued text attribute, trimmed; `None` when absent or empty.
 pub fn text(object: &DefaultDicomObject, tag: Tag) -> Option<String> {
-    let element = object.element_opt(tag).ok()??;
+    let element = object.get(tag)?;
     let value = element.to_str().ok()?;
     non_empty(&value)
 }
 
 /// A multi-valued attribute as DICOM writes it (values joined by `\`).
 fn multi_text(object: &DefaultDicomObject, tag: Tag) -> Option<String> {
-    let element = object.element_opt(tag).ok()??;
+    let element = object.get(tag)?;
     let values = element.to_multi_str().ok()?;
     let joined = values.iter().map(|v| v.trim()).collect::<Vec<_>>().join("\\");
     (!joined.is_empty()).then_some(joined)
@@ -138,10 +138,10 @@ fn multi_text(object: &DefaultDicomObject, tag: Tag) -> Option<String> {
 /// for images, of the View Code Sequence.
 fn code_meaning(object: &DefaultDicomObject) -> Option<String> {
     for sequence in [tags::CONCEPT_NAME_CODE_SEQUENCE, tags::VIEW_CODE_SEQUENCE] {
-        let Ok(Some(element)) = object.element_opt(sequence) else { continue };
+        let Some(element) = object.get(sequence) else { continue };
         let Some(items) = element.items() else { continue };
         if let Some(item) = items.first() {
-            if let Ok(Some(meaning)) = item.element_opt(tags::CODE_MEANING) {
+            if let Some(meaning) = item.get(tags::CODE_MEANING) {
                 if let Ok(value) = meaning.to_str() {
                     if let Some(v) = non_empty(&value) {
                         return Some(v);

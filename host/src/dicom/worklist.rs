@@ -46,7 +46,7 @@ pub fn write_identifier(object: &InMemDicomObject, transfer_syntax: &str) -> Res
 }
 
 fn key(object: &InMemDicomObject, tag: Tag) -> Option<String> {
-    let element = object.element_opt(tag).ok()??;
+    let element = object.get(tag)?;
     let text = element.to_str().ok()?;
     let text = text.trim_matches(|c: char| c == '\0' || c == ' ');
     (!text.is_empty()).then(|| text.to_owned())
@@ -55,9 +55,7 @@ fn key(object: &InMemDicomObject, tag: Tag) -> Option<String> {
 /// The matching keys of an identifier (empty keys are universal matches).
 pub fn query_of(identifier: &InMemDicomObject) -> WorklistQuery {
     let step = identifier
-        .element_opt(tags::SCHEDULED_PROCEDURE_STEP_SEQUENCE)
-        .ok()
-        .flatten()
+        .get(tags::SCHEDULED_PROCEDURE_STEP_SEQUENCE)
         .and_then(|e| e.items().and_then(|items| items.first().cloned()));
     let in_step = |tag| step.as_ref().and_then(|s| key(s, tag));
     WorklistQuery {

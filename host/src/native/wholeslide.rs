@@ -107,12 +107,12 @@ fn baseline(candidates: Vec<(StoredFile, PathBuf)>) -> Result<(StoredFile, PathB
             tracing::warn!(path = %path.display(), "slide instance header cannot be read");
             continue;
         };
-        let number = |tag| object.element(tag).ok().and_then(|e| e.to_int::<u64>().ok());
+        let number = |tag| object.get(tag).and_then(|e| e.to_int::<u64>().ok());
         let area = match (number(tags::TOTAL_PIXEL_MATRIX_COLUMNS), number(tags::TOTAL_PIXEL_MATRIX_ROWS)) {
             (Some(columns), Some(rows)) => columns * rows,
             _ => number(tags::COLUMNS).unwrap_or(0) * number(tags::ROWS).unwrap_or(0),
         };
-        let image_type = object.element(tags::IMAGE_TYPE).ok().and_then(|e| e.to_multi_str().ok().map(|v| v.to_vec())).unwrap_or_default();
+        let image_type = object.get(tags::IMAGE_TYPE).and_then(|e| e.to_multi_str().ok().map(|v| v.to_vec())).unwrap_or_default();
         let level = !image_type.iter().any(|t| matches!(t.trim(), "LABEL" | "OVERVIEW" | "THUMBNAIL"));
         let better = match &best {
             None => true,

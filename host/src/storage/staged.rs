@@ -10,6 +10,10 @@ use sha1::{Digest, Sha1};
 
 static NEXT: AtomicU64 = AtomicU64::new(0);
 
+/// Writes smaller than this are gathered; larger ones (a PDU's data, a body chunk) go straight
+/// to the file, sparing a copy of most of an instance's bytes.
+const WRITE_BUFFER: usize = 32 * 1024;
+
 /// A file under a medium's `.staging` folder that removes itself unless kept.
 #[derive(Debug)]
 pub struct StagingFile {
@@ -37,7 +41,7 @@ impl StagingFile {
     /// A writer appending to the file while hashing and counting.
     pub fn writer(&self) -> io::Result<StagedWriter> {
         let file = std::fs::OpenOptions::new().append(true).open(&self.path)?;
-        Ok(StagedWriter { file: io::BufWriter::with_capacity(256 * 1024, file), sha1: Sha1::new(), len: 0 })
+        Ok(StagedWriter { file: io::BufWriter::with_capacity(WRITE_BUFFER, file), sha1: Sha1::new(), len: 0 })
     }
 
     /// Stops the file from deleting itself (it has been placed, or handed on).

@@ -44,7 +44,7 @@ impl Thumbnail {
     pub fn render(&self, path: &Path, sop: &str) -> Result<Vec<u8>, RenderError> {
         let object = dicom_object::open_file(path).map_err(|e| RenderError::Unreadable(e.to_string()))?;
         let ts_uid = object.meta().transfer_syntax().trim_end_matches(['\0', ' ']).to_owned();
-        if object.element_opt(tags::PIXEL_DATA).ok().flatten().is_none() {
+        if object.get(tags::PIXEL_DATA).is_none() {
             return Err(RenderError::NoPixelData(sop.to_owned()));
         }
         let decodable = TransferSyntaxRegistry.get(&ts_uid).is_some_and(|ts| ts.can_decode_all());
@@ -95,7 +95,7 @@ fn rgb_jpeg_as_labelled(object: &DefaultDicomObject) -> Option<DynamicImage> {
     if !matches!(ts, "1.2.840.10008.1.2.4.50" | "1.2.840.10008.1.2.4.51") {
         return None;
     }
-    let pixel_data = object.element(tags::PIXEL_DATA).ok()?;
+    let pixel_data = object.get(tags::PIXEL_DATA)?;
     let fragments = pixel_data.fragments()?;
     let frames: u32 = dicom_object_text(object, tags::NUMBER_OF_FRAMES).and_then(|n| n.parse().ok()).unwrap_or(1);
     // One frame: all fragments are its stream; several: the first fragment starts the first.
@@ -199,7 +199,7 @@ fn monochrome_32(decoded: &DecodedPixelData<'_>) -> Result<DynamicImage, String>
 }
 
 fn dicom_object_text(object: &DefaultDicomObject, tag: dicom_core::Tag) -> Option<String> {
-    let value = object.element_opt(tag).ok()??.to_str().ok()?;
+    let value = object.get(tag)?.to_str().ok()?;
     Some(value.trim_matches(['\0', ' ']).to_owned())
 }
 
@@ -233,16 +233,14 @@ impl PaletteLut {
 fn palette_lut(object: &DefaultDicomObject, descriptor: dicom_core::Tag, data: dicom_core::Tag) -> Result<PaletteLut, String> {
     let missing = || format!("palette colour lookup table {data} is missing or malformed");
     let descriptor: Vec<i64> = object
-        .element_opt(descriptor)
-        .ok()
-        .flatten()
+        .get(descriptor)
         .and_then(|e| e.to_multi_int::<i64>().ok())
         .filter(|d| d.len() == 3)
         .ok_or_else(missing)?;
     // Entries of 0 mean 65536; the first mapped value is unsigned here in practice.
     let count = if descriptor[0] == 0 { 65536 } else { descriptor[0] as usize };
     let (first, bits) = (descriptor[1] & 0xFFFF, descriptor[2]);
-    let bytes = object.element_opt(data).ok().flatten().and_then(|e| e.to_bytes().ok()).ok_or_else(missing)?;
+    let bytes = object.get(data).and_then(|e| e.to_bytes().ok()).ok_or_else(missing)?;
     let entries: Vec<u8> = if bits == 8 && bytes.len() == count {
         bytes.to_vec()
     } else {
