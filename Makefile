@@ -37,9 +37,11 @@ plugins:
 run: build
 	./target/release/wasmpacs serve --config wasmpacs.toml
 
-# Every test, on SQLite and (when reachable) PostgreSQL at 127.0.0.1:5432.
+# Every test, on SQLite and (when reachable) PostgreSQL at 127.0.0.1:5432, then the plugins'
+# own unit tests (natively: the rules they decide, without the host).
 test: plugins host
 	$(CARGO) test --release --workspace
+	cd plugins && $(CARGO) test --release
 
 bench: build
 	$(CARGO) run --release -p wasmpacs-tests --bin bench
