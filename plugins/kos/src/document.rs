@@ -9,7 +9,7 @@ use dicom_object::InMemDicomObject;
 use dicom_object::meta::FileMetaTableBuilder;
 use wasmpacs_sdk::archive::{Patient, Study};
 
-use crate::clock::Stamp;
+use wasmpacs_sdk::clock::Stamp;
 use crate::rules::{Concept, ItemKind, KOS_SOP_CLASS};
 
 const EXPLICIT_VR_LITTLE_ENDIAN: &str = "1.2.840.10008.1.2.1";

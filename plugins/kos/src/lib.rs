@@ -4,7 +4,6 @@
 //! manifest of an IHE XDS-I.b RAD-68 transaction). The rules (see `rules`) live here; the host
 //! only reads the archive index and stores the finished instance.
 
-mod clock;
 mod document;
 mod failure;
 mod rules;
@@ -126,7 +125,7 @@ fn build(study_uid: &str) -> Result<Built, Failure> {
         title: &rules::TITLE,
         retrieve_ae_title: settings::get("retrieve_ae_title").map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()),
         references,
-        created: clock::now(),
+        created: wasmpacs_sdk::clock::now(),
     };
     let referenced = document.references.len();
     let part10 = document.to_part10().map_err(|e| Failure::new(Code::InternalDicom, e))?;

@@ -6,7 +6,6 @@
 //! the sidecar as an instance and files the slide beside it (`archive::store-slide`).
 
 mod attributes;
-mod clock;
 mod elements;
 mod hierarchy;
 mod inspect;
@@ -67,7 +66,7 @@ fn store(request: &Request) -> Answer {
     let prepared = match parts.description {
         Description::Metadata(part) => {
             let metadata = Metadata::parse(&parts::text(part)?)?;
-            let draft = Draft::new(&metadata, &file_name, &clock::now())?;
+            let draft = Draft::new(&metadata, &file_name, &wasmpacs_sdk::clock::now())?;
             Prepared::Built { metadata, draft }
         }
         Description::Sidecar(part) => {

@@ -9,7 +9,7 @@ use dicom_object::meta::FileMetaTableBuilder;
 use dicom_object::{InMemDicomObject, Tag};
 use wasmpacs_sdk::{Response, error};
 
-use crate::clock::Now;
+use wasmpacs_sdk::clock::Stamp;
 use crate::elements::{read_text, sequence, text};
 use crate::metadata::Metadata;
 use crate::{attributes, hierarchy, uid};
@@ -31,7 +31,7 @@ pub struct Draft {
 impl Draft {
     /// Builds the data set from the metadata; a 400 when an attribute is invalid or contradicts
     /// what the archive fixes. `file_name` is the slide file's (or MIRAX archive's) name.
-    pub fn new(metadata: &Metadata, file_name: &str, now: &Now) -> Result<Self, Response> {
+    pub fn new(metadata: &Metadata, file_name: &str, now: &Stamp) -> Result<Self, Response> {
         let mut o = attributes::resolve(&metadata.attributes)?;
         let utf8 = !metadata.is_ascii() || !file_name.is_ascii();
         let fixed: [(Tag, &str, &str); 3] = [
@@ -136,8 +136,8 @@ mod tests {
     use crate::inspect;
     use crate::slide::Kind;
 
-    fn now() -> Now {
-        Now { date: "20240301".into(), time: "101500.000000".into() }
+    fn now() -> Stamp {
+        Stamp { date: "20240301".into(), time: "101500.000000".into() }
     }
 
     fn metadata(json: &str) -> Metadata {

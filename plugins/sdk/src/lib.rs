@@ -10,6 +10,7 @@
 //! ```
 
 mod body;
+pub mod clock;
 
 /// Generated bindings of `wasmpacs:plugin@0.1.0`.
 pub mod bindings {

@@ -1,4 +1,5 @@
-//! Now, as DICOM dates and times (UTC): Content Date/Time and Instance Creation Date/Time.
+//! Now, as DICOM dates and times (UTC), for the Content and Instance Creation Date/Time of the
+//! objects plugins build.
 
 /// A DICOM DA and TM pair for one instant.
 pub struct Stamp {
