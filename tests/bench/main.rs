@@ -10,6 +10,7 @@
 
 mod queries;
 mod ingest;
+mod pathology;
 mod worklist;
 
 use std::sync::Arc;
@@ -317,6 +318,11 @@ async fn bench() {
         kos_latency(Backend::Postgres).await;
         return;
     }
+    // `bench pathology`: only the slide upload and download figures.
+    if std::env::args().nth(1).as_deref() == Some("pathology") {
+        pathology::upload_and_download().await;
+        return;
+    }
     // `bench queries`: only the studies/count and preview figures.
     if std::env::args().nth(1).as_deref() == Some("queries") {
         queries::count_latency(Backend::Sqlite).await;
@@ -339,5 +345,6 @@ async fn bench() {
     queries::count_latency(Backend::Sqlite).await;
     queries::count_latency(Backend::Postgres).await;
     queries::preview_latency().await;
+    pathology::upload_and_download().await;
     ingest::all().await;
 }
