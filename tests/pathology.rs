@@ -17,7 +17,8 @@ on_both_backends!(
     a_mirax_archive_is_stored_and_checked,
     a_sidecar_stores_the_slide_it_describes,
     refusals_follow_the_seed_and_leave_nothing,
-    slides_are_forwarded_to_another_archive
+    slides_are_forwarded_to_another_archive,
+    slides_follow_their_study
 );
 
 const CUSTOM_SOP_CLASS: &str = "1.2.826.0.1.3680043.2.619.20220407.1";
@@ -329,6 +330,15 @@ async fn refusals_follow_the_seed_and_leave_nothing(backend: Backend) {
     let (status, body) = s.post_text(KEY_A, "pathoRsListener/MODALITY_A/studies", "application/json", "{}".into()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 
+    // A form field over 16 MiB, and a form of more than 16 parts: 413 and 400.
+    let form = Form::new().part("metadata", Part::text("x".repeat(17 << 20))).part("file", file());
+    let (status, body) = upload(&s, KEY_A, NODE_A, form).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    let form = (0..17).fold(Form::new(), |form, i| form.text(format!("extra{i}"), "x"));
+    let (status, body) = upload(&s, KEY_A, NODE_A, form).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(message(&body).contains("16 parts"), "{body}");
+
     // Fingerprints that do not match the file: 409.
     for (hash, length, named) in [(sha1_hex(b"other"), bytes.len(), "hash"), (sha1_hex(&bytes), bytes.len() + 1, "length")] {
         let form = Form::new()
@@ -449,4 +459,64 @@ async fn slides_are_forwarded_to_another_archive(backend: Backend) {
         s.stop().await;
     }
     peer.stop().await;
+}
+
+async fn slides_follow_their_study(backend: Backend) {
+    let nearline = tempfile::tempdir().unwrap();
+    let config = format!("\n[[storage.medium]]\nname = \"nearline\"\npath = \"{}\"\n", nearline.path().display());
+    let s = start_with(backend, &config).await;
+    let (big, small) = (slide_bytes(31, 3_000_000), slide_bytes(32, 1_500_000));
+    let send = |accession: &'static str, container: &'static str, bytes: &Vec<u8>| {
+        Form::new()
+            .part("metadata", json_part(&metadata(accession, container)))
+            .part("file", file_part(&format!("{container}.svs"), "application/octet-stream", bytes.clone()))
+    };
+    let (status, first) = upload(&s, KEY_A, NODE_A, send("ACC-31", "CASE-31-A-1-1", &big)).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let (status, body) = upload(&s, KEY_A, NODE_A, send("ACC-31", "CASE-31-A-1-2", &small)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let study = first["studyInstanceUid"].as_str().unwrap().to_owned();
+
+    // The same slide sent again under another case is a conflict, not a second answer.
+    let (status, body) = upload(&s, KEY_A, NODE_A, send("ACC-OTHER", "CASE-31-A-1-1", &big)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+
+    // The study weighs both slides (4.5 MB: 4394 KB); a deprecated slide leaves its weight.
+    let count = |range: &'static str| {
+        let s = &s;
+        async move {
+            let (status, body) = s.get(&format!("studies/count?studySize={range}")).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            body["study_count"].as_i64().unwrap()
+        }
+    };
+    assert_eq!(count("4390-").await, 1);
+    let (status, body) = s.post("series/deprecation", &json!({"containerIdentifier": "CASE-31-A-1-2", "author": "a", "reason": "b"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(count("4390-").await, 0);
+    assert_eq!(count("2900-2960").await, 1, "the remaining slide's 3 MB (2929 KB) and its sidecar");
+
+    // Relocation moves the slide file with its sidecar; wholeslide serves it from there.
+    let request = json!({"studyInstanceUid": study, "physicalMediumName": "nearline", "author": "a"});
+    let (status, body) = s.post("studies/relocation", &request).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let moved: Vec<std::path::PathBuf> = walk(nearline.path());
+    assert!(moved.iter().any(|p| p.extension().is_some_and(|e| e == "slide")), "{moved:?}");
+    let response = wholeslide(&s, KEY_A, "CASE-31-A-1-1").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.bytes().await.unwrap() == big);
+    s.stop().await;
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
 }

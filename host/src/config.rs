@@ -157,6 +157,10 @@ pub struct HttpConfig {
     /// Largest request body read into memory for a plugin (JSON and the like), in bytes.
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
+    /// Largest `multipart/form-data` upload to a plugin (a whole slide, a MIRAX archive), in
+    /// bytes; it is streamed to disk, never held in memory.
+    #[serde(default = "default_max_upload")]
+    pub max_upload_bytes: u64,
 }
 
 /// `[storage]`: where files live.
@@ -284,6 +288,9 @@ fn default_listen() -> SocketAddr {
 fn default_max_body() -> usize {
     16 * 1024 * 1024
 }
+fn default_max_upload() -> u64 {
+    64 << 30
+}
 fn default_data_dir() -> PathBuf {
     PathBuf::from("data")
 }
@@ -308,7 +315,7 @@ fn default_epoch_tick_ms() -> u64 {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { listen: default_listen(), max_body_bytes: default_max_body() }
+        Self { listen: default_listen(), max_body_bytes: default_max_body(), max_upload_bytes: default_max_upload() }
     }
 }
 impl Default for StorageConfig {

@@ -91,7 +91,7 @@ async fn call_plugin(
     let content_type = parts.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
     // A form is streamed part by part to staging files; any other body is read whole (small).
     let (body, form) = match upload::form_boundary(content_type) {
-        Some(boundary) => (Bytes::new(), Some(upload::stage_form(app.ingest.storage(), body, boundary).await?)),
+        Some(boundary) => (Bytes::new(), Some(upload::stage_form(app.ingest.storage(), body, boundary, app.config.http.max_upload_bytes).await?)),
         None => (read_body(body, app.config.http.max_body_bytes).await?, None),
     };
     let headers = parts
@@ -147,7 +147,7 @@ pub async fn read_body(body: Incoming, max: usize) -> Result<Bytes, ApiError> {
         .await
         .map_err(|e| {
             if e.is::<http_body_util::LengthLimitError>() {
-                ApiError::PayloadTooLarge(max)
+                ApiError::PayloadTooLarge(max as u64)
             } else {
                 ApiError::BadRequest(format!("cannot read the request body: {e}"))
             }

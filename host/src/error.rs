@@ -29,7 +29,7 @@ pub enum ApiError {
     #[error("{0}")]
     UnsupportedMedia(String),
     #[error("request body is larger than {0} bytes")]
-    PayloadTooLarge(usize),
+    PayloadTooLarge(u64),
     #[error("plugin `{plugin}` failed: {reason}")]
     Plugin { plugin: String, reason: String },
     #[error("too many requests in progress, try again")]

@@ -20,14 +20,18 @@ pub enum UploadError {
     /// The staging file could not be written.
     #[error("cannot stage the upload: {0}")]
     Storage(String),
+    /// The part is larger than it may be.
+    #[error("the part is larger than {0} bytes")]
+    TooLarge(u64),
 }
 
-/// Streams one part to a new staging file. Once it is synced, `complete` runs on the same
-/// blocking thread with the file, its length and SHA-1 (e.g. to read a DICOM header while the
-/// file is hot). A failure removes the staging file.
+/// Streams one part of at most `limit` bytes to a new staging file. Once it is synced,
+/// `complete` runs on the same blocking thread with the file, its length and SHA-1 (e.g. to read
+/// a DICOM header while the file is hot). A failure removes the staging file.
 pub async fn stage_field<T: Send + 'static>(
     storage: &Storage,
     field: &mut multer::Field<'_>,
+    limit: u64,
     complete: impl FnOnce(StagingFile, u64, String) -> T + Send + 'static,
 ) -> Result<T, UploadError> {
     let storage = storage.clone();
@@ -37,8 +41,12 @@ pub async fn stage_field<T: Send + 'static>(
         Ok::<_, String>((file, writer))
     })
     .await?;
-    let (mut writer, mut pending, mut pending_len) = (writer, Vec::<Bytes>::new(), 0);
+    let (mut writer, mut pending, mut pending_len, mut total) = (writer, Vec::<Bytes>::new(), 0, 0u64);
     while let Some(chunk) = field.chunk().await? {
+        total += chunk.len() as u64;
+        if total > limit {
+            return Err(UploadError::TooLarge(limit));
+        }
         pending_len += chunk.len();
         pending.push(chunk);
         if pending_len >= WRITE_BATCH {
@@ -74,6 +82,9 @@ async fn blocking<T: Send + 'static>(job: impl FnOnce() -> Result<T, String> + S
 /// Parts of a `multipart/form-data` body more than which a request is refused.
 const MAX_FORM_PARTS: usize = 16;
 
+/// Largest form field sent without a file name (JSON metadata, a hash, a length).
+const MAX_FIELD_BYTES: u64 = 16 << 20;
+
 /// Every part of a `multipart/form-data` body, staged for a plugin: the files it may read or
 /// store (see the `staging` capability). Files still here when the form is dropped are removed;
 /// a file a plugin placed in the archive has moved away already.
@@ -92,31 +103,67 @@ pub fn form_boundary(content_type: Option<&str>) -> Option<String> {
     multer::parse_boundary(content_type).ok()
 }
 
-/// Streams every part of a form to staging files, with its field name, file name and type.
-pub async fn stage_form(storage: &Storage, body: hyper::body::Incoming, boundary: String) -> Result<StagedForm, ApiError> {
+/// Streams every part of a form to staging files, with its field name, file name and type: at
+/// most `max_bytes` in all, and [`MAX_FIELD_BYTES`] for a part without a file name (413 beyond).
+pub async fn stage_form(storage: &Storage, body: hyper::body::Incoming, boundary: String, max_bytes: u64) -> Result<StagedForm, ApiError> {
     use http_body_util::BodyExt;
-    let mut multipart = multer::Multipart::new(body.into_data_stream(), boundary);
+    let constraints = multer::Constraints::new().size_limit(multer::SizeLimit::new().whole_stream(max_bytes));
+    let mut multipart = multer::Multipart::with_constraints(body.into_data_stream(), boundary, constraints);
     let mut form = StagedForm { files: Vec::new(), _guards: Vec::new() };
     while let Some(mut field) = multipart.next_field().await.map_err(malformed)? {
         if form.files.len() == MAX_FORM_PARTS {
+            drain(&mut multipart, field).await;
             return Err(ApiError::BadRequest(format!("a form may have at most {MAX_FORM_PARTS} parts")));
         }
         let part = field.name().unwrap_or_default().to_owned();
         let file_name = field.file_name().map(str::to_owned);
         let content_type = field.content_type().map(|m| m.essence_str().to_owned());
-        let (file, size, sha1) = stage_field(storage, &mut field, |file, size, sha1| (file, size, sha1)).await.map_err(|e| match e {
-            UploadError::Body(e) => malformed(e),
-            UploadError::Storage(e) => {
-                tracing::error!(error = %e, "cannot stage an uploaded part");
-                ApiError::Internal("the upload cannot be stored".into())
+        let limit = if file_name.is_some() { max_bytes } else { MAX_FIELD_BYTES };
+        let (file, size, sha1) = match stage_field(storage, &mut field, limit, |file, size, sha1| (file, size, sha1)).await {
+            Ok(staged) => staged,
+            Err(e) => {
+                let refusal = match e {
+                    UploadError::Body(multer::Error::StreamSizeExceeded { .. }) => ApiError::PayloadTooLarge(max_bytes),
+                    UploadError::TooLarge(limit) => ApiError::PayloadTooLarge(limit),
+                    UploadError::Body(e) => return Err(malformed(e)),
+                    UploadError::Storage(e) => {
+                        tracing::error!(error = %e, "cannot stage an uploaded part");
+                        ApiError::Internal("the upload cannot be stored".into())
+                    }
+                };
+                drain(&mut multipart, field).await;
+                return Err(refusal);
             }
-        })?;
+        };
         let id = form.files.len() as u32 + 1;
         tracing::debug!(part, file_name = ?file_name, size, "form part staged");
         form.files.push(StagedFile { id, part, file_name, content_type, size, sha1, path: file.path().to_owned() });
         form._guards.push(file);
     }
     Ok(form)
+}
+
+/// Most bytes read and dropped after a form is refused, so that a client still sending the
+/// little that is left can read the answer rather than see the connection reset under it.
+const DRAIN_BYTES: usize = 4 << 20;
+
+/// Reads what is left of a refused form (the rest of `field`, then the other parts), up to
+/// [`DRAIN_BYTES`]; beyond that the connection is closed after the answer.
+async fn drain<'r>(multipart: &mut multer::Multipart<'r>, mut field: multer::Field<'r>) {
+    let mut budget = DRAIN_BYTES;
+    loop {
+        while let Ok(Some(chunk)) = field.chunk().await {
+            budget = budget.saturating_sub(chunk.len());
+            if budget == 0 {
+                return;
+            }
+        }
+        drop(field);
+        match multipart.next_field().await {
+            Ok(Some(next)) => field = next,
+            _ => return,
+        }
+    }
 }
 
 fn malformed(e: multer::Error) -> ApiError {

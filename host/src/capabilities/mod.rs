@@ -73,10 +73,12 @@ pub struct RequestState {
     settings: Arc<Vec<(String, String)>>,
     db: Database,
     ingest: Ingest,
-    unit: Option<UnitOfWork>,
     /// Files placed by `archive.store-instance` in this unit of work: kept when it commits,
-    /// removed when the state is dropped without [`RequestState::keep_placed`].
+    /// removed when the state is dropped without [`RequestState::keep_placed`]. Declared before
+    /// `unit` so that they are removed before a dropped unit rolls back: once the rollback frees
+    /// their rows, a concurrent store of the same instances may place files at the same paths.
     placed: Vec<PlacedFile>,
+    unit: Option<UnitOfWork>,
     /// Events recorded by ingest in this unit of work, for the hooks once it commits.
     recorded: Vec<StudyEvent>,
     pub staged: Vec<StagedFile>,
@@ -140,6 +142,12 @@ impl RequestState {
     /// Takes the unit of work out (to commit it); dropping it instead rolls it back.
     pub fn take_unit(&mut self) -> Option<UnitOfWork> {
         self.unit.take()
+    }
+
+    /// The unit of work is about to roll back: the files it placed go first (see `placed`).
+    pub fn discard_placed(&mut self) {
+        self.placed.clear();
+        self.recorded.clear();
     }
 
     /// The unit of work committed: the files it placed stay; returns the events ingest recorded

@@ -28,7 +28,15 @@ impl RequestState {
             HostError::Internal("database error: the slide could not be registered".into())
         };
         let Some(sidecar_placed) = placed else {
-            // A re-send: the same slide again is a success that changes nothing.
+            // A re-send: the same slide again, filed where it was, is a success that changes nothing.
+            let header = &outcome.header;
+            let filed = slides::filed_under(&mut savepoint, outcome.instance_key).await.map_err(internal)?;
+            if let Some((study, series)) = filed.filter(|(study, series)| *study != header.study_uid || *series != header.series_uid) {
+                return Err(HostError::Conflict(format!(
+                    "slide `{sop}` is stored already in study `{study}`, series `{series}`, not in study `{}`, series `{}`",
+                    header.study_uid, header.series_uid
+                )));
+            }
             return match slides::of_instance(&mut savepoint, outcome.instance_key).await.map_err(internal)? {
                 Some(stored) if stored.sha1 == slide.sha1 => Ok(instance_of(&outcome, stored.size)),
                 Some(_) => Err(HostError::Conflict(format!("slide `{sop}` is already stored with another file"))),
@@ -52,7 +60,14 @@ impl RequestState {
         let record = SlideFile {
             medium,
             file_path: relative,
-            file_name: slide.file_name.clone().unwrap_or_else(|| format!("{sop}.slide")),
+            // The name without the folders a client may send along (the sidecar names it so too).
+            file_name: slide
+                .file_name
+                .as_deref()
+                .and_then(|name| name.rsplit(['/', '\\']).next())
+                .map(str::trim)
+                .filter(|name| !name.is_empty())
+                .map_or_else(|| format!("{sop}.slide"), str::to_owned),
             content_type: slide.content_type.clone(),
             size: slide.size,
             sha1: slide.sha1.clone(),

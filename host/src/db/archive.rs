@@ -428,12 +428,14 @@ pub async fn swap_series(conn: &mut AnyConnection, tenant: &str, a: i64, b: i64)
     refresh_sizes(conn, a, b).await
 }
 
-/// Recomputes the stored size and series count of two studies after series moved between them.
+/// Recomputes the stored size (slide files included) and series count of two studies after series
+/// moved between them, from their series that are not deprecated (as `series/deprecation` does).
 async fn refresh_sizes(conn: &mut AnyConnection, a: i64, b: i64) -> OpResult<()> {
     sqlx::query(
-        "UPDATE studies SET size_bytes = CAST(COALESCE((SELECT SUM(i.size_bytes) FROM instances i \
-         JOIN series se ON i.series_fk = se.id WHERE se.study_fk = studies.id), 0) AS BIGINT), \
-         series_count = (SELECT COUNT(*) FROM series se WHERE se.study_fk = studies.id) \
+        "UPDATE studies SET size_bytes = CAST(COALESCE((SELECT SUM(i.size_bytes + COALESCE(sf.size_bytes, 0)) FROM instances i \
+         JOIN series se ON i.series_fk = se.id LEFT JOIN slide_files sf ON sf.instance_fk = i.id \
+         WHERE se.study_fk = studies.id AND se.deprecated = 0), 0) AS BIGINT), \
+         series_count = (SELECT COUNT(*) FROM series se WHERE se.study_fk = studies.id AND se.deprecated = 0) \
          WHERE id IN ($1, $2)",
     )
     .bind(a)

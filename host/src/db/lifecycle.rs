@@ -49,9 +49,20 @@ pub struct StudyRow {
 #[derive(Debug, Clone)]
 pub struct StoredFile {
     pub instance_key: i64,
+    /// The instance's own file, or the non-DICOM slide file stored beside its sidecar.
+    pub slide: bool,
     pub medium: String,
     pub relative_path: String,
     pub sha1: String,
+}
+
+/// Tells the files of a study apart: the instance, and whether it is its slide file.
+pub type FileKey = (i64, bool);
+
+impl StoredFile {
+    pub fn key(&self) -> FileKey {
+        (self.instance_key, self.slide)
+    }
 }
 
 pub async fn find_series(conn: &mut AnyConnection, tenant: &str, by: SeriesKey<'_>) -> Result<Lookup<SeriesRow>, sqlx::Error> {
@@ -134,11 +145,13 @@ pub async fn deprecate_study(conn: &mut AnyConnection, study: &StudyRow) -> Resu
     Ok(changed == 1)
 }
 
-/// The series count and size in bytes of a study, from its series that are not deprecated.
+/// The series count and size in bytes (slide files included) of a study, from its series that
+/// are not deprecated.
 async fn refresh_totals(conn: &mut AnyConnection, study_key: i64) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE studies SET size_bytes = CAST(COALESCE((SELECT SUM(i.size_bytes) FROM instances i \
-         JOIN series se ON i.series_fk = se.id WHERE se.study_fk = studies.id AND se.deprecated = 0), 0) AS BIGINT), \
+        "UPDATE studies SET size_bytes = CAST(COALESCE((SELECT SUM(i.size_bytes + COALESCE(sf.size_bytes, 0)) FROM instances i \
+         JOIN series se ON i.series_fk = se.id LEFT JOIN slide_files sf ON sf.instance_fk = i.id \
+         WHERE se.study_fk = studies.id AND se.deprecated = 0), 0) AS BIGINT), \
          series_count = (SELECT COUNT(*) FROM series se WHERE se.study_fk = studies.id AND se.deprecated = 0) \
          WHERE id = $1",
     )
@@ -148,11 +161,15 @@ async fn refresh_totals(conn: &mut AnyConnection, study_key: i64) -> Result<(), 
     Ok(())
 }
 
-/// Every stored file of a study, deprecated ones included.
+/// Every stored file of a study, deprecated ones included: each instance's file, and the slide
+/// file of each non-DICOM slide's sidecar.
 pub async fn study_files(conn: &mut AnyConnection, study_key: i64) -> Result<Vec<StoredFile>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT i.id, i.medium, i.file_path, i.sha1 FROM instances i JOIN series se ON se.id = i.series_fk \
-         WHERE se.study_fk = $1 ORDER BY i.id",
+        "SELECT i.id, 0, i.medium, i.file_path, i.sha1 FROM instances i JOIN series se ON se.id = i.series_fk \
+         WHERE se.study_fk = $1 \
+         UNION ALL SELECT sf.instance_fk, 1, sf.medium, sf.file_path, sf.sha1 FROM slide_files sf \
+         JOIN instances i ON i.id = sf.instance_fk JOIN series se ON se.id = i.series_fk WHERE se.study_fk = $1 \
+         ORDER BY 1, 2",
     )
     .bind(study_key)
     .fetch_all(&mut *conn)
@@ -161,26 +178,35 @@ pub async fn study_files(conn: &mut AnyConnection, study_key: i64) -> Result<Vec
         .map(|row| {
             Ok(StoredFile {
                 instance_key: row.try_get(0)?,
-                medium: row.try_get(1)?,
-                relative_path: row.try_get(2)?,
-                sha1: row.try_get(3)?,
+                slide: row.try_get::<i64, _>(1)? != 0,
+                medium: row.try_get(2)?,
+                relative_path: row.try_get(3)?,
+                sha1: row.try_get(4)?,
             })
         })
         .collect()
 }
 
-/// Records that an instance's file is now on `medium`.
-pub async fn set_medium(conn: &mut AnyConnection, instance_key: i64, medium: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE instances SET medium = $2 WHERE id = $1").bind(instance_key).bind(medium).execute(&mut *conn).await?;
+/// Records that a file is now on `medium`.
+pub async fn set_medium(conn: &mut AnyConnection, file: &StoredFile, medium: &str) -> Result<(), sqlx::Error> {
+    let sql = if file.slide {
+        "UPDATE slide_files SET medium = $2 WHERE instance_fk = $1"
+    } else {
+        "UPDATE instances SET medium = $2 WHERE id = $1"
+    };
+    sqlx::query(sql).bind(file.instance_key).bind(medium).execute(&mut *conn).await?;
     Ok(())
 }
 
-/// True when an instance row points at the file `relative_path` on `medium`.
+/// True when an instance or slide row points at the file `relative_path` on `medium`.
 pub async fn is_referenced(pool: &sqlx::AnyPool, medium: &str, relative_path: &str) -> Result<bool, sqlx::Error> {
-    let row = sqlx::query("SELECT 1 FROM instances WHERE medium = $1 AND file_path = $2 LIMIT 1")
-        .bind(medium)
-        .bind(relative_path)
-        .fetch_optional(pool)
-        .await?;
+    let row = sqlx::query(
+        "SELECT 1 FROM instances WHERE medium = $1 AND file_path = $2 \
+         UNION ALL SELECT 1 FROM slide_files WHERE medium = $1 AND file_path = $2 LIMIT 1",
+    )
+    .bind(medium)
+    .bind(relative_path)
+    .fetch_optional(pool)
+    .await?;
     Ok(row.is_some())
 }

@@ -34,7 +34,7 @@ fn slide_file(row: &sqlx::any::AnyRow) -> Result<SlideFile, sqlx::Error> {
 }
 
 /// Records `slide` as the file of the sidecar instance `instance_key`, and adds its weight to
-/// the study's size.
+/// the study's size (unless its series is deprecated, as for any instance).
 pub async fn record(conn: &mut AnyConnection, instance_key: i64, slide: &SlideFile) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO slide_files (instance_fk, medium, file_path, file_name, content_type, size_bytes, sha1, mirax, created_at) \
@@ -53,7 +53,7 @@ pub async fn record(conn: &mut AnyConnection, instance_key: i64, slide: &SlideFi
     .await?;
     sqlx::query(
         "UPDATE studies SET size_bytes = size_bytes + $2 \
-         WHERE id = (SELECT se.study_fk FROM instances i JOIN series se ON se.id = i.series_fk WHERE i.id = $1)",
+         WHERE id = (SELECT se.study_fk FROM instances i JOIN series se ON se.id = i.series_fk WHERE i.id = $1 AND se.deprecated = 0)",
     )
     .bind(instance_key)
     .bind(slide.size as i64)
@@ -106,4 +106,33 @@ pub async fn of_series_uid(pool: &AnyPool, tenant: &str, series_uid: &str) -> Re
             })
         })
         .collect()
+}
+
+/// The Study and Series Instance UIDs the instance `instance_key` is filed under.
+pub async fn filed_under(conn: &mut AnyConnection, instance_key: i64) -> Result<Option<(String, String)>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT st.study_uid, se.series_uid FROM instances i JOIN series se ON se.id = i.series_fk \
+         JOIN studies st ON st.id = se.study_fk WHERE i.id = $1",
+    )
+    .bind(instance_key)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).transpose()
+}
+
+/// The live series (in live studies) of the tenant with container identifier `container` that
+/// hold a live non-DICOM slide, oldest first.
+pub async fn series_with_container(conn: &mut AnyConnection, tenant: &str, container: &str) -> Result<Vec<String>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT se.series_uid FROM series se JOIN studies st ON st.id = se.study_fk \
+         WHERE se.tenant = $1 AND se.container_identifier = $2 AND se.deprecated = 0 AND st.deprecated = 0 \
+         AND EXISTS (SELECT 1 FROM instances i JOIN slide_files sf ON sf.instance_fk = i.id \
+                     WHERE i.series_fk = se.id AND i.deprecated = 0) \
+         ORDER BY se.id",
+    )
+    .bind(tenant)
+    .bind(container)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter().map(|row| row.try_get(0)).collect()
 }

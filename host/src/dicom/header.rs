@@ -14,6 +14,15 @@ pub enum HeaderError {
     Unreadable(String),
     #[error("the instance has no {0}")]
     Missing(&'static str),
+    #[error("the {0} `{1}` is not a UID (digits and dots, at most 64 characters)")]
+    InvalidUid(&'static str, String),
+}
+
+/// A UID as PS3.5 9.1 spells it: digits and dots, at most 64 characters. Leading zeros, which
+/// some devices write, are let through; anything else would not name a file unambiguously.
+fn check_uid(name: &'static str, uid: String) -> Result<String, HeaderError> {
+    let valid = uid.len() <= 64 && uid.split('.').all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()));
+    if valid { Ok(uid) } else { Err(HeaderError::InvalidUid(name, uid)) }
 }
 
 /// The attributes of one instance the archive keeps in its index.
@@ -60,12 +69,17 @@ pub fn header_of(object: &DefaultDicomObject) -> Result<InstanceHeader, HeaderEr
     let text = |tag: Tag| text(object, tag);
     let sop_instance_uid = text(tags::SOP_INSTANCE_UID)
         .or_else(|| non_empty(meta.media_storage_sop_instance_uid()))
-        .ok_or(HeaderError::Missing("SOP Instance UID"))?;
+        .ok_or(HeaderError::Missing("SOP Instance UID"))
+        .and_then(|uid| check_uid("SOP Instance UID", uid))?;
     let sop_class_uid = text(tags::SOP_CLASS_UID)
         .or_else(|| non_empty(meta.media_storage_sop_class_uid()))
         .ok_or(HeaderError::Missing("SOP Class UID"))?;
-    let study_uid = text(tags::STUDY_INSTANCE_UID).ok_or(HeaderError::Missing("Study Instance UID"))?;
-    let series_uid = text(tags::SERIES_INSTANCE_UID).ok_or(HeaderError::Missing("Series Instance UID"))?;
+    let study_uid = text(tags::STUDY_INSTANCE_UID)
+        .ok_or(HeaderError::Missing("Study Instance UID"))
+        .and_then(|uid| check_uid("Study Instance UID", uid))?;
+    let series_uid = text(tags::SERIES_INSTANCE_UID)
+        .ok_or(HeaderError::Missing("Series Instance UID"))
+        .and_then(|uid| check_uid("Series Instance UID", uid))?;
 
     let mut attributes = Map::new();
     let mut put = |name: &str, value: Option<String>| {

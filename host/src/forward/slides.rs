@@ -20,6 +20,8 @@ const QUOTED: usize = 300;
 pub struct SlideEndpoint {
     client: reqwest::Client,
     url: String,
+    /// The URL as logs and job errors show it (without credentials).
+    shown: String,
     authorization: Option<String>,
 }
 
@@ -30,11 +32,13 @@ impl SlideEndpoint {
             .read_timeout(READ_TIMEOUT)
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        Ok(Self { client, url, authorization })
+        let shown = without_credentials(&url);
+        Ok(Self { client, url, shown, authorization })
     }
 
+    /// The URL without credentials, for logs.
     pub fn url(&self) -> &str {
-        &self.url
+        &self.shown
     }
 
     /// Sends one slide: the sidecar at `sidecar` and the slide file at `file`.
@@ -62,14 +66,14 @@ impl SlideEndpoint {
         if let Some(authorization) = &self.authorization {
             request = request.header(reqwest::header::AUTHORIZATION, authorization);
         }
-        let response = request.send().await.map_err(|e| format!("cannot send to {}: {}", self.url, with_causes(&e)))?;
+        let response = request.send().await.map_err(|e| format!("cannot send to {}: {}", self.shown, with_causes(&e)))?;
         let status = response.status();
         if status.is_success() {
             return Ok(());
         }
         let body = response.text().await.unwrap_or_default();
         let quoted: String = body.chars().take(QUOTED).collect();
-        Err(format!("{} answered {status}: {quoted}", self.url))
+        Err(format!("{} answered {status}: {quoted}", self.shown))
     }
 }
 
@@ -83,4 +87,16 @@ fn with_causes(error: &dyn std::error::Error) -> String {
         cause = inner.source();
     }
     text
+}
+
+/// `url` with any user name and password removed: what jobs, events and logs show.
+pub fn without_credentials(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) => {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.to_string()
+        }
+        Err(_) => url.to_owned(),
+    }
 }

@@ -190,8 +190,11 @@ impl PluginRuntime {
                 for event in &recorded {
                     self.deliver_event(tenant, event).await;
                 }
-            } else if let Err(e) = unit.rollback().await {
-                tracing::warn!(plugin, error = %e, "rollback failed");
+            } else {
+                store.data_mut().discard_placed();
+                if let Err(e) = unit.rollback().await {
+                    tracing::warn!(plugin, error = %e, "rollback failed");
+                }
             }
         }
         Ok(response)

@@ -103,7 +103,6 @@ fn store(request: &Request) -> Answer {
             "seriesInstanceUid": stored.series_uid,
             "sopInstanceUid": stored.sop_instance_uid,
             "containerIdentifier": container_identifier,
-            "stored": true,
         }),
     ))
 }

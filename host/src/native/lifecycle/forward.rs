@@ -45,26 +45,27 @@ pub async fn forward_series(app: &App, call: NativeCall) -> Result<Response<Body
     Ok(fields.success("forward queued"))
 }
 
-/// Queues the non-DICOM slides of the live series with container identifier `container`.
+/// Queues the non-DICOM slides with container identifier `container`: one job per live series
+/// that holds one (a slide is normally one series; a DICOM copy of it may share the barcode).
 async fn forward_slides(app: &App, tenant: &str, container: &str, endpoint: &str, author: &str) -> Result<(), ApiError> {
     let database_error = |e: &dyn std::fmt::Display| {
         tracing::error!(error = %e, "forward request failed");
         ApiError::Internal(format!("database error: {e}"))
     };
-    let not_found = || ApiError::NotFoundMessage(format!("container identifier not found: no non-DICOM slide has `{container}`"));
     let mut unit = app.db.begin().await.map_err(|e| database_error(&e))?;
-    let series = match lifecycle::find_series(&mut unit, tenant, SeriesKey::Container(container)).await.map_err(|e| database_error(&e))? {
-        Lookup::Found(series) if !series.deprecated && !series.study_deprecated => series,
-        Lookup::Many => return Err(ApiError::Conflict(format!("several series have the container identifier `{container}`"))),
-        _ => return Err(not_found()),
-    };
-    if crate::db::slides::of_series(app.db.reader(), series.key).await.map_err(|e| database_error(&e))?.is_none() {
-        return Err(not_found());
+    let series = crate::db::slides::series_with_container(&mut unit, tenant, container).await.map_err(|e| database_error(&e))?;
+    if series.is_empty() {
+        return Err(ApiError::NotFoundMessage(format!("container identifier not found: no non-DICOM slide has `{container}`")));
     }
-    let job = NewJob { kind: ForwardKind::Slides, series_uid: &series.series_uid, container_identifier: Some(container), node: endpoint, author };
-    let id = forward::enqueue(&mut unit, tenant, &job).await.map_err(|e| database_error(&e))?;
+    // The endpoint without credentials a URL may carry: jobs and events are shown to admins.
+    let shown = crate::forward::slides::without_credentials(endpoint);
+    let mut ids = Vec::with_capacity(series.len());
+    for series_uid in &series {
+        let job = NewJob { kind: ForwardKind::Slides, series_uid, container_identifier: Some(container), node: &shown, author };
+        ids.push(forward::enqueue(&mut unit, tenant, &job).await.map_err(|e| database_error(&e))?);
+    }
     unit.commit().await.map_err(|e| database_error(&e))?;
     app.forwarder.wake();
-    tracing::info!(tenant, job = id, container, endpoint, author, "slides queued for forwarding");
+    tracing::info!(tenant, jobs = ?ids, container, endpoint = %shown, author, "slides queued for forwarding");
     Ok(())
 }

@@ -1,5 +1,5 @@
-//! `POST studies/relocation`: every file of a study (by UID or accession number) is moved to
-//! another physical medium. Files are copied and checked against their recorded SHA-1 first,
+//! `POST studies/relocation`: every file of a study (by UID or accession number), instances and
+//! non-DICOM slide files alike, is moved to another physical medium. Files are copied and checked against their recorded SHA-1 first,
 //! without holding the index's write lock; then, in one unit of work, files that arrived
 //! meanwhile are copied too, the copies are placed, the index is pointed at them and the event
 //! recorded. Only once that commits are the old files removed, a minute later and only if no row
@@ -15,7 +15,7 @@ use super::Fields;
 use crate::app::App;
 use crate::db::Database;
 use crate::db::events::{self, StudyEvent};
-use crate::db::lifecycle::{self, Lookup, StoredFile, StudyKey, StudyRow};
+use crate::db::lifecycle::{self, FileKey, Lookup, StoredFile, StudyKey, StudyRow};
 use crate::error::ApiError;
 use crate::ingest::PlacedFile;
 use crate::native::NativeCall;
@@ -65,7 +65,7 @@ pub async fn relocate_study(app: &App, call: NativeCall) -> Result<Response<Body
         let mut conn = app.db.reader().acquire().await.map_err(system_error)?;
         let files = lifecycle::study_files(&mut conn, study.key).await.map_err(system_error)?;
         drop(conn);
-        let late: Vec<StoredFile> = files.into_iter().filter(|f| !copies.contains_key(&f.instance_key)).collect();
+        let late: Vec<StoredFile> = files.into_iter().filter(|f| !copies.contains_key(&f.key())).collect();
         if late.iter().all(|f| f.medium == target) {
             break;
         }
@@ -103,19 +103,19 @@ impl Relocation {
     /// In one unit of work: copies what is still missing, places the copies, points the index at
     /// them and records the event; then removes the old copies a while later. `None` when the
     /// study was on the target already.
-    async fn commit(self, mut copies: HashMap<i64, StagingFile>) -> Result<Option<StudyEvent>, ApiError> {
+    async fn commit(self, mut copies: HashMap<FileKey, StagingFile>) -> Result<Option<StudyEvent>, ApiError> {
         let Relocation { db, storage, tenant, study, target, author, keep } = self;
         let mut unit = db.begin().await.map_err(system_error)?;
         let files = lifecycle::study_files(&mut unit, study.key).await.map_err(system_error)?;
         let moving: Vec<StoredFile> = files.into_iter().filter(|f| f.medium != target).collect();
-        let late: Vec<StoredFile> = moving.iter().filter(|f| !copies.contains_key(&f.instance_key)).cloned().collect();
+        let late: Vec<StoredFile> = moving.iter().filter(|f| !copies.contains_key(&f.key())).cloned().collect();
         copies.extend(copy_all(&storage, late, &target).await?);
         if moving.is_empty() {
             tracing::info!(tenant, study = %study.study_uid, target, "study already on the medium");
             return Ok(None);
         }
         let moves: Vec<(PathBuf, String)> =
-            moving.iter().map(|f| (copies[&f.instance_key].path().to_owned(), f.relative_path.clone())).collect();
+            moving.iter().map(|f| (copies[&f.key()].path().to_owned(), f.relative_path.clone())).collect();
         let (storage_c, target_c) = (storage.clone(), target.clone());
         tokio::task::spawn_blocking(move || storage_c.place_all(&target_c, &moves))
             .await
@@ -125,14 +125,14 @@ impl Relocation {
         let placed: Vec<PlacedFile> = moving
             .iter()
             .map(|f| {
-                if let Some(copy) = copies.remove(&f.instance_key) {
+                if let Some(copy) = copies.remove(&f.key()) {
                     copy.keep();
                 }
                 PlacedFile::new(storage.clone(), target.clone(), f.relative_path.clone())
             })
             .collect();
         for file in &moving {
-            lifecycle::set_medium(&mut unit, file.instance_key, &target).await.map_err(system_error)?;
+            lifecycle::set_medium(&mut unit, file, &target).await.map_err(system_error)?;
         }
         let from: BTreeSet<&str> = moving.iter().map(|f| f.medium.as_str()).collect();
         let detail = json!({ "physicalMediumName": target, "from": from, "instances": moving.len(), "author": author });
@@ -169,7 +169,7 @@ async fn remove_old_copies(db: Database, storage: Storage, files: Vec<StoredFile
 
 /// Copies files not on `target` yet into staging files there, each checked against its recorded
 /// SHA-1, off the async threads, logging progress. Copies are removed if dropped unused.
-async fn copy_all(storage: &Storage, files: Vec<StoredFile>, target: &str) -> Result<HashMap<i64, StagingFile>, ApiError> {
+async fn copy_all(storage: &Storage, files: Vec<StoredFile>, target: &str) -> Result<HashMap<FileKey, StagingFile>, ApiError> {
     let (storage, target) = (storage.clone(), target.to_owned());
     tokio::task::spawn_blocking(move || {
         let pending: Vec<&StoredFile> = files.iter().filter(|f| f.medium != target).collect();
@@ -185,7 +185,7 @@ async fn copy_all(storage: &Storage, files: Vec<StoredFile>, target: &str) -> Re
                 )));
             }
             bytes += len;
-            copies.insert(file.instance_key, copy);
+            copies.insert(file.key(), copy);
             if (done + 1) % PROGRESS_EVERY == 0 {
                 tracing::info!(copied = done + 1, of = pending.len(), bytes, target, "relocation in progress");
             }
