@@ -87,14 +87,36 @@ async fn serve_file(app: &App, tenant: &Tenant, barcode: &str, slide: SlideFile)
         .expect("checked response parts are valid"))
 }
 
-/// `Content-Disposition` naming `file_name`: quoted, with characters a header cannot carry
-/// (quotes, backslashes, controls, non-ASCII) replaced by `_`.
+/// `Content-Disposition` naming `file_name`: an ASCII `filename` (quotes, backslashes, controls
+/// and non-ASCII replaced by `_`) and, for a name that is not plain ASCII, the exact name as
+/// `filename*` (RFC 6266, UTF-8 percent-encoded).
 fn attachment(file_name: &str) -> String {
-    let name: String = file_name
+    let plain: String = file_name
         .chars()
         .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' })
         .collect();
-    format!("attachment; filename=\"{name}\"")
+    if plain == file_name {
+        return format!("attachment; filename=\"{plain}\"");
+    }
+    let mut encoded = String::with_capacity(file_name.len() * 3);
+    for byte in file_name.bytes() {
+        if byte.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&byte) {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    format!("attachment; filename=\"{plain}\"; filename*=UTF-8''{encoded}")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn file_names_are_quoted_safely() {
+        assert_eq!(super::attachment("I23-00102-A-1-1.svs"), "attachment; filename=\"I23-00102-A-1-1.svs\"");
+        assert_eq!(super::attachment("a\"b\r\n.svs"), "attachment; filename=\"a_b__.svs\"; filename*=UTF-8''a%22b%0D%0A.svs");
+        assert_eq!(super::attachment("vetrino è.svs"), "attachment; filename=\"vetrino _.svs\"; filename*=UTF-8''vetrino%20%C3%A8.svs");
+    }
 }
 
 /// The baseline among a slide's instances: the largest total pixel matrix (or frame, for an
