@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use dicom_dictionary_std::tags;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use wasmpacs_tests::{ADMIN_KEY, Backend, KEY_A, NODE_A, Options, TestServer, on_both_backends, sample, uids};
+use wasmpacs_tests::{Backend, KEY_A, NODE_A, Options, TestServer, on_both_backends, sample, uids};
 
 on_both_backends!(a_series_arrives_whole_at_its_node, refusals_follow_the_seed, an_unreachable_node_fails_after_its_attempts,);
 
@@ -62,28 +62,6 @@ async fn forward(s: &TestServer, body: &Value) -> (StatusCode, Value) {
     s.post("series/forward", body).await
 }
 
-/// The forward jobs, as `GET /admin/forward` lists them.
-async fn jobs(s: &TestServer) -> Vec<Value> {
-    let response =
-        s.http.get(format!("http://{}/admin/forward", s.addr)).header("Authorization", ADMIN_KEY).send().await.unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let body: Value = response.json().await.unwrap();
-    body["jobs"].as_array().cloned().unwrap_or_default()
-}
-
-/// Waits until the newest job is in `state`.
-async fn wait_for_job(s: &TestServer, state: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let jobs = jobs(s).await;
-        if let Some(job) = jobs.first().filter(|j| j["state"] == state) {
-            return job.clone();
-        }
-        assert!(Instant::now() < deadline, "no job reached `{state}`: {jobs:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 fn files_in(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().flatten().map(|e| e.path()).filter(|p| p.is_file()).collect();
     files.sort();
@@ -105,7 +83,7 @@ async fn a_series_arrives_whole_at_its_node(backend: Backend) {
     let (status, body) = forward(&s, &request).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["request"], request);
-    let job = wait_for_job(&s, "done").await;
+    let job = s.wait_for_job("done").await;
     assert_eq!((job["sent"].as_i64(), job["node"].as_str(), job["attempts"].as_i64()), (Some(2), Some("DEST"), Some(1)), "{job}");
 
     // Exactly the series, each instance in its stored transfer syntax with the same pixel data.
@@ -170,7 +148,7 @@ async fn refusals_follow_the_seed(backend: Backend) {
     assert!(ok, "{output}");
     let (status, _) = s.post_as(wasmpacs_tests::KEY_B, "series/forward", &json!({"seriesInstanceUID": series, "author": "john"})).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert!(jobs(&s).await.is_empty());
+    assert!(s.forward_jobs().await.is_empty());
     s.stop().await;
 }
 
@@ -184,7 +162,7 @@ async fn an_unreachable_node_fails_after_its_attempts(backend: Backend) {
     let (_, series, _) = uids(&ct);
     let (status, body) = forward(&s, &json!({"seriesInstanceUID": series, "author": "john"})).await;
     assert_eq!(status, StatusCode::OK, "queued even though the node is down: {body}");
-    let job = wait_for_job(&s, "failed").await;
+    let job = s.wait_for_job("failed").await;
     assert_eq!(job["attempts"].as_i64(), Some(2), "{job}");
     assert_eq!(job["sent"].as_i64(), Some(0), "{job}");
     assert!(job["last_error"].as_str().unwrap_or_default().contains("cannot associate"), "{job}");

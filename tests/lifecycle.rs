@@ -250,22 +250,10 @@ async fn with_nearline(backend: Backend, nearline: &Path) -> TestServer {
 
 /// Every file under `root` (staging excluded), by relative path, with its bytes.
 fn files_under(root: &Path) -> BTreeMap<String, Vec<u8>> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
-        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                if path.file_name().is_some_and(|n| n != ".staging") {
-                    walk(root, &path, out);
-                }
-            } else {
-                let relative = path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
-                out.insert(relative, std::fs::read(&path).unwrap());
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(root, root, &mut out);
-    out
+    wasmpacs_tests::files_under(root)
+        .into_iter()
+        .map(|path| (path.strip_prefix(root).unwrap().to_string_lossy().into_owned(), std::fs::read(&path).unwrap()))
+        .collect()
 }
 
 /// Waits (up to 10 s) until `condition` holds.

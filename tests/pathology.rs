@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
 use sha1::{Digest, Sha1};
-use wasmpacs_tests::{ADMIN_KEY, Backend, KEY_A, KEY_B, NODE_A, Options, TestServer, on_both_backends, repo_root};
+use wasmpacs_tests::{Backend, KEY_A, KEY_B, NODE_A, Options, TestServer, files_under, on_both_backends, repo_root};
 
 on_both_backends!(
     a_slide_is_stored_listed_and_served_back,
@@ -100,6 +100,11 @@ fn mirax(name: &str, with_descriptor: bool) -> (Vec<u8>, Vec<u8>) {
     (zip.finish().unwrap().into_inner(), descriptor)
 }
 
+/// A form with the seed's example `metadata` for `container` and the slide `file`.
+fn slide_form(accession: &str, container: &str, name: &str, content_type: &str, bytes: Vec<u8>) -> Form {
+    Form::new().part("metadata", json_part(&metadata(accession, container))).part("file", file_part(name, content_type, bytes))
+}
+
 fn json_part(value: &Value) -> Part {
     Part::text(value.to_string()).mime_str("application/json").unwrap()
 }
@@ -140,9 +145,7 @@ async fn a_slide_is_stored_listed_and_served_back(backend: Backend) {
     let s = start(backend).await;
     let bytes = slide_bytes(7, 3_000_000);
     let form = || {
-        Form::new()
-            .part("metadata", json_part(&metadata("I23-00102", "I23-00102-A-1-1")))
-            .part("file", file_part("I23-00102-A-1-1.svs", "application/octet-stream", bytes.clone()))
+        slide_form("I23-00102", "I23-00102-A-1-1", "I23-00102-A-1-1.svs", "application/octet-stream", bytes.clone())
             .text("fileHash", sha1_hex(&bytes).to_uppercase())
             .text("fileLength", bytes.len().to_string())
     };
@@ -193,18 +196,14 @@ async fn a_slide_is_stored_listed_and_served_back(backend: Backend) {
     assert_eq!(status, StatusCode::OK, "{again}");
     assert_eq!(again["sopInstanceUid"], sop.as_str());
     let other = slide_bytes(8, 1000);
-    let form = Form::new()
-        .part("metadata", json_part(&metadata("I23-00102", "I23-00102-A-1-1")))
-        .part("file", file_part("I23-00102-A-1-1.svs", "application/octet-stream", other));
+    let form = slide_form("I23-00102", "I23-00102-A-1-1", "I23-00102-A-1-1.svs", "application/octet-stream", other);
     let (status, body) = upload(&s, KEY_A, NODE_A, form).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(s.archived_files(), files_before);
     assert!(s.staging_is_empty());
 
     // A second slide of the same case joins the same study.
-    let form = Form::new()
-        .part("metadata", json_part(&metadata("I23-00102", "I23-00102-A-1-2")))
-        .part("file", file_part("I23-00102-A-1-2.svs", "application/octet-stream", slide_bytes(9, 5000)));
+    let form = slide_form("I23-00102", "I23-00102-A-1-2", "I23-00102-A-1-2.svs", "application/octet-stream", slide_bytes(9, 5000));
     let (status, body) = upload(&s, KEY_A, NODE_A, form).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["studyInstanceUid"], study.as_str());
@@ -215,9 +214,7 @@ async fn a_mirax_archive_is_stored_and_checked(backend: Backend) {
     let s = start(backend).await;
     let (archive, descriptor) = mirax("CASE-7", true);
     let form = |hash: String, length: usize| {
-        Form::new()
-            .part("metadata", json_part(&metadata("ACC-7", "CASE-7-A-1-1")))
-            .part("file", file_part("CASE-7.zip", "application/zip", archive.clone()))
+        slide_form("ACC-7", "CASE-7-A-1-1", "CASE-7.zip", "application/zip", archive.clone())
             .text("fileHash", hash)
             .text("fileLength", length.to_string())
     };
@@ -242,9 +239,7 @@ async fn a_mirax_archive_is_stored_and_checked(backend: Backend) {
 
     // An archive without its .mrxs descriptor is a 400.
     let (bare, _) = mirax("CASE-8", false);
-    let form = Form::new()
-        .part("metadata", json_part(&metadata("ACC-8", "CASE-8-A-1-1")))
-        .part("file", file_part("CASE-8.zip", "application/zip", bare));
+    let form = slide_form("ACC-8", "CASE-8-A-1-1", "CASE-8.zip", "application/zip", bare);
     let (status, body) = upload(&s, KEY_A, NODE_A, form).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(body["message"].as_str().unwrap_or_default().contains(".mrxs"), "{body}");
@@ -256,9 +251,7 @@ async fn a_sidecar_stores_the_slide_it_describes(backend: Backend) {
     // A first server generates the sidecar; a second one (another archive) receives it.
     let first = start(backend).await;
     let bytes = slide_bytes(11, 200_000);
-    let form = Form::new()
-        .part("metadata", json_part(&metadata("ACC-11", "CASE-11-A-1-1")))
-        .part("file", file_part("CASE-11.svs", "application/octet-stream", bytes.clone()));
+    let form = slide_form("ACC-11", "CASE-11-A-1-1", "CASE-11.svs", "application/octet-stream", bytes.clone());
     let (status, body) = upload(&first, KEY_A, NODE_A, form).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (sidecar, object) = sidecar_of(&first, body["sopInstanceUid"].as_str().unwrap());
@@ -341,9 +334,7 @@ async fn refusals_follow_the_seed_and_leave_nothing(backend: Backend) {
 
     // Fingerprints that do not match the file: 409.
     for (hash, length, named) in [(sha1_hex(b"other"), bytes.len(), "hash"), (sha1_hex(&bytes), bytes.len() + 1, "length")] {
-        let form = Form::new()
-            .part("metadata", json_part(&metadata("A-1", "C-1")))
-            .part("file", file_part("S.svs", "application/octet-stream", bytes.clone()))
+        let form = slide_form("A-1", "C-1", "S.svs", "application/octet-stream", bytes.clone())
             .text("fileHash", hash)
             .text("fileLength", length.to_string());
         let (status, body) = upload(&s, KEY_A, NODE_A, form).await;
@@ -375,20 +366,6 @@ async fn refusals_follow_the_seed_and_leave_nothing(backend: Backend) {
     s.stop().await;
 }
 
-/// The newest forward job once it has left the queue (`done` or `failed`).
-async fn settled_job(s: &TestServer) -> Value {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let response = s.http.get(format!("http://{}/admin/forward", s.addr)).header("Authorization", ADMIN_KEY).send().await.unwrap();
-        let body: Value = response.json().await.unwrap();
-        if let Some(job) = body["jobs"].as_array().and_then(|jobs| jobs.first()).filter(|j| j["state"] == "done" || j["state"] == "failed") {
-            return job.clone();
-        }
-        assert!(std::time::Instant::now() < deadline, "the forward job did not settle: {body}");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-}
-
 async fn slides_are_forwarded_to_another_archive(backend: Backend) {
     // The peer archive, reached over HTTP at its own pathoRsListener with its API key.
     let peer = start(backend).await;
@@ -396,22 +373,18 @@ async fn slides_are_forwarded_to_another_archive(backend: Backend) {
     let forward = |key: &str| format!("\n[forward]\nslide_endpoint = \"{endpoint}\"\nslide_authorization = \"{key}\"\nattempts = 2\nretry_delay_s = 1\n");
     let s = start_with(backend, &forward(KEY_A)).await;
     let bytes = slide_bytes(21, 2_000_000);
-    let form = Form::new()
-        .part("metadata", json_part(&metadata("ACC-21", "CASE-21-A-1-1")))
-        .part("file", file_part("CASE-21.svs", "application/octet-stream", bytes.clone()));
+    let form = slide_form("ACC-21", "CASE-21-A-1-1", "CASE-21.svs", "application/octet-stream", bytes.clone());
     let (status, stored) = upload(&s, KEY_A, NODE_A, form).await;
     assert_eq!(status, StatusCode::OK, "{stored}");
     let (archive, _) = mirax("CASE-22", true);
-    let form = Form::new()
-        .part("metadata", json_part(&metadata("ACC-21", "CASE-22-A-1-1")))
-        .part("file", file_part("CASE-22.zip", "application/zip", archive.clone()));
+    let form = slide_form("ACC-21", "CASE-22-A-1-1", "CASE-22.zip", "application/zip", archive.clone());
     let (status, body) = upload(&s, KEY_A, NODE_A, form).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
     for (barcode, sent) in [("CASE-21-A-1-1", &bytes), ("CASE-22-A-1-1", &archive)] {
         let (status, body) = s.post("series/forward", &json!({"containerIdentifier": barcode, "author": "john"})).await;
         assert_eq!(status, StatusCode::OK, "{body}");
-        let job = settled_job(&s).await;
+        let job = s.wait_for_job("done").await;
         assert_eq!(job["state"], "done", "{job}");
         assert_eq!(job["kind"], "slides");
         assert_eq!(job["container_identifier"], barcode);
@@ -433,14 +406,12 @@ async fn slides_are_forwarded_to_another_archive(backend: Backend) {
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     s.stop().await;
     let s = start_with(backend, &forward("wrong-key")).await;
-    let form = Form::new()
-        .part("metadata", json_part(&metadata("ACC-23", "CASE-23-A-1-1")))
-        .part("file", file_part("CASE-23.svs", "application/octet-stream", slide_bytes(23, 1000)));
+    let form = slide_form("ACC-23", "CASE-23-A-1-1", "CASE-23.svs", "application/octet-stream", slide_bytes(23, 1000));
     let (status, body) = upload(&s, KEY_A, NODE_A, form).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = s.post("series/forward", &json!({"containerIdentifier": "CASE-23-A-1-1", "author": "john"})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let job = settled_job(&s).await;
+    let job = s.wait_for_job("failed").await;
     assert_eq!(job["state"], "failed", "{job}");
     assert_eq!(job["attempts"], 2, "{job}");
     // The peer answers 401 before reading the upload; the client sees that answer, or the
@@ -467,9 +438,7 @@ async fn slides_follow_their_study(backend: Backend) {
     let s = start_with(backend, &config).await;
     let (big, small) = (slide_bytes(31, 3_000_000), slide_bytes(32, 1_500_000));
     let send = |accession: &'static str, container: &'static str, bytes: &Vec<u8>| {
-        Form::new()
-            .part("metadata", json_part(&metadata(accession, container)))
-            .part("file", file_part(&format!("{container}.svs"), "application/octet-stream", bytes.clone()))
+        slide_form(accession, container, &format!("{container}.svs"), "application/octet-stream", bytes.clone())
     };
     let (status, first) = upload(&s, KEY_A, NODE_A, send("ACC-31", "CASE-31-A-1-1", &big)).await;
     assert_eq!(status, StatusCode::OK, "{first}");
@@ -500,23 +469,10 @@ async fn slides_follow_their_study(backend: Backend) {
     let request = json!({"studyInstanceUid": study, "physicalMediumName": "nearline", "author": "a"});
     let (status, body) = s.post("studies/relocation", &request).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let moved: Vec<std::path::PathBuf> = walk(nearline.path());
+    let moved = files_under(nearline.path());
     assert!(moved.iter().any(|p| p.extension().is_some_and(|e| e == "slide")), "{moved:?}");
     let response = wholeslide(&s, KEY_A, "CASE-31-A-1-1").await;
     assert_eq!(response.status(), StatusCode::OK);
     assert!(response.bytes().await.unwrap() == big);
     s.stop().await;
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }

@@ -5,7 +5,8 @@
 //! run by the [`runtime`], which lets the plugin call the host's [`capabilities`] (over the
 //! [`db`]) and turns its answer (or failure, [`error`]) into the [`response`]. Images arrive
 //! through the [`dicom`] server (or DICOMweb) and are archived by [`ingest`] onto [`storage`];
-//! [`forward`] sends queued series on to other DICOM nodes.
+//! [`forward`] sends queued series on to other DICOM nodes, and non-DICOM slides to other
+//! archives; [`upload`] streams multipart forms to staging files for plugins.
 
 pub mod app;
 pub mod auth;
@@ -27,3 +28,14 @@ pub mod upload;
 
 pub use app::{App, RunningServer};
 pub use config::Config;
+
+/// With `RUST_BACKTRACE=1` (often set for panics), every error value a library builds captures
+/// a stack trace, and dicom-rs builds one at the end of each data set it reads: about a
+/// hundredth of ingest's CPU. Unless `RUST_LIB_BACKTRACE` says otherwise, library errors go
+/// without; panics keep their backtraces. Call first thing in `main`, before any thread starts.
+pub fn quiet_library_backtraces() {
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        // SAFETY: the caller runs this before any other thread exists (see above).
+        unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
+    }
+}

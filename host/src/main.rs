@@ -31,19 +31,8 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
-    quiet_library_backtraces();
+    wasmpacs::quiet_library_backtraces();
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run())
-}
-
-/// With `RUST_BACKTRACE=1` (often set for panics), every error value a library builds captures
-/// a stack trace, and dicom-rs builds one at the end of each data set it reads: about a
-/// hundredth of ingest's CPU. Unless `RUST_LIB_BACKTRACE` says otherwise, library errors go
-/// without; panics keep their backtraces.
-fn quiet_library_backtraces() {
-    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
-        // SAFETY: called first thing in `main`, before any other thread exists.
-        unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
-    }
 }
 
 async fn run() -> anyhow::Result<()> {

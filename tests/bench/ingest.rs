@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use wasmpacs_tests::{Backend, KEY_A, NODE_A, TestServer, repo_root};
+use wasmpacs_tests::{Backend, KEY_A, NODE_A, TestServer, files_under, repo_root};
 
 /// Generates `n` CT instances (tests/data/gen_ct.py, needs pydicom and numpy).
 fn generate(n: usize) -> (tempfile::TempDir, Vec<PathBuf>) {
@@ -18,23 +18,9 @@ fn generate(n: usize) -> (tempfile::TempDir, Vec<PathBuf>) {
         .status()
         .expect("python3");
     assert!(status.success(), "gen_ct.py failed");
-    let mut files: Vec<PathBuf> = walk(dir.path());
-    files.sort();
+    let files: Vec<PathBuf> = files_under(dir.path()).into_iter().filter(|p| p.extension().is_some_and(|e| e == "dcm")).collect();
     assert_eq!(files.len(), n);
     (dir, files)
-}
-
-fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).expect("dir").flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else if path.extension().is_some_and(|e| e == "dcm") {
-            out.push(path);
-        }
-    }
-    out
 }
 
 async fn storescu(s: &TestServer, files: &[PathBuf]) {

@@ -290,11 +290,8 @@ async fn kos_latency(backend: Backend) {
 }
 
 fn main() {
-    // As the server binary does (see host/src/main.rs): library errors without stack traces.
-    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
-        // SAFETY: first thing in `main`, before any other thread exists.
-        unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
-    }
+    // As the server binary does: library errors without stack traces.
+    wasmpacs::quiet_library_backtraces();
     tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime").block_on(bench());
 }
 

@@ -659,28 +659,55 @@ impl TestServer {
 impl TestServer {
     /// Files stored under the default medium (`<data_dir>/archive`), `.staging` excluded.
     pub fn archived_files(&self) -> Vec<PathBuf> {
-        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-                let path = entry.path();
-                if path.is_dir() {
-                    if path.file_name().is_some_and(|n| n != ".staging") {
-                        walk(&path, out);
-                    }
-                } else {
-                    out.push(path);
-                }
+        files_under(&self.data_dir.path().join("archive"))
+    }
+
+    /// The forward jobs, newest first, as `GET /admin/forward` lists them.
+    pub async fn forward_jobs(&self) -> Vec<Value> {
+        let response =
+            self.http.get(format!("http://{}/admin/forward", self.addr)).header("Authorization", ADMIN_KEY).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: Value = response.json().await.unwrap();
+        body["jobs"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Waits (up to 30 s) until the newest forward job is in `state`.
+    pub async fn wait_for_job(&self, state: &str) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let jobs = self.forward_jobs().await;
+            if let Some(job) = jobs.first().filter(|j| j["state"] == state) {
+                return job.clone();
             }
+            assert!(std::time::Instant::now() < deadline, "no job reached `{state}`: {jobs:?}");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-        let mut out = Vec::new();
-        walk(&self.data_dir.path().join("archive"), &mut out);
-        out.sort();
-        out
     }
 
     /// True when no staging file is left on the default medium.
     pub fn staging_is_empty(&self) -> bool {
         std::fs::read_dir(self.data_dir.path().join("archive/.staging")).map(|d| d.count() == 0).unwrap_or(true)
     }
+}
+
+/// Every file under `root`, sorted, medium `.staging` folders excluded.
+pub fn files_under(root: &Path) -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                if path.file_name().is_some_and(|n| n != ".staging") {
+                    walk(&path, out);
+                }
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, &mut out);
+    out.sort();
+    out
 }
 
 /// A file of the test set by name.

@@ -68,7 +68,8 @@ impl RequestState {
                 .map(str::trim)
                 .filter(|name| !name.is_empty())
                 .map_or_else(|| format!("{sop}.slide"), str::to_owned),
-            content_type: slide.content_type.clone(),
+            // Kept only when it can be served again as a Content-Type.
+            content_type: slide.content_type.clone().filter(|t| slides::is_media_type(t)),
             size: slide.size,
             sha1: slide.sha1.clone(),
             mirax: is_zip,

@@ -19,6 +19,24 @@ pub struct SlideFile {
     pub mirax: bool,
 }
 
+impl SlideFile {
+    /// The media type the file is served and forwarded as: `application/zip` for a MIRAX
+    /// archive, else the type the client gave (checked when recorded), else octet-stream.
+    pub fn media_type(&self) -> &str {
+        match (&self.content_type, self.mirax) {
+            (_, true) => "application/zip",
+            (Some(given), false) => given,
+            (None, false) => "application/octet-stream",
+        }
+    }
+}
+
+/// True for a `type/subtype` media type made of token characters (no parameters).
+pub fn is_media_type(text: &str) -> bool {
+    let token = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(&b));
+    text.split_once('/').is_some_and(|(kind, sub)| token(kind) && token(sub))
+}
+
 const COLUMNS: &str = "sf.medium, sf.file_path, sf.file_name, sf.content_type, sf.size_bytes, sf.sha1, sf.mirax";
 
 fn slide_file(row: &sqlx::any::AnyRow) -> Result<SlideFile, sqlx::Error> {

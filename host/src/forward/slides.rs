@@ -45,15 +45,9 @@ impl SlideEndpoint {
     pub async fn send(&self, sidecar: &Path, file: &Path, slide: &SlideFile) -> Result<(), String> {
         let sidecar_bytes = tokio::fs::read(sidecar).await.map_err(|e| format!("cannot read the sidecar {}: {e}", sidecar.display()))?;
         let opened = tokio::fs::File::open(file).await.map_err(|e| format!("cannot read the slide file {}: {e}", file.display()))?;
-        let content_type = match (&slide.content_type, slide.mirax) {
-            (_, true) => "application/zip",
-            // As the client sent it, when it is a media type.
-            (Some(t), false) if Part::text("").mime_str(t).is_ok() => t.as_str(),
-            _ => "application/octet-stream",
-        };
         let slide_part = Part::stream_with_length(reqwest::Body::from(opened), slide.size)
             .file_name(slide.file_name.clone())
-            .mime_str(content_type)
+            .mime_str(slide.media_type())
             .map_err(|e| e.to_string())?;
         let form = Form::new()
             .part("sidecar", Part::bytes(sidecar_bytes).file_name("sidecar.dcm").mime_str("application/dicom").map_err(|e| e.to_string())?)

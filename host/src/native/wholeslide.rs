@@ -4,7 +4,7 @@
 //! A DICOM slide is answered with its baseline, the VOLUME instance of the highest resolution,
 //! as `application/dicom`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use dicom_dictionary_std::tags;
 use dicom_object::OpenFileOptions;
@@ -50,39 +50,29 @@ pub async fn serve(app: &App, tenant: &Tenant, query: &[(String, String)]) -> Re
     let (file, path) = tokio::task::spawn_blocking(move || baseline(candidates))
         .await
         .map_err(|e| ApiError::Internal(format!("reading the slide failed: {e}")))??;
-    let opened = tokio::fs::File::open(&path).await.map_err(|e| {
-        tracing::error!(path = %path.display(), error = %e, "stored slide file cannot be read");
-        ApiError::Internal(format!("the file of instance `{}` cannot be read", file.sop_instance_uid))
-    })?;
-    let length = opened.metadata().await.map(|m| m.len()).map_err(|e| ApiError::Internal(e.to_string()))?;
-    tracing::info!(tenant = tenant.name(), barcode, sop = %file.sop_instance_uid, bytes = length, "whole slide served");
-    Ok(Response::builder()
-        .status(StatusCode::OK)
-        .header(CONTENT_TYPE, "application/dicom")
-        .header(CONTENT_LENGTH, length)
-        .header(CONTENT_DISPOSITION, format!("attachment; filename=\"{}.dcm\"", file.sop_instance_uid))
-        .body(response::file(opened))
-        .expect("static response parts are valid"))
+    tracing::info!(tenant = tenant.name(), barcode, sop = %file.sop_instance_uid, "whole slide served");
+    attachment_response(&path, "application/dicom", &format!("{}.dcm", file.sop_instance_uid)).await
 }
 
 /// Streams a non-DICOM slide's file as it was sent.
 async fn serve_file(app: &App, tenant: &Tenant, barcode: &str, slide: SlideFile) -> Result<Response<Body>, ApiError> {
     let path = app.ingest.storage().absolute(&slide.medium, &slide.file_path).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let opened = tokio::fs::File::open(&path).await.map_err(|e| {
-        tracing::error!(path = %path.display(), error = %e, "stored slide file cannot be read");
-        ApiError::Internal(format!("the file of the slide `{barcode}` cannot be read"))
-    })?;
-    let content_type = match (&slide.content_type, slide.mirax) {
-        (_, true) => "application/zip".to_owned(),
-        (Some(t), false) if t.parse::<hyper::header::HeaderValue>().is_ok() => t.clone(),
-        _ => "application/octet-stream".to_owned(),
-    };
     tracing::info!(tenant = tenant.name(), barcode, file = %slide.file_name, bytes = slide.size, "whole slide served");
+    attachment_response(&path, slide.media_type(), &slide.file_name).await
+}
+
+/// The file at `path`, streamed from disk as an attachment named `file_name`.
+async fn attachment_response(path: &Path, content_type: &str, file_name: &str) -> Result<Response<Body>, ApiError> {
+    let opened = tokio::fs::File::open(path).await.map_err(|e| {
+        tracing::error!(path = %path.display(), error = %e, "stored slide file cannot be read");
+        ApiError::Internal(format!("the slide file `{file_name}` cannot be read"))
+    })?;
+    let length = opened.metadata().await.map(|m| m.len()).map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(Response::builder()
         .status(StatusCode::OK)
         .header(CONTENT_TYPE, content_type)
-        .header(CONTENT_LENGTH, slide.size)
-        .header(CONTENT_DISPOSITION, attachment(&slide.file_name))
+        .header(CONTENT_LENGTH, length)
+        .header(CONTENT_DISPOSITION, attachment(file_name))
         .body(response::file(opened))
         .expect("checked response parts are valid"))
 }

@@ -28,10 +28,6 @@ pub async fn forward_series(app: &App, call: NativeCall) -> Result<Response<Body
     if !app.config.nodes.iter().any(|n| n.ae_title == node && !n.host.is_empty() && n.port != 0) {
         return Err(ApiError::Internal(format!("forward node not found: no [[node]] `{node}` with a host and port")));
     }
-    let database_error = |e: &dyn std::fmt::Display| {
-        tracing::error!(error = %e, "forward request failed");
-        ApiError::Internal(format!("database error: {e}"))
-    };
     let mut unit = app.db.begin().await.map_err(|e| database_error(&e))?;
     match lifecycle::find_series(&mut unit, &tenant, SeriesKey::Uid(&value)).await.map_err(|e| database_error(&e))? {
         Lookup::Found(series) if !series.deprecated && !series.study_deprecated => {}
@@ -48,10 +44,6 @@ pub async fn forward_series(app: &App, call: NativeCall) -> Result<Response<Body
 /// Queues the non-DICOM slides with container identifier `container`: one job per live series
 /// that holds one (a slide is normally one series; a DICOM copy of it may share the barcode).
 async fn forward_slides(app: &App, tenant: &str, container: &str, endpoint: &str, author: &str) -> Result<(), ApiError> {
-    let database_error = |e: &dyn std::fmt::Display| {
-        tracing::error!(error = %e, "forward request failed");
-        ApiError::Internal(format!("database error: {e}"))
-    };
     let mut unit = app.db.begin().await.map_err(|e| database_error(&e))?;
     let series = crate::db::slides::series_with_container(&mut unit, tenant, container).await.map_err(|e| database_error(&e))?;
     if series.is_empty() {
@@ -68,4 +60,10 @@ async fn forward_slides(app: &App, tenant: &str, container: &str, endpoint: &str
     app.forwarder.wake();
     tracing::info!(tenant, jobs = ?ids, container, endpoint = %shown, author, "slides queued for forwarding");
     Ok(())
+}
+
+/// The seed answers a database failure with 500 "database error".
+fn database_error(e: &dyn std::fmt::Display) -> ApiError {
+    tracing::error!(error = %e, "forward request failed");
+    ApiError::Internal(format!("database error: {e}"))
 }
