@@ -13,8 +13,9 @@ Speed: ~1000 files of 512 KiB in a few seconds (disk bound). Requires pydicom>=3
 import argparse, datetime, os, sys
 import numpy as np
 import pydicom
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, CTImageStorage, generate_uid, PYDICOM_IMPLEMENTATION_UID
+from pydicom.uid import CTImageStorage, generate_uid
+
+from part10 import new_instance
 
 
 def main():
@@ -56,17 +57,9 @@ def main():
         inst_no = per_series[se]
         sop = uid("sop", i)
 
-        fm = FileMetaDataset()
-        fm.MediaStorageSOPClassUID = CTImageStorage
-        fm.MediaStorageSOPInstanceUID = sop
-        fm.TransferSyntaxUID = ExplicitVRLittleEndian
-        fm.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-        ds = Dataset()
-        ds.file_meta = fm
+        ds = new_instance(CTImageStorage, sop)
         ds.SpecificCharacterSet = "ISO_IR 100"
         ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
-        ds.SOPClassUID = CTImageStorage
-        ds.SOPInstanceUID = sop
         ds.StudyDate = ds.SeriesDate = ds.ContentDate = today
         ds.StudyTime = "120000"; ds.SeriesTime = f"12{se % 60:02d}00"; ds.ContentTime = "120000"
         ds.AccessionNumber = f"{a.prefix}A{st:06d}"

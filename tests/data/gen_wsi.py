@@ -10,22 +10,16 @@ baseline's SOP Instance UID. Requires pydicom>=3, numpy.
 """
 import argparse, os
 import numpy as np
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid, PYDICOM_IMPLEMENTATION_UID
+from pydicom.uid import generate_uid
+
+from part10 import new_instance
 
 WSI = "1.2.840.10008.5.1.4.1.1.77.1.6"
 
 
 def instance(a, study, series, frame_of_reference, number, image_type, width, height, tile):
-    meta = FileMetaDataset()
     sop = generate_uid()
-    meta.MediaStorageSOPClassUID = WSI
-    meta.MediaStorageSOPInstanceUID = sop
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = WSI, sop
+    ds = new_instance(WSI, sop)
     ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame_of_reference
     ds.PatientName, ds.PatientID = "SLIDE^PATIENT", "WSI-" + a.barcode
     ds.StudyID, ds.AccessionNumber, ds.StudyDate, ds.StudyTime = "1", "", "20260101", "120000"
