@@ -264,7 +264,8 @@ async fn created_kos_is_stored_without_deprecated_instances_or_earlier_kos(backe
 
     // Stored: a row, a file in the archive, a conformant document without the deprecated instance.
     assert_eq!(s.instance_rows("alpha", &sop).await, 1);
-    let path = archive_files(&s).into_iter().find(|p| p.ends_with(format!("{sop}.dcm"))).expect("the KOS file is in the archive");
+    let path = s.stored_file("alpha", &sop).await;
+    assert!(archive_files(&s).contains(&path), "the KOS file is in the archive");
     let first = validate(&path);
     assert_eq!(first.sop_instance_uid, sop);
     assert_eq!(first.evidence, expected_evidence(&files, &[&deprecated]));
@@ -299,7 +300,8 @@ async fn created_kos_is_stored_without_deprecated_instances_or_earlier_kos(backe
     assert_eq!(status, StatusCode::OK, "{answer}");
     let second_sop = answer["sopInstanceUid"].as_str().unwrap().to_owned();
     assert_ne!(second_sop, sop);
-    let path = archive_files(&s).into_iter().find(|p| p.ends_with(format!("{second_sop}.dcm"))).expect("second KOS file");
+    let path = s.stored_file("alpha", &second_sop).await;
+    assert!(archive_files(&s).contains(&path), "second KOS file");
     let second = validate(&path);
     assert_eq!(second.evidence, first.evidence, "the first KOS is not referenced by the second");
     assert_ne!(second.series_uid, first.series_uid, "each KOS gets a new series");

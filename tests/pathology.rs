@@ -133,7 +133,12 @@ async fn wholeslide(s: &TestServer, key: &str, barcode: &str) -> reqwest::Respon
 
 /// The archived sidecar of `sop`, as a DICOM object.
 fn sidecar_of(s: &TestServer, sop: &str) -> (Vec<u8>, dicom_object::DefaultDicomObject) {
-    let path = s.archived_files().into_iter().find(|f| f.file_name().is_some_and(|n| n == format!("{sop}.dcm").as_str())).expect("the sidecar is archived");
+    let stored = |name: &str| name.starts_with(&format!("{sop}_")) && name.ends_with(".dcm");
+    let path = s
+        .archived_files()
+        .into_iter()
+        .find(|f| f.file_name().and_then(|n| n.to_str()).is_some_and(stored))
+        .expect("the sidecar is archived");
     (std::fs::read(&path).unwrap(), dicom_object::open_file(&path).expect("the sidecar is a DICOM file"))
 }
 

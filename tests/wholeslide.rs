@@ -29,13 +29,13 @@ async fn get(s: &TestServer, key: &str, query: &str) -> reqwest::Response {
 }
 
 async fn the_baseline_of_a_dicom_slide_is_served(backend: Backend) {
-    let s = TestServer::start(backend).await;
+    let mut s = TestServer::start(backend).await;
     let dir = tempfile::tempdir().unwrap();
     let (files, baseline) = slide(dir.path(), "ABC-001-001");
     assert_eq!(files.len(), 4, "three levels and a label");
     let (ok, output) = s.storescu(NODE_A, &files).await;
     assert!(ok, "{output}");
-    let stored = s.archived_files().into_iter().find(|f| f.file_name().is_some_and(|n| n == format!("{baseline}.dcm").as_str())).unwrap();
+    let stored = s.stored_file("alpha", &baseline).await;
 
     let response = get(&s, KEY_A, "?barcode=ABC-001-001").await;
     assert_eq!(response.status(), StatusCode::OK);

@@ -36,7 +36,7 @@ pub async fn stage_field<T: Send + 'static>(
 ) -> Result<T, UploadError> {
     let storage = storage.clone();
     let (file, writer) = blocking(move || {
-        let file = storage.stage(storage.default_medium()).map_err(|e| e.to_string())?;
+        let mut file = storage.stage(storage.default_medium()).map_err(|e| e.to_string())?;
         let writer = file.writer().map_err(|e| e.to_string())?;
         Ok::<_, String>((file, writer))
     })

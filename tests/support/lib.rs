@@ -563,6 +563,19 @@ impl TestServer {
             .expect("count instances")
     }
 
+    /// Test fixture: where the index says the file of an instance of `tenant` is (on the
+    /// default medium).
+    pub async fn stored_file(&mut self, tenant: &str, sop_instance_uid: &str) -> PathBuf {
+        let pool = self.fixture_db().await;
+        let relative: String = sqlx::query_scalar("SELECT file_path FROM instances WHERE tenant = $1 AND sop_instance_uid = $2")
+            .bind(tenant)
+            .bind(sop_instance_uid)
+            .fetch_one(&pool)
+            .await
+            .expect("instance row");
+        self.data_dir.path().join("archive").join(relative)
+    }
+
     /// Test fixture: how many instance rows `tenant` has in the study.
     pub async fn study_instance_rows(&mut self, tenant: &str, study_uid: &str) -> i64 {
         let pool = self.fixture_db().await;

@@ -19,8 +19,8 @@ use tokio::io::AsyncWriteExt;
 use super::dimse::{self, Command, field, status};
 use super::worklist;
 use crate::app::App;
-use crate::ingest::{IngestError, StagedInstance};
-use crate::storage::{StagedWriter, StagingFile};
+use crate::ingest::{IngestError, PlacedInstance, StagedInstance};
+use crate::storage::{StagedWriter, StagingFile, StorageError};
 
 /// Root under which this implementation's UIDs are made (a UUID-derived `2.25` root).
 pub const UID_ROOT: &str = "2.25.329628117552550639259218041455443066116";
@@ -283,7 +283,7 @@ async fn send_command(
 /// Opens the staging file of a C-STORE and writes its Part-10 preamble and file meta.
 fn begin_store(app: &App, command: Command, context_id: u8, transfer_syntax: &str, calling: &str) -> anyhow::Result<Incoming> {
     let storage = app.ingest.storage();
-    let file = storage.stage(storage.default_medium())?;
+    let mut file = storage.stage(storage.default_medium())?;
     let mut writer = file.writer()?;
     let meta = FileMetaTableBuilder::new()
         .media_storage_sop_class_uid(command.sop_class_uid.as_str())
@@ -300,23 +300,22 @@ fn begin_store(app: &App, command: Command, context_id: u8, transfer_syntax: &st
     Ok(Incoming { command, context_id, file, writer })
 }
 
-/// Completes a C-STORE: sync the staged file, ingest it, and build the response.
+/// Completes a C-STORE: sync the staged file, read its header and place it (in one trip to a
+/// blocking thread), register it, and build the response.
 async fn finish_store(app: &App, tenant: &str, calling: &str, done: Incoming) -> Vec<u8> {
     let Incoming { command, writer, file, .. } = done;
-    let finished =
-        tokio::task::spawn_blocking(move || writer.finish().map(|(size, sha1)| StagedInstance::completed(file, size, sha1))).await;
-    let staged = match finished {
-        Ok(Ok(v)) => v,
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "cannot write staged instance");
-            return dimse::response(field::C_STORE_RSP, &command, status::OUT_OF_RESOURCES, false, Some("storage failure"));
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "staging task failed");
-            return dimse::response(field::C_STORE_RSP, &command, status::OUT_OF_RESOURCES, false, Some("storage failure"));
-        }
+    let (storage, owner) = (app.ingest.storage().clone(), tenant.to_owned());
+    let finished = tokio::task::spawn_blocking(move || {
+        let (size, sha1) = writer.finish().map_err(|e| IngestError::Storage(StorageError::Io { path: file.path().to_owned(), source: e }))?;
+        PlacedInstance::place(&storage, &owner, StagedInstance::new(file, size, sha1))
+    })
+    .await
+    .unwrap_or_else(|e| Err(IngestError::Database(format!("staging task failed: {e}"))));
+    let stored = match finished {
+        Ok(placed) => app.ingest.store_placed(tenant, calling, placed).await,
+        Err(e) => Err(e),
     };
-    match app.ingest.store(tenant, calling, staged).await {
+    match stored {
         Ok(outcome) => {
             app.deliver_events(tenant, outcome.events);
             dimse::response(field::C_STORE_RSP, &command, status::SUCCESS, false, None)
@@ -328,7 +327,13 @@ async fn finish_store(app: &App, tenant: &str, calling: &str, done: Incoming) ->
                 IngestError::Storage(_) | IngestError::Database(_) => status::OUT_OF_RESOURCES,
             };
             tracing::warn!(tenant, calling, sop = %command.sop_instance_uid, error = %e, "C-STORE refused");
-            dimse::response(field::C_STORE_RSP, &command, code, false, Some(&e.to_string()))
+            // The peer learns what was wrong with its instance, not where this server keeps files.
+            let comment = match &e {
+                IngestError::Storage(_) => "storage failure".to_owned(),
+                IngestError::Database(_) => "database failure".to_owned(),
+                other => other.to_string(),
+            };
+            dimse::response(field::C_STORE_RSP, &command, code, false, Some(&comment))
         }
     }
 }

@@ -1,15 +1,16 @@
 //! Group commit for ingest: instances that arrive while a group is being committed wait and are
-//! committed together as the next group, in one unit of work with one sync per folder touched.
-//! One association alone still gets a group of one at once; several associations or the parts
-//! of one STOW request share the cost of syncing the index and the folders, and each further
-//! instance of a series already seen in the group costs one statement ([`Registrar`]).
+//! committed together as the next group, in one unit of work. Their files are placed already
+//! (see [`PlacedInstance`]), so a group only writes rows: one association alone still gets a
+//! group of one at once; several associations or the parts of one STOW request share the cost
+//! of syncing the index, and each further instance of a series already seen in the group costs
+//! one statement ([`Registrar`]).
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{IngestError, Outcome, PlacedFile, StagedInstance, place, register};
+use super::{IngestError, Outcome, PlacedInstance, register};
 use crate::db::Database;
 use crate::db::index::Registrar;
-use crate::storage::{Storage, StorageError};
+use crate::storage::StorageError;
 
 /// Most instances committed in one group, which bounds how long a unit of work holds the
 /// index's write lock.
@@ -18,11 +19,11 @@ const MAX_GROUP: usize = 64;
 /// Instances waiting for the committer before senders are made to wait.
 const QUEUE: usize = 1024;
 
-/// One instance waiting to be committed (its file staged and synced, its header read).
+/// One instance waiting to be committed (its file placed and synced, its header read).
 struct Request {
     tenant: String,
     calling_aet: String,
-    staged: StagedInstance,
+    placed: PlacedInstance,
     reply: oneshot::Sender<Result<Outcome, IngestError>>,
 }
 
@@ -34,29 +35,29 @@ pub struct Committer {
 
 impl Committer {
     /// Starts the committing task on the current tokio runtime.
-    pub fn start(db: Database, storage: Storage) -> Self {
+    pub fn start(db: Database) -> Self {
         let (queue, requests) = mpsc::channel(QUEUE);
-        tokio::spawn(run(db, storage, requests));
+        tokio::spawn(run(db, requests));
         Self { queue }
     }
 
     /// Queues an instance and waits until it is committed (or refused).
-    pub async fn submit(&self, tenant: &str, calling_aet: &str, staged: StagedInstance) -> Result<Outcome, IngestError> {
+    pub async fn submit(&self, tenant: &str, calling_aet: &str, placed: PlacedInstance) -> Result<Outcome, IngestError> {
         let (reply, answer) = oneshot::channel();
-        let request = Request { tenant: tenant.to_owned(), calling_aet: calling_aet.to_owned(), staged, reply };
+        let request = Request { tenant: tenant.to_owned(), calling_aet: calling_aet.to_owned(), placed, reply };
         let stopped = || IngestError::Database("the ingest committer has stopped".into());
         self.queue.send(request).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 }
 
-async fn run(db: Database, storage: Storage, mut requests: mpsc::Receiver<Request>) {
+async fn run(db: Database, mut requests: mpsc::Receiver<Request>) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     while requests.recv_many(&mut group, MAX_GROUP).await > 0 {
         // A group in a task of its own: were it to panic, only its instances would fail (their
         // senders see the reply dropped) and the committer would go on with the next group.
-        let (db, storage, group) = (db.clone(), storage.clone(), std::mem::take(&mut group));
-        if let Err(e) = tokio::spawn(async move { commit_group(&db, &storage, group).await }).await {
+        let (db, group) = (db.clone(), std::mem::take(&mut group));
+        if let Err(e) = tokio::spawn(async move { commit_group(&db, group).await }).await {
             tracing::error!(error = %e, "committing a group of instances failed");
         }
     }
@@ -66,9 +67,9 @@ async fn run(db: Database, storage: Storage, mut requests: mpsc::Receiver<Reques
 /// Commits a group together. If an instance of the group is refused while registering (a
 /// conflict, say), the group's unit is rolled back and each instance is committed alone, so
 /// that one bad instance fails only itself.
-async fn commit_group(db: &Database, storage: &Storage, group: Vec<Request>) {
+async fn commit_group(db: &Database, group: Vec<Request>) {
     let group = if group.len() > 1 {
-        match commit_together(db, storage, group).await {
+        match commit_together(db, group).await {
             Ok(()) => return,
             Err(group) => group,
         }
@@ -76,52 +77,47 @@ async fn commit_group(db: &Database, storage: &Storage, group: Vec<Request>) {
         group
     };
     for request in group {
-        let Request { tenant, calling_aet, staged, reply } = request;
-        let result = commit_alone(db, storage, &tenant, &calling_aet, staged).await;
+        let Request { tenant, calling_aet, placed, reply } = request;
+        let result = commit_alone(db, &tenant, &calling_aet, placed).await;
         // The sender may have gone (connection lost): the instance is archived all the same.
         let _ = reply.send(result);
     }
 }
 
-async fn commit_alone(
-    db: &Database,
-    storage: &Storage,
-    tenant: &str,
-    calling_aet: &str,
-    staged: StagedInstance,
-) -> Result<Outcome, IngestError> {
+async fn commit_alone(db: &Database, tenant: &str, calling_aet: &str, placed: PlacedInstance) -> Result<Outcome, IngestError> {
     let mut unit = db.begin().await?;
     let mut registrar = Registrar::new();
-    let registered = register(&mut unit, &mut registrar, db, storage, tenant, calling_aet, &staged).await?;
-    let Some(relative) = registered.placing else {
-        // A re-send: dropping the unit rolls it back; nothing was placed.
-        return Ok(registered.outcome);
-    };
+    let outcome = register(&mut unit, &mut registrar, db, tenant, calling_aet, &placed).await?;
+    if !outcome.stored {
+        // A re-send: dropping the unit rolls it back, dropping the copy placed removes it.
+        return Ok(outcome);
+    }
     registrar.finish(&mut unit).await?;
-    let placed = place(storage, vec![(staged, relative)]).await?;
     // A failed commit drops `placed`, which removes the file.
     unit.commit().await?;
-    placed.into_iter().for_each(PlacedFile::keep);
-    tracing::debug!(tenant, calling_aet, sop = %registered.outcome.header.sop_instance_uid, "instance stored");
-    Ok(registered.outcome)
+    placed.keep();
+    tracing::debug!(tenant, calling_aet, sop = %outcome.header.sop_instance_uid, "instance stored");
+    Ok(outcome)
 }
 
-/// Registers every instance of the group in one unit, places their files, then commits. A
-/// refusal while registering hands the whole group back untouched (nothing placed, the unit
-/// rolled back); a failure placing or committing fails every instance of the group.
-async fn commit_together(db: &Database, storage: &Storage, group: Vec<Request>) -> Result<(), Vec<Request>> {
+/// Registers every instance of the group in one unit, then commits. A refusal while
+/// registering hands the whole group back untouched (the unit rolled back, the files still
+/// placed); a failure committing fails every instance of the group and removes their files.
+async fn commit_together(db: &Database, group: Vec<Request>) -> Result<(), Vec<Request>> {
     let mut unit = match db.begin().await {
         Ok(unit) => unit,
         Err(e) => {
-            fail_all(group, &IngestError::from(e));
+            let e = IngestError::from(e);
+            tracing::error!(error = %e, instances = group.len(), "a group of instances could not be stored");
+            fail_all(group, &e);
             return Ok(());
         }
     };
     let mut registrar = Registrar::new();
     let mut outcomes = Vec::with_capacity(group.len());
     for request in &group {
-        match register(&mut unit, &mut registrar, db, storage, &request.tenant, &request.calling_aet, &request.staged).await {
-            Ok(registered) => outcomes.push(registered),
+        match register(&mut unit, &mut registrar, db, &request.tenant, &request.calling_aet, &request.placed).await {
+            Ok(outcome) => outcomes.push(outcome),
             Err(e) => {
                 tracing::debug!(error = %e, size = group.len(), "an instance of a group was refused; committing each alone");
                 drop(unit);
@@ -129,43 +125,34 @@ async fn commit_together(db: &Database, storage: &Storage, group: Vec<Request>) 
             }
         }
     }
-    let mut to_place = Vec::new();
-    let mut replies = Vec::with_capacity(group.len());
-    for (request, registered) in group.into_iter().zip(&outcomes) {
-        if let Some(relative) = &registered.placing {
-            to_place.push((request.staged, relative.clone()));
-        }
-        replies.push(request.reply);
-    }
-    let count = to_place.len();
     let committed = async {
         registrar.finish(&mut unit).await?;
-        let placed = place(storage, to_place).await?;
-        // A failed commit drops `placed`, which removes the files.
         unit.commit().await?;
-        placed.into_iter().for_each(PlacedFile::keep);
         Ok::<_, IngestError>(())
     }
     .await;
     match committed {
         Ok(()) => {
-            tracing::debug!(instances = outcomes.len(), placed = count, "group of instances stored");
-            for (reply, registered) in replies.into_iter().zip(outcomes) {
-                let _ = reply.send(Ok(registered.outcome));
+            let stored = outcomes.iter().filter(|o| o.stored).count();
+            tracing::debug!(instances = outcomes.len(), stored, "group of instances stored");
+            for (request, outcome) in group.into_iter().zip(outcomes) {
+                // Re-sends drop their copies, which removes them.
+                if outcome.stored {
+                    request.placed.keep();
+                }
+                let _ = request.reply.send(Ok(outcome));
             }
         }
         Err(e) => {
             tracing::error!(error = %e, instances = outcomes.len(), "a group of instances could not be stored");
-            for reply in replies {
-                let _ = reply.send(Err(same_error(&e)));
-            }
+            // Dropping the requests removes their files.
+            fail_all(group, &e);
         }
     }
     Ok(())
 }
 
 fn fail_all(group: Vec<Request>, e: &IngestError) {
-    tracing::error!(error = %e, instances = group.len(), "a group of instances could not be stored");
     for request in group {
         let _ = request.reply.send(Err(same_error(e)));
     }

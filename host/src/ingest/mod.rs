@@ -118,7 +118,7 @@ pub struct Ingest {
 impl Ingest {
     /// Must be called inside the tokio runtime: it starts the group committer.
     pub fn new(db: Database, storage: Storage) -> Self {
-        let committer = Committer::start(db.clone(), storage.clone());
+        let committer = Committer::start(db.clone());
         Self { db, storage, committer }
     }
 
@@ -128,33 +128,48 @@ impl Ingest {
 
     /// Archives a staged Part-10 file for `tenant`, as received from `calling_aet`. Instances
     /// sent at the same time (several associations, the parts of a STOW request) are committed
-    /// together: one unit of work and one sync per folder for the group (see [`committer`]).
-    pub async fn store(&self, tenant: &str, calling_aet: &str, mut staged: StagedInstance) -> Result<Outcome, IngestError> {
-        staged.header().await?;
-        self.committer.submit(tenant, calling_aet, staged).await
+    /// together: one unit of work for the group (see [`committer`]).
+    pub async fn store(&self, tenant: &str, calling_aet: &str, staged: StagedInstance) -> Result<Outcome, IngestError> {
+        let placed = self.place(tenant, staged).await?;
+        self.store_placed(tenant, calling_aet, placed).await
     }
 
-    /// Archives a staged Part-10 file inside the caller's unit of work (`conn`): registers it
-    /// in the index, records its events and places its file. The caller commits, then keeps the
-    /// returned [`PlacedFile`]; dropping it instead (rollback, failure) removes the file. On an
-    /// error the caller must roll the unit (or its savepoint) back: rows may have been written.
+    /// Archives an instance already placed (see [`PlacedInstance::place`]).
+    pub async fn store_placed(&self, tenant: &str, calling_aet: &str, placed: PlacedInstance) -> Result<Outcome, IngestError> {
+        self.committer.submit(tenant, calling_aet, placed).await
+    }
+
+    /// Places a staged file for `tenant` (reading its header first if needed), off the async
+    /// threads.
+    pub async fn place(&self, tenant: &str, staged: StagedInstance) -> Result<PlacedInstance, IngestError> {
+        let (storage, tenant) = (self.storage.clone(), tenant.to_owned());
+        tokio::task::spawn_blocking(move || PlacedInstance::place(&storage, &tenant, staged))
+            .await
+            .map_err(|e| IngestError::Database(format!("placing task failed: {e}")))?
+    }
+
+    /// Archives a staged Part-10 file inside the caller's unit of work (`conn`): places its
+    /// file, registers it in the index and records its events. The caller commits, then keeps
+    /// the returned [`PlacedFile`]; dropping it instead (rollback, failure) removes the file. A
+    /// re-send returns no file. On an error the caller must roll the unit (or its savepoint)
+    /// back: rows may have been written.
     pub async fn store_in(
         &self,
         conn: &mut AnyConnection,
         tenant: &str,
         calling_aet: &str,
-        mut staged: StagedInstance,
+        staged: StagedInstance,
     ) -> Result<(Outcome, Option<PlacedFile>), IngestError> {
-        staged.header().await?;
+        let placed = self.place(tenant, staged).await?;
         let mut registrar = Registrar::new();
-        let registered = register(conn, &mut registrar, &self.db, &self.storage, tenant, calling_aet, &staged).await?;
+        let outcome = register(conn, &mut registrar, &self.db, tenant, calling_aet, &placed).await?;
         registrar.finish(conn).await?;
-        let Some(relative) = registered.placing.clone() else {
-            return Ok((registered.outcome, None));
-        };
-        let placed = place(&self.storage, vec![(staged, relative)]).await?.pop().expect("one file placed");
-        tracing::debug!(tenant, calling_aet, sop = %registered.outcome.header.sop_instance_uid, "instance placed");
-        Ok((registered.outcome, Some(placed)))
+        if !outcome.stored {
+            // A re-send: the copy just placed goes again.
+            return Ok((outcome, None));
+        }
+        tracing::debug!(tenant, calling_aet, sop = %outcome.header.sop_instance_uid, "instance placed");
+        Ok((outcome, Some(placed.file)))
     }
 
     /// Writes a small Part-10 object held in memory (e.g. a document a plugin built) to a
@@ -162,8 +177,8 @@ impl Ingest {
     pub async fn stage_bytes(&self, bytes: Vec<u8>) -> Result<StagedInstance, IngestError> {
         let storage = self.storage.clone();
         tokio::task::spawn_blocking(move || {
-            let file = storage.stage(storage.default_medium())?;
-            let write = || -> std::io::Result<(u64, String)> {
+            let mut file = storage.stage(storage.default_medium())?;
+            let mut write = || -> std::io::Result<(u64, String)> {
                 let mut writer = file.writer()?;
                 writer.write_all(&bytes)?;
                 writer.finish()
@@ -177,38 +192,57 @@ impl Ingest {
     }
 }
 
-/// An instance registered in a unit of work, its file not placed yet.
-pub(crate) struct Registered {
-    pub outcome: Outcome,
-    /// Where the file goes; `None` for a re-send, which places nothing.
-    pub placing: Option<String>,
+/// A staged instance moved to its place on the default medium, under a name no other file has
+/// ([`instance_path`]). Placing never replaces a stored file, so it happens before, and outside,
+/// the unit of work that registers the instance: concurrent stores place and sync their files in
+/// parallel, and the unit only writes rows. Removed again when dropped, unless its unit commits.
+#[derive(Debug)]
+pub struct PlacedInstance {
+    pub header: Arc<InstanceHeader>,
+    pub record: FileRecord,
+    file: PlacedFile,
 }
 
-/// Registers a staged instance (its header read) in the unit of work `conn` and records the
-/// events of what it created. Nothing is placed yet, and the study's size is written by
-/// [`Registrar::finish`].
+impl PlacedInstance {
+    /// Reads the staged file's header (unless read already) and moves the file to its place for
+    /// `tenant`, syncing the folders that changed. Blocking: call it off the async threads.
+    pub fn place(storage: &Storage, tenant: &str, staged: StagedInstance) -> Result<Self, IngestError> {
+        let header = match staged.header {
+            Some(header) => header,
+            None => Arc::new(read_header(staged.file.path())?),
+        };
+        let medium = storage.default_medium().to_owned();
+        let relative =
+            instance_path(tenant, &header.study_uid, &header.series_uid, &header.sop_instance_uid, staged.file.token());
+        storage.place(staged.file.path(), &medium, &relative)?;
+        // Moved: the staging path is gone.
+        staged.file.keep();
+        let record = FileRecord { medium: medium.clone(), relative_path: relative.clone(), size: staged.size, sha1: staged.sha1 };
+        Ok(Self { header, record, file: PlacedFile::new(storage.clone(), medium, relative) })
+    }
+
+    /// The unit of work that registered the instance committed: the file stays.
+    pub fn keep(self) {
+        self.file.keep();
+    }
+}
+
+/// Registers a placed instance in the unit of work `conn` and records the events of what it
+/// created; the study's size is written by [`Registrar::finish`]. A re-send changes nothing
+/// (`stored` is false).
 pub(crate) async fn register(
     conn: &mut AnyConnection,
     registrar: &mut Registrar,
     db: &Database,
-    storage: &Storage,
     tenant: &str,
     calling_aet: &str,
-    staged: &StagedInstance,
-) -> Result<Registered, IngestError> {
-    let header = staged.header.clone().expect("the header is read before registering");
-    let relative = instance_path(tenant, &header.study_uid, &header.series_uid, &header.sop_instance_uid);
-    let record = FileRecord {
-        medium: storage.default_medium().to_owned(),
-        relative_path: relative.clone(),
-        size: staged.size,
-        sha1: staged.sha1.clone(),
-    };
-    let registration = registrar.register(conn, tenant, calling_aet, &header, &record).await?;
+    placed: &PlacedInstance,
+) -> Result<Outcome, IngestError> {
+    let header = placed.header.clone();
+    let registration = registrar.register(conn, tenant, calling_aet, &header, &placed.record).await?;
     if !registration.stored {
-        // Already archived: the staged copy is dropped.
-        let outcome = Outcome { header, stored: false, instance_key: registration.instance_key, events: Vec::new() };
-        return Ok(Registered { outcome, placing: None });
+        // Already archived: the copy placed is removed when dropped.
+        return Ok(Outcome { header, stored: false, instance_key: registration.instance_key, events: Vec::new() });
     }
     let mut recorded = Vec::new();
     let detail = json!({
@@ -229,28 +263,7 @@ pub(crate) async fn register(
             });
         }
     }
-    let outcome = Outcome { header, stored: true, instance_key: registration.instance_key, events: recorded };
-    Ok(Registered { outcome, placing: Some(relative) })
-}
-
-/// Moves staged files to their places on the default medium, off the async threads, with one
-/// sync per folder for the group. The files stay only if the [`PlacedFile`]s are kept.
-pub(crate) async fn place(storage: &Storage, files: Vec<(StagedInstance, String)>) -> Result<Vec<PlacedFile>, IngestError> {
-    let medium = storage.default_medium().to_owned();
-    let moves: Vec<(std::path::PathBuf, String)> =
-        files.iter().map(|(staged, relative)| (staged.file.path().to_owned(), relative.clone())).collect();
-    let (storage_c, medium_c) = (storage.clone(), medium.clone());
-    tokio::task::spawn_blocking(move || storage_c.place_all(&medium_c, &moves))
-        .await
-        .map_err(|e| IngestError::Database(format!("placing task failed: {e}")))??;
-    Ok(files
-        .into_iter()
-        .map(|(staged, relative)| {
-            // Moved: the staging path is gone.
-            staged.file.keep();
-            PlacedFile { storage: storage.clone(), medium: medium.clone(), relative, keep: false }
-        })
-        .collect())
+    Ok(Outcome { header, stored: true, instance_key: registration.instance_key, events: recorded })
 }
 
 /// A file placed on a medium for a unit of work not committed yet: removed when dropped, unless

@@ -122,9 +122,9 @@ impl Storage {
     pub fn copy_to_staging(&self, medium: &str, relative: &str, target: &str) -> Result<(StagingFile, u64, String), StorageError> {
         let source = self.absolute(medium, relative)?;
         let mut input = std::fs::File::open(&source).map_err(io_at(&source))?;
-        let file = self.stage(target)?;
-        let mut copy = || -> io::Result<(u64, String)> {
-            let mut writer = file.writer()?;
+        let mut file = self.stage(target)?;
+        let mut writer = file.writer().map_err(io_at(file.path()))?;
+        let mut copy = || -> io::Result<()> {
             let mut buffer = vec![0u8; 1 << 20];
             loop {
                 let n = match io::Read::read(&mut input, &mut buffer) {
@@ -135,9 +135,10 @@ impl Storage {
                 };
                 writer.write_all(&buffer[..n])?;
             }
-            writer.finish()
+            Ok(())
         };
-        let (len, sha1) = copy().map_err(io_at(&source))?;
+        copy().map_err(io_at(&source))?;
+        let (len, sha1) = writer.finish().map_err(io_at(file.path()))?;
         Ok((file, len, sha1))
     }
 
@@ -189,10 +190,12 @@ fn create_folders(root: &Path, folder: &Path, changed: &mut BTreeSet<PathBuf>) -
     }
 }
 
-/// The relative path of an instance: `<tenant>/<study>/<series>/<sop instance>.dcm`.
+/// The relative path of an instance: `<tenant>/<study>/<series>/<sop instance>_<token>.dcm`.
+/// The token (see [`StagingFile::token`]) makes each stored file's name its own, so that placing
+/// a file never replaces another, even one of the same instance being stored concurrently.
 /// UIDs are digits and dots; anything else (and the tenant's name) is made filesystem-safe.
-pub fn instance_path(tenant: &str, study_uid: &str, series_uid: &str, sop_uid: &str) -> String {
-    format!("{}/{}/{}/{}.dcm", safe(tenant), safe(study_uid), safe(series_uid), safe(sop_uid))
+pub fn instance_path(tenant: &str, study_uid: &str, series_uid: &str, sop_uid: &str, token: &str) -> String {
+    format!("{}/{}/{}/{}_{}.dcm", safe(tenant), safe(study_uid), safe(series_uid), safe(sop_uid), safe(token))
 }
 
 /// Where the file of a non-DICOM slide goes: beside its sidecar instance.
@@ -217,8 +220,8 @@ mod tests {
 
     #[test]
     fn layout_is_by_study_series_instance_and_cannot_escape_the_root() {
-        assert_eq!(instance_path("alpha", "1.2", "1.2.3", "1.2.3.4"), "alpha/1.2/1.2.3/1.2.3.4.dcm");
-        assert_eq!(instance_path("../x", "..", "a/b", ""), ".._x/_../a_b/_.dcm");
+        assert_eq!(instance_path("alpha", "1.2", "1.2.3", "1.2.3.4", "1f-2-3"), "alpha/1.2/1.2.3/1.2.3.4_1f-2-3.dcm");
+        assert_eq!(instance_path("../x", "..", "a/b", "", "/"), ".._x/_../a_b/___.dcm");
     }
 
     fn storage_in(dir: &Path) -> Storage {
@@ -227,7 +230,7 @@ mod tests {
     }
 
     fn staged(storage: &Storage, bytes: &[u8]) -> PathBuf {
-        let file = storage.stage("default").expect("stage");
+        let mut file = storage.stage("default").expect("stage");
         let mut writer = file.writer().expect("writer");
         writer.write_all(bytes).expect("write");
         writer.finish().expect("finish");
@@ -239,14 +242,14 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let storage = storage_in(dir.path());
         let moves = vec![
-            (staged(&storage, b"one"), instance_path("t", "1.2", "1.2.3", "1.2.3.1")),
-            (staged(&storage, b"two"), instance_path("t", "1.2", "1.2.3", "1.2.3.2")),
-            (staged(&storage, b"three"), instance_path("t", "1.9", "1.9.3", "1.9.3.1")),
+            (staged(&storage, b"one"), instance_path("t", "1.2", "1.2.3", "1.2.3.1", "a")),
+            (staged(&storage, b"two"), instance_path("t", "1.2", "1.2.3", "1.2.3.2", "a")),
+            (staged(&storage, b"three"), instance_path("t", "1.9", "1.9.3", "1.9.3.1", "a")),
         ];
         let placed = storage.place_all("default", &moves).expect("placed");
         assert_eq!(placed.len(), 3);
-        assert_eq!(std::fs::read(dir.path().join("archive/t/1.2/1.2.3/1.2.3.2.dcm")).expect("read"), b"two");
-        assert_eq!(std::fs::read(dir.path().join("archive/t/1.9/1.9.3/1.9.3.1.dcm")).expect("read"), b"three");
+        assert_eq!(std::fs::read(dir.path().join("archive/t/1.2/1.2.3/1.2.3.2_a.dcm")).expect("read"), b"two");
+        assert_eq!(std::fs::read(dir.path().join("archive/t/1.9/1.9.3/1.9.3.1_a.dcm")).expect("read"), b"three");
         assert!(moves.iter().all(|(staged, _)| !staged.exists()), "staged files are moved, not copied");
     }
 
@@ -256,11 +259,11 @@ mod tests {
         let storage = storage_in(dir.path());
         let missing = dir.path().join("archive/.staging/never-written.part");
         let moves = vec![
-            (staged(&storage, b"one"), instance_path("t", "1.2", "1.2.3", "1.2.3.1")),
-            (missing, instance_path("t", "1.2", "1.2.3", "1.2.3.2")),
+            (staged(&storage, b"one"), instance_path("t", "1.2", "1.2.3", "1.2.3.1", "a")),
+            (missing, instance_path("t", "1.2", "1.2.3", "1.2.3.2", "a")),
         ];
         assert!(storage.place_all("default", &moves).is_err());
-        assert!(!dir.path().join("archive/t/1.2/1.2.3/1.2.3.1.dcm").exists(), "the first file was taken back");
+        assert!(!dir.path().join("archive/t/1.2/1.2.3/1.2.3.1_a.dcm").exists(), "the first file was taken back");
     }
 
     #[test]

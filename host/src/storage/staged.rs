@@ -19,28 +19,40 @@ const WRITE_BUFFER: usize = 32 * 1024;
 pub struct StagingFile {
     path: PathBuf,
     keep: bool,
+    /// The handle the file was created with, until [`StagingFile::writer`] takes it (sparing a
+    /// second open).
+    created: Option<File>,
 }
 
 impl StagingFile {
     pub(super) fn create(dir: &Path) -> io::Result<Self> {
         let name = format!(
-            "{}-{}-{}.part",
+            "{:x}-{:x}-{:x}.part",
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed),
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
         );
         let path = dir.join(name);
-        File::create_new(&path)?;
-        Ok(Self { path, keep: false })
+        let created = File::create_new(&path)?;
+        Ok(Self { path, keep: false, created: Some(created) })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
+    /// What makes this file's name unique among every staging file of every server sharing the
+    /// medium (process, sequence, time), to build a stored file's name no other file has.
+    pub fn token(&self) -> &str {
+        self.path.file_stem().and_then(|stem| stem.to_str()).unwrap_or_default()
+    }
+
     /// A writer appending to the file while hashing and counting.
-    pub fn writer(&self) -> io::Result<StagedWriter> {
-        let file = std::fs::OpenOptions::new().append(true).open(&self.path)?;
+    pub fn writer(&mut self) -> io::Result<StagedWriter> {
+        let file = match self.created.take() {
+            Some(file) => file,
+            None => std::fs::OpenOptions::new().append(true).open(&self.path)?,
+        };
         Ok(StagedWriter { file: io::BufWriter::with_capacity(WRITE_BUFFER, file), sha1: Sha1::new(), len: 0 })
     }
 
