@@ -64,11 +64,21 @@ impl Registrar {
         let (study_key, series_key, study_created, series_created) = match self.known(tenant, header)? {
             Some((study_key, series_key)) => (study_key, series_key, false, false),
             None => {
-                if let Some(key) = stored_instance(conn, tenant, &header.sop_instance_uid).await? {
-                    return Ok(Registration { stored: false, instance_key: key, ..Default::default() });
-                }
-                let (study_key, study_created) = study_key(conn, tenant, calling_aet, header, &now).await?;
-                let (series_key, series_created) = series_key(conn, tenant, study_key, header, &now).await?;
+                let (study_key, series_key, study_created, series_created) = match filed(conn, tenant, header).await? {
+                    // The common case, both known and the series in its study: the instance
+                    // insert below tells a re-send apart.
+                    Filed { study: Some(study), series: Some((series, owner)) } if owner == study => (study, series, false, false),
+                    _ => {
+                        // Something to create, or a series filed elsewhere: an instance stored
+                        // already (its series moved since, say) is a re-send, not a conflict.
+                        if let Some(key) = stored_instance(conn, tenant, &header.sop_instance_uid).await? {
+                            return Ok(Registration { stored: false, instance_key: key, ..Default::default() });
+                        }
+                        let (study_key, study_created) = study_key(conn, tenant, calling_aet, header, &now).await?;
+                        let (series_key, series_created) = series_key(conn, tenant, study_key, header, &now).await?;
+                        (study_key, series_key, study_created, series_created)
+                    }
+                };
                 self.studies.insert((tenant.to_owned(), header.study_uid.clone()), study_key);
                 self.series.insert((tenant.to_owned(), header.series_uid.clone()), (series_key, study_key));
                 (study_key, series_key, study_created, series_created)
@@ -119,6 +129,31 @@ impl Registrar {
 
 fn series_elsewhere(header: &InstanceHeader) -> OpError {
     OpError::Conflict(format!("series `{}` belongs to another study than `{}`", header.series_uid, header.study_uid))
+}
+
+/// Where an instance's study and series stand in the index, found with one statement.
+struct Filed {
+    study: Option<i64>,
+    /// The series' key and its study's.
+    series: Option<(i64, i64)>,
+}
+
+async fn filed(conn: &mut AnyConnection, tenant: &str, header: &InstanceHeader) -> Result<Filed, OpError> {
+    let row = sqlx::query(
+        "SELECT (SELECT id FROM studies WHERE tenant = $1 AND study_uid = $2), \
+         (SELECT id FROM series WHERE tenant = $1 AND series_uid = $3), \
+         (SELECT study_fk FROM series WHERE tenant = $1 AND series_uid = $3)",
+    )
+    .bind(tenant)
+    .bind(&header.study_uid)
+    .bind(&header.series_uid)
+    .fetch_one(&mut *conn)
+    .await?;
+    let series = match (row.try_get::<Option<i64>, _>(1)?, row.try_get::<Option<i64>, _>(2)?) {
+        (Some(series), Some(owner)) => Some((series, owner)),
+        _ => None,
+    };
+    Ok(Filed { study: row.try_get(0)?, series })
 }
 
 /// The key of the instance `sop_instance_uid` when it is stored already.
