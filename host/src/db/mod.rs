@@ -45,6 +45,10 @@ pub enum Backend {
 /// One unit of work: a transaction that commits only when asked to.
 pub type UnitOfWork = Transaction<'static, Any>;
 
+/// A connection taken from the writers' pool and held across several units of work (the ingest
+/// committer holds one through a burst of groups, sparing a trip through the pool per group).
+pub type WriterConnection = sqlx::pool::PoolConnection<Any>;
+
 /// Connection pools to the archive index.
 #[derive(Clone, Debug)]
 pub struct Database {
@@ -106,6 +110,20 @@ impl Database {
         Ok(match self.backend {
             Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.writer.begin().await?,
+        })
+    }
+
+    /// Takes a writer connection from the pool, to run several units of work on it in turn
+    /// ([`Database::begin_on`]); other writers wait until it is dropped.
+    pub async fn writer_connection(&self) -> Result<WriterConnection, DbError> {
+        Ok(self.writer.acquire().await?)
+    }
+
+    /// Starts a unit of work on a held writer connection, as [`Database::begin`] does.
+    pub async fn begin_on<'c>(&self, conn: &'c mut WriterConnection) -> Result<Transaction<'c, Any>, DbError> {
+        Ok(match self.backend {
+            Backend::Sqlite => sqlx::Connection::begin_with(&mut **conn, "BEGIN IMMEDIATE").await?,
+            Backend::Postgres => sqlx::Connection::begin(&mut **conn).await?,
         })
     }
 

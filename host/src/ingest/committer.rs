@@ -5,16 +5,22 @@
 //! of syncing the index, and each further instance of a series already seen in the group costs
 //! one statement ([`Registrar`]).
 
+use std::time::{Duration, Instant};
+
 use tokio::sync::{mpsc, oneshot};
 
 use super::{IngestError, Outcome, PlacedInstance, register};
-use crate::db::Database;
+use crate::db::{Database, WriterConnection};
 use crate::db::index::Registrar;
 use crate::storage::StorageError;
 
 /// Most instances committed in one group, which bounds how long a unit of work holds the
 /// index's write lock.
 const MAX_GROUP: usize = 64;
+
+/// Longest the committer holds the writer connection through a burst of groups before handing
+/// it back to the pool for a turn (plugins and lifecycle requests write through it too).
+const MAX_HOLD: Duration = Duration::from_millis(20);
 
 /// Instances waiting for the committer before senders are made to wait.
 const QUEUE: usize = 1024;
@@ -54,23 +60,52 @@ impl Committer {
 async fn run(db: Database, mut requests: mpsc::Receiver<Request>) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     while requests.recv_many(&mut group, MAX_GROUP).await > 0 {
-        // A group in a task of its own: were it to panic, only its instances would fail (their
-        // senders see the reply dropped) and the committer would go on with the next group.
-        let (db, group) = (db.clone(), std::mem::take(&mut group));
-        if let Err(e) = tokio::spawn(async move { commit_group(&db, group).await }).await {
-            tracing::error!(error = %e, "committing a group of instances failed");
+        // A burst: the writer connection is held while groups keep coming, for at most
+        // `MAX_HOLD`, then handed back to the pool, where other writers may be waiting.
+        let (mut held, since) = (None, Instant::now());
+        loop {
+            // A group in a task of its own: were it to panic, only its instances would fail
+            // (their senders see the reply dropped) and the committer would go on.
+            let (task_db, taken, conn) = (db.clone(), std::mem::take(&mut group), held.take());
+            match tokio::spawn(async move { commit_group(&task_db, conn, taken).await }).await {
+                Ok(conn) => held = conn,
+                Err(e) => tracing::error!(error = %e, "committing a group of instances failed"),
+            }
+            if since.elapsed() >= MAX_HOLD {
+                break;
+            }
+            while group.len() < MAX_GROUP {
+                let Ok(request) = requests.try_recv() else { break };
+                group.push(request);
+            }
+            if group.is_empty() {
+                break;
+            }
         }
     }
     tracing::debug!("ingest committer stopped");
 }
 
-/// Commits a group together. If an instance of the group is refused while registering (a
+/// Commits a group on the writer connection `held` (taken from the pool when `None`), which
+/// it hands back unless it broke. If an instance of the group is refused while registering (a
 /// conflict, say), the group's unit is rolled back and each instance is committed alone, so
 /// that one bad instance fails only itself.
-async fn commit_group(db: &Database, group: Vec<Request>) {
+async fn commit_group(db: &Database, held: Option<WriterConnection>, group: Vec<Request>) -> Option<WriterConnection> {
+    let mut conn = match held {
+        Some(conn) => conn,
+        None => match db.writer_connection().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                let e = IngestError::from(e);
+                tracing::error!(error = %e, instances = group.len(), "a group of instances could not be stored");
+                fail_all(group, &e);
+                return None;
+            }
+        },
+    };
     let group = if group.len() > 1 {
-        match commit_together(db, group).await {
-            Ok(()) => return,
+        match commit_together(db, &mut conn, group).await {
+            Ok(()) => return Some(conn),
             Err(group) => group,
         }
     } else {
@@ -78,14 +113,21 @@ async fn commit_group(db: &Database, group: Vec<Request>) {
     };
     for request in group {
         let Request { tenant, calling_aet, placed, reply } = request;
-        let result = commit_alone(db, &tenant, &calling_aet, placed).await;
+        let result = commit_alone(db, &mut conn, &tenant, &calling_aet, placed).await;
         // The sender may have gone (connection lost): the instance is archived all the same.
         let _ = reply.send(result);
     }
+    Some(conn)
 }
 
-async fn commit_alone(db: &Database, tenant: &str, calling_aet: &str, placed: PlacedInstance) -> Result<Outcome, IngestError> {
-    let mut unit = db.begin().await?;
+async fn commit_alone(
+    db: &Database,
+    conn: &mut WriterConnection,
+    tenant: &str,
+    calling_aet: &str,
+    placed: PlacedInstance,
+) -> Result<Outcome, IngestError> {
+    let mut unit = db.begin_on(conn).await?;
     let mut registrar = Registrar::new();
     let outcome = register(&mut unit, &mut registrar, db, tenant, calling_aet, &placed).await?;
     if !outcome.stored {
@@ -103,8 +145,8 @@ async fn commit_alone(db: &Database, tenant: &str, calling_aet: &str, placed: Pl
 /// Registers every instance of the group in one unit, then commits. A refusal while
 /// registering hands the whole group back untouched (the unit rolled back, the files still
 /// placed); a failure committing fails every instance of the group and removes their files.
-async fn commit_together(db: &Database, group: Vec<Request>) -> Result<(), Vec<Request>> {
-    let mut unit = match db.begin().await {
+async fn commit_together(db: &Database, conn: &mut WriterConnection, group: Vec<Request>) -> Result<(), Vec<Request>> {
+    let mut unit = match db.begin_on(conn).await {
         Ok(unit) => unit,
         Err(e) => {
             let e = IngestError::from(e);
@@ -136,11 +178,14 @@ async fn commit_together(db: &Database, group: Vec<Request>) -> Result<(), Vec<R
             let stored = outcomes.iter().filter(|o| o.stored).count();
             tracing::debug!(instances = outcomes.len(), stored, "group of instances stored");
             for (request, outcome) in group.into_iter().zip(outcomes) {
-                // Re-sends drop their copies, which removes them.
+                let Request { placed, reply, .. } = request;
                 if outcome.stored {
-                    request.placed.keep();
+                    placed.keep();
+                } else {
+                    // A re-send's copy is removed before the sender hears back.
+                    drop(placed);
                 }
-                let _ = request.reply.send(Ok(outcome));
+                let _ = reply.send(Ok(outcome));
             }
         }
         Err(e) => {
