@@ -289,7 +289,7 @@ async fn relocation_moves_every_file_whole(backend: Backend) {
     // The CT's two files are on nearline, byte for byte, and gone from the default medium (the
     // old copies are removed in the background once nothing points at them).
     assert_eq!(files_under(nearline.path()), ct_files);
-    eventually(|| files_under(&archive).len() == 3).await;
+    eventually(|| wasmpacs_tests::files_under(&archive).len() == 3).await;
     let after = files_under(&archive);
     assert_eq!(after.len(), 3);
     assert!(after.keys().all(|k| !k.contains(&ct_study)));
@@ -309,7 +309,7 @@ async fn relocation_moves_every_file_whole(backend: Backend) {
     let (status, body) = s.post("studies/relocation", &request).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["request"], request);
-    eventually(|| files_under(nearline.path()).is_empty()).await;
+    eventually(|| wasmpacs_tests::files_under(nearline.path()).is_empty()).await;
     assert_eq!(files_under(&archive), before);
 
     let events = s.events_as(KEY_A).await;
@@ -366,7 +366,7 @@ async fn relocation_refuses_damaged_files_and_bad_targets(backend: Backend) {
     std::fs::write(&mr_path, &damaged).unwrap();
     let (status, body) = s.post("studies/relocation", &base(json!({"physicalMediumName": "nearline"}))).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
-    assert!(body["message"].as_str().unwrap().contains("SHA-1"), "{body}");
+    assert!(body["message"].as_str().unwrap().contains("does not match its recorded digest"), "{body}");
     assert_eq!(std::fs::read(&mr_path).unwrap(), damaged, "left where it was");
     assert!(files_under(nearline.path()).is_empty());
     assert!(staging_empty(nearline.path()) && staging_empty(&archive));

@@ -1,12 +1,13 @@
 //! Multipart uploads streamed to staging files on the default medium: each part is written as
-//! it arrives, hashed (SHA-1) and counted on the fly, and synced before it is used. No part is
-//! held in memory, however large (a whole slide, a MIRAX archive).
+//! it arrives, digested (SHA-1 for forms, as the seed's `fileHash`; BLAKE3 for DICOM instances)
+//! and counted on the fly, and synced before it is used. No part is held in memory, however
+//! large (a whole slide, a MIRAX archive).
 
 use bytes::Bytes;
 
 use crate::capabilities::StagedFile;
 use crate::error::ApiError;
-use crate::storage::{StagedWriter, StagingFile, Storage};
+use crate::storage::{Algorithm, StagedWriter, StagingFile, Storage};
 
 /// Bytes gathered before one write on a blocking thread.
 const WRITE_BATCH: usize = 1024 * 1024;
@@ -25,19 +26,20 @@ pub enum UploadError {
     TooLarge(u64),
 }
 
-/// Streams one part of at most `limit` bytes to a new staging file. Once it is synced,
-/// `complete` runs on the same blocking thread with the file, its length and SHA-1 (e.g. to read
-/// a DICOM header while the file is hot). A failure removes the staging file.
+/// Streams one part of at most `limit` bytes to a new staging file, digested with `algorithm`.
+/// Once it is synced, `complete` runs on the same blocking thread with the file, its length and
+/// digest (e.g. to read a DICOM header while the file is hot). A failure removes the staging file.
 pub async fn stage_field<T: Send + 'static>(
     storage: &Storage,
     field: &mut multer::Field<'_>,
     limit: u64,
+    algorithm: Algorithm,
     complete: impl FnOnce(StagingFile, u64, String) -> T + Send + 'static,
 ) -> Result<T, UploadError> {
     let storage = storage.clone();
     let (file, writer) = blocking(move || {
         let mut file = storage.stage(storage.default_medium()).map_err(|e| e.to_string())?;
-        let writer = file.writer().map_err(|e| e.to_string())?;
+        let writer = file.writer(algorithm).map_err(|e| e.to_string())?;
         Ok::<_, String>((file, writer))
     })
     .await?;
@@ -119,7 +121,7 @@ pub async fn stage_form(storage: &Storage, body: hyper::body::Incoming, boundary
         let file_name = field.file_name().map(str::to_owned);
         let content_type = field.content_type().map(|m| m.essence_str().to_owned());
         let limit = if file_name.is_some() { max_bytes } else { MAX_FIELD_BYTES };
-        let (file, size, sha1) = match stage_field(storage, &mut field, limit, |file, size, sha1| (file, size, sha1)).await {
+        let (file, size, sha1) = match stage_field(storage, &mut field, limit, Algorithm::Sha1, |file, size, sha1| (file, size, sha1)).await {
             Ok(staged) => staged,
             Err(e) => {
                 let refusal = match e {

@@ -377,7 +377,7 @@ max_instances = 64
             .expect("seed series");
             for i in 0..*instances {
                 sqlx::query(
-                    "INSERT INTO instances (tenant, sop_instance_uid, sop_class_uid, series_fk, instance_number, file_path, size_bytes, sha1) \
+                    "INSERT INTO instances (tenant, sop_instance_uid, sop_class_uid, series_fk, instance_number, file_path, size_bytes, digest) \
                      VALUES ($1, $2, '1.2.840.10008.5.1.4.1.1.2', $3, $4, 'fixture', 1024, 'fixture')",
                 )
                 .bind(tenant)

@@ -16,7 +16,8 @@ pub struct FileRecord {
     pub medium: String,
     pub relative_path: String,
     pub size: u64,
-    pub sha1: String,
+    /// Its digest, in its recorded form (see [`crate::storage::digest`]).
+    pub digest: String,
 }
 
 /// What registering changed.
@@ -266,7 +267,7 @@ async fn insert_instance(
     let attributes = serde_json::Value::Object(header.attributes.clone()).to_string();
     let row = sqlx::query(
         "INSERT INTO instances (tenant, sop_instance_uid, sop_class_uid, series_fk, instance_number, medium, file_path, \
-         size_bytes, sha1, attributes, transfer_syntax, received_at) \
+         size_bytes, digest, attributes, transfer_syntax, received_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
          ON CONFLICT (tenant, sop_instance_uid) DO NOTHING RETURNING id",
     )
@@ -278,7 +279,7 @@ async fn insert_instance(
     .bind(&file.medium)
     .bind(&file.relative_path)
     .bind(file.size as i64)
-    .bind(&file.sha1)
+    .bind(&file.digest)
     .bind(attributes)
     .bind(&header.transfer_syntax)
     .bind(now)

@@ -53,7 +53,8 @@ pub struct StoredFile {
     pub slide: bool,
     pub medium: String,
     pub relative_path: String,
-    pub sha1: String,
+    /// The digest recorded when it was stored (see [`crate::storage::digest`]).
+    pub digest: String,
 }
 
 /// Tells the files of a study apart: the instance, and whether it is its slide file.
@@ -165,7 +166,7 @@ async fn refresh_totals(conn: &mut AnyConnection, study_key: i64) -> Result<(), 
 /// file of each non-DICOM slide's sidecar.
 pub async fn study_files(conn: &mut AnyConnection, study_key: i64) -> Result<Vec<StoredFile>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT i.id, 0, i.medium, i.file_path, i.sha1 FROM instances i JOIN series se ON se.id = i.series_fk \
+        "SELECT i.id, 0, i.medium, i.file_path, i.digest FROM instances i JOIN series se ON se.id = i.series_fk \
          WHERE se.study_fk = $1 \
          UNION ALL SELECT sf.instance_fk, 1, sf.medium, sf.file_path, sf.sha1 FROM slide_files sf \
          JOIN instances i ON i.id = sf.instance_fk JOIN series se ON se.id = i.series_fk WHERE se.study_fk = $1 \
@@ -181,7 +182,7 @@ pub async fn study_files(conn: &mut AnyConnection, study_key: i64) -> Result<Vec
                 slide: row.try_get::<i64, _>(1)? != 0,
                 medium: row.try_get(2)?,
                 relative_path: row.try_get(3)?,
-                sha1: row.try_get(4)?,
+                digest: row.try_get(4)?,
             })
         })
         .collect()

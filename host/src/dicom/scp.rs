@@ -20,7 +20,7 @@ use super::dimse::{self, Command, field, status};
 use super::worklist;
 use crate::app::App;
 use crate::ingest::{IngestError, PlacedInstance, StagedInstance};
-use crate::storage::{StagedWriter, StagingFile, StorageError};
+use crate::storage::{Algorithm, StagedWriter, StagingFile, StorageError};
 
 /// Root under which this implementation's UIDs are made (a UUID-derived `2.25` root).
 pub const UID_ROOT: &str = "2.25.329628117552550639259218041455443066116";
@@ -284,7 +284,7 @@ async fn send_command(
 fn begin_store(app: &App, command: Command, context_id: u8, transfer_syntax: &str, calling: &str) -> anyhow::Result<Incoming> {
     let storage = app.ingest.storage();
     let mut file = storage.stage(storage.default_medium())?;
-    let mut writer = file.writer()?;
+    let mut writer = file.writer(Algorithm::Blake3)?;
     let meta = FileMetaTableBuilder::new()
         .media_storage_sop_class_uid(command.sop_class_uid.as_str())
         .media_storage_sop_instance_uid(command.sop_instance_uid.as_str())
@@ -306,8 +306,8 @@ async fn finish_store(app: &App, tenant: &str, calling: &str, done: Incoming) ->
     let Incoming { command, writer, file, .. } = done;
     let (storage, owner) = (app.ingest.storage().clone(), tenant.to_owned());
     let finished = tokio::task::spawn_blocking(move || {
-        let (size, sha1) = writer.finish().map_err(|e| IngestError::Storage(StorageError::Io { path: file.path().to_owned(), source: e }))?;
-        PlacedInstance::place(&storage, &owner, StagedInstance::new(file, size, sha1))
+        let (size, digest) = writer.finish().map_err(|e| IngestError::Storage(StorageError::Io { path: file.path().to_owned(), source: e }))?;
+        PlacedInstance::place(&storage, &owner, StagedInstance::new(file, size, digest))
     })
     .await
     .unwrap_or_else(|e| Err(IngestError::Database(format!("staging task failed: {e}"))));

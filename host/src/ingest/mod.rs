@@ -15,33 +15,33 @@ use crate::db::events::{self, StudyEvent};
 use crate::db::index::{FileRecord, Registrar};
 use crate::db::{Database, DbError};
 use crate::dicom::header::{HeaderError, InstanceHeader, read_header};
-use crate::storage::{Storage, StagingFile, StorageError, instance_path};
+use crate::storage::{Algorithm, Storage, StagingFile, StorageError, instance_path};
 
 pub mod committer;
 
 use committer::Committer;
 
-/// A staged Part-10 file with the length and SHA-1 computed while it was written.
+/// A staged Part-10 file with the length and digest computed while it was written.
 #[derive(Debug)]
 pub struct StagedInstance {
     pub file: StagingFile,
     pub size: u64,
-    pub sha1: String,
+    pub digest: String,
     /// The file's header, once read (see [`StagedInstance::header`]).
     header: Option<Arc<InstanceHeader>>,
 }
 
 impl StagedInstance {
-    pub fn new(file: StagingFile, size: u64, sha1: String) -> Self {
-        Self { file, size, sha1, header: None }
+    pub fn new(file: StagingFile, size: u64, digest: String) -> Self {
+        Self { file, size, digest, header: None }
     }
 
     /// A staged file just completed, from a blocking thread: its header is read there and then,
     /// while the file is hot, sparing a later trip to a blocking thread. A file whose header
     /// cannot be read is still returned; [`StagedInstance::header`] then says why.
-    pub fn completed(file: StagingFile, size: u64, sha1: String) -> Self {
+    pub fn completed(file: StagingFile, size: u64, digest: String) -> Self {
         let header = read_header(file.path()).ok().map(Arc::new);
-        Self { file, size, sha1, header }
+        Self { file, size, digest, header }
     }
 
     /// The indexed attributes of the staged file, read (off the async executor) on first use
@@ -179,13 +179,13 @@ impl Ingest {
         tokio::task::spawn_blocking(move || {
             let mut file = storage.stage(storage.default_medium())?;
             let mut write = || -> std::io::Result<(u64, String)> {
-                let mut writer = file.writer()?;
+                let mut writer = file.writer(Algorithm::Blake3)?;
                 writer.write_all(&bytes)?;
                 writer.finish()
             };
-            let (size, sha1) =
+            let (size, digest) =
                 write().map_err(|source| StorageError::Io { path: file.path().to_owned(), source })?;
-            Ok(StagedInstance::new(file, size, sha1))
+            Ok(StagedInstance::new(file, size, digest))
         })
         .await
         .map_err(|e| IngestError::Database(format!("staging task failed: {e}")))?
@@ -217,7 +217,7 @@ impl PlacedInstance {
         storage.place(staged.file.path(), &medium, &relative)?;
         // Moved: the staging path is gone.
         staged.file.keep();
-        let record = FileRecord { medium: medium.clone(), relative_path: relative.clone(), size: staged.size, sha1: staged.sha1 };
+        let record = FileRecord { medium: medium.clone(), relative_path: relative.clone(), size: staged.size, digest: staged.digest };
         Ok(Self { header, record, file: PlacedFile::new(storage.clone(), medium, relative) })
     }
 

@@ -2,12 +2,14 @@
 //! root, and the one way a file gets there: staged beside the medium, fsynced, then renamed
 //! into place, so a reader never sees a partial file.
 
+pub mod digest;
 mod staged;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::{Path, PathBuf};
 
+pub use digest::Algorithm;
 pub use staged::{StagedWriter, StagingFile};
 
 use crate::config::StorageConfig;
@@ -117,13 +119,20 @@ impl Storage {
         }
     }
 
-    /// Copies a stored file into a new staging file on medium `target`, hashing and syncing it
-    /// as it goes (a relocation's first step). Returns the staging file, its length and SHA-1.
-    pub fn copy_to_staging(&self, medium: &str, relative: &str, target: &str) -> Result<(StagingFile, u64, String), StorageError> {
+    /// Copies a stored file into a new staging file on medium `target`, digesting (with
+    /// `algorithm`) and syncing it as it goes (a relocation's first step). Returns the staging
+    /// file, its length and digest.
+    pub fn copy_to_staging(
+        &self,
+        medium: &str,
+        relative: &str,
+        target: &str,
+        algorithm: Algorithm,
+    ) -> Result<(StagingFile, u64, String), StorageError> {
         let source = self.absolute(medium, relative)?;
         let mut input = std::fs::File::open(&source).map_err(io_at(&source))?;
         let mut file = self.stage(target)?;
-        let mut writer = file.writer().map_err(io_at(file.path()))?;
+        let mut writer = file.writer(algorithm).map_err(io_at(file.path()))?;
         let mut copy = || -> io::Result<()> {
             let mut buffer = vec![0u8; 1 << 20];
             loop {
@@ -138,8 +147,8 @@ impl Storage {
             Ok(())
         };
         copy().map_err(io_at(&source))?;
-        let (len, sha1) = writer.finish().map_err(io_at(file.path()))?;
-        Ok((file, len, sha1))
+        let (len, digest) = writer.finish().map_err(io_at(file.path()))?;
+        Ok((file, len, digest))
     }
 
     /// Removes a stored file (used when its database row could not be committed).
@@ -231,7 +240,7 @@ mod tests {
 
     fn staged(storage: &Storage, bytes: &[u8]) -> PathBuf {
         let mut file = storage.stage("default").expect("stage");
-        let mut writer = file.writer().expect("writer");
+        let mut writer = file.writer(Algorithm::Blake3).expect("writer");
         writer.write_all(bytes).expect("write");
         writer.finish().expect("finish");
         file.keep()

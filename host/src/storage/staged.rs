@@ -1,12 +1,12 @@
-//! A staging file: written as bytes arrive, hashed (SHA-1) and counted on the fly, synced to
-//! disk before it is placed. Dropped without being placed, it deletes itself.
+//! A staging file: written as bytes arrive, digested and counted on the fly, synced to disk
+//! before it is placed. Dropped without being placed, it deletes itself.
 
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use sha1::{Digest, Sha1};
+use super::digest::{Algorithm, Hasher};
 
 static NEXT: AtomicU64 = AtomicU64::new(0);
 
@@ -47,13 +47,13 @@ impl StagingFile {
         self.path.file_stem().and_then(|stem| stem.to_str()).unwrap_or_default()
     }
 
-    /// A writer appending to the file while hashing and counting.
-    pub fn writer(&mut self) -> io::Result<StagedWriter> {
+    /// A writer appending to the file while digesting (with `algorithm`) and counting.
+    pub fn writer(&mut self, algorithm: Algorithm) -> io::Result<StagedWriter> {
         let file = match self.created.take() {
             Some(file) => file,
             None => std::fs::OpenOptions::new().append(true).open(&self.path)?,
         };
-        Ok(StagedWriter { file: io::BufWriter::with_capacity(WRITE_BUFFER, file), sha1: Sha1::new(), len: 0 })
+        Ok(StagedWriter { file: io::BufWriter::with_capacity(WRITE_BUFFER, file), digest: Hasher::new(algorithm), len: 0 })
     }
 
     /// Stops the file from deleting itself (it has been placed, or handed on).
@@ -71,25 +71,25 @@ impl Drop for StagingFile {
     }
 }
 
-/// Appends to a staging file, computing SHA-1 and length as it goes.
+/// Appends to a staging file, computing its digest and length as it goes.
 pub struct StagedWriter {
     file: io::BufWriter<File>,
-    sha1: Sha1,
+    digest: Hasher,
     len: u64,
 }
 
 impl StagedWriter {
     pub fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.file.write_all(bytes)?;
-        self.sha1.update(bytes);
+        self.digest.update(bytes);
         self.len += bytes.len() as u64;
         Ok(())
     }
 
-    /// Flushes and fsyncs; returns the length and the SHA-1 (lower-case hex).
+    /// Flushes and fsyncs; returns the length and the digest (in its recorded form).
     pub fn finish(self) -> io::Result<(u64, String)> {
         let file = self.file.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
-        Ok((self.len, hex::encode(self.sha1.finalize())))
+        Ok((self.len, self.digest.finish()))
     }
 }

@@ -20,7 +20,7 @@ use crate::error::ApiError;
 use crate::ingest::PlacedFile;
 use crate::native::NativeCall;
 use crate::response::Body;
-use crate::storage::{StagingFile, Storage};
+use crate::storage::{Algorithm, StagingFile, Storage};
 
 /// Files copied between two progress lines in the log.
 const PROGRESS_EVERY: usize = 200;
@@ -168,7 +168,7 @@ async fn remove_old_copies(db: Database, storage: Storage, files: Vec<StoredFile
 }
 
 /// Copies files not on `target` yet into staging files there, each checked against its recorded
-/// SHA-1, off the async threads, logging progress. Copies are removed if dropped unused.
+/// digest, off the async threads, logging progress. Copies are removed if dropped unused.
 async fn copy_all(storage: &Storage, files: Vec<StoredFile>, target: &str) -> Result<HashMap<FileKey, StagingFile>, ApiError> {
     let (storage, target) = (storage.clone(), target.to_owned());
     tokio::task::spawn_blocking(move || {
@@ -176,11 +176,14 @@ async fn copy_all(storage: &Storage, files: Vec<StoredFile>, target: &str) -> Re
         let mut copies = HashMap::with_capacity(pending.len());
         let mut bytes = 0u64;
         for (done, file) in pending.iter().enumerate() {
-            let (copy, len, sha1) =
-                storage.copy_to_staging(&file.medium, &file.relative_path, &target).map_err(system_error)?;
-            if sha1 != file.sha1 {
+            let algorithm = Algorithm::of_recorded(&file.digest).ok_or_else(|| {
+                system_error(format!("`{}` on medium `{}` has no digest to check a copy against", file.relative_path, file.medium))
+            })?;
+            let (copy, len, digest) =
+                storage.copy_to_staging(&file.medium, &file.relative_path, &target, algorithm).map_err(system_error)?;
+            if digest != file.digest {
                 return Err(system_error(format!(
-                    "`{}` on medium `{}` does not match its recorded SHA-1: the stored file may be damaged",
+                    "`{}` on medium `{}` does not match its recorded digest: the stored file may be damaged",
                     file.relative_path, file.medium
                 )));
             }
