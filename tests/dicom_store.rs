@@ -9,7 +9,12 @@ use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu};
 use sqlx::Row;
 use wasmpacs_tests::{Backend, NODE_A, NODE_B, SERVER_AE, TestServer, on_both_backends, testset, transfer_syntax_of};
 
-on_both_backends!(every_transfer_syntax_is_archived_unchanged, unknown_nodes_are_refused, a_dropped_store_leaves_nothing);
+on_both_backends!(
+    every_transfer_syntax_is_archived_unchanged,
+    the_same_instances_sent_at_once_are_stored_once,
+    unknown_nodes_are_refused,
+    a_dropped_store_leaves_nothing
+);
 
 /// The bytes of a Part-10 file after its meta group.
 fn data_set_bytes(path: &Path) -> Vec<u8> {
@@ -115,6 +120,27 @@ async fn every_transfer_syntax_is_archived_unchanged(backend: Backend) {
         .map(|e| e["studyInstanceUid"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(received, studies);
+    s.stop().await;
+}
+
+/// Four associations send the same instances at the same moment, so that copies of one instance
+/// meet in one group commit: each instance is stored once, every send succeeds, the copies of
+/// the re-sends are gone, and each stored file has the digest its row records.
+async fn the_same_instances_sent_at_once_are_stored_once(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let files = testset();
+    let sends = futures::future::join_all((0..4).map(|_| s.storescu(NODE_A, &files))).await;
+    assert!(sends.iter().all(|(ok, _)| *ok), "{sends:?}");
+    let stored = rows(&s, "SELECT sop_instance_uid, digest FROM instances WHERE tenant = 'alpha'").await;
+    assert_eq!(stored.len(), files.len());
+    let archived = s.archived_files();
+    assert_eq!(archived.len(), files.len(), "one file per instance: {archived:?}");
+    assert!(s.staging_is_empty());
+    for (uid, digest) in &stored {
+        let file = archived.iter().find(|p| p.file_name().unwrap().to_string_lossy().starts_with(&format!("{uid}_"))).expect("file");
+        let bytes = std::fs::read(file).unwrap();
+        assert_eq!(*digest, format!("blake3:{}", blake3::hash(&bytes).to_hex()), "{uid}");
+    }
     s.stop().await;
 }
 

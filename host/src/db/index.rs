@@ -20,6 +20,15 @@ pub struct FileRecord {
     pub digest: String,
 }
 
+/// One instance to register: its header, where its file is, and who sent it for which tenant.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry<'a> {
+    pub tenant: &'a str,
+    pub calling_aet: &'a str,
+    pub header: &'a InstanceHeader,
+    pub file: &'a FileRecord,
+}
+
 /// What registering changed.
 #[derive(Debug, Clone, Default)]
 pub struct Registration {
@@ -61,38 +70,88 @@ impl Registrar {
         header: &InstanceHeader,
         file: &FileRecord,
     ) -> Result<Registration, OpError> {
+        let entry = Entry { tenant, calling_aet, header, file };
+        Ok(self.register_all(conn, &[entry]).await?.pop().expect("one registration"))
+    }
+
+    /// Records several instances, as [`Registrar::register`] does for one, answering in their
+    /// order. Instances whose study and series exist already are inserted together, with one
+    /// statement; the first instance of a new study or series is registered on its own.
+    pub async fn register_all(&mut self, conn: &mut AnyConnection, entries: &[Entry<'_>]) -> Result<Vec<Registration>, OpError> {
         let now = now_text();
-        let (study_key, series_key, study_created, series_created) = match self.known(tenant, header)? {
-            Some((study_key, series_key)) => (study_key, series_key, false, false),
-            None => {
-                let (study_key, series_key, study_created, series_created) = match filed(conn, tenant, header).await? {
-                    // The common case, both known and the series in its study: the instance
-                    // insert below tells a re-send apart.
-                    Filed { study: Some(study), series: Some((series, owner)) } if owner == study => (study, series, false, false),
-                    _ => {
-                        // Something to create, or a series filed elsewhere: an instance stored
-                        // already (its series moved since, say) is a re-send, not a conflict.
-                        if let Some(key) = stored_instance(conn, tenant, &header.sop_instance_uid).await? {
-                            return Ok(Registration { stored: false, instance_key: key, ..Default::default() });
-                        }
-                        let (study_key, study_created) = study_key(conn, tenant, calling_aet, header, &now).await?;
-                        let (series_key, series_created) = series_key(conn, tenant, study_key, header, &now).await?;
-                        (study_key, series_key, study_created, series_created)
+        let mut registrations: Vec<Option<Registration>> = vec![None; entries.len()];
+        // (entry, study key, series key) of the instances inserted together.
+        let mut together = Vec::with_capacity(entries.len());
+        for (i, entry) in entries.iter().enumerate() {
+            let Entry { tenant, calling_aet, header, file } = *entry;
+            if let Some((study_key, series_key)) = self.known(tenant, header)? {
+                together.push((i, study_key, series_key));
+                continue;
+            }
+            match filed(conn, tenant, header).await? {
+                // The common case, both known and the series in its study: the instance insert
+                // tells a re-send apart.
+                Filed { study: Some(study), series: Some((series, owner)) } if owner == study => {
+                    self.remember(tenant, header, study, series);
+                    together.push((i, study, series));
+                }
+                _ => registrations[i] = Some(self.register_new(conn, tenant, calling_aet, header, file, &now).await?),
+            }
+        }
+        for chunk in together.chunks(INSERT_CHUNK) {
+            let rows: Vec<(&Entry<'_>, i64)> = chunk.iter().map(|&(i, _, series_key)| (&entries[i], series_key)).collect();
+            let mut inserted = insert_instances(conn, &rows, &now).await?;
+            for &(i, study_key, series_key) in chunk {
+                let Entry { tenant, header, file, .. } = entries[i];
+                // Each inserted row answers the first entry of its instance; a second entry of the
+                // same instance, or one stored already, is a re-send.
+                let registration = match inserted.remove(&(tenant.to_owned(), header.sop_instance_uid.clone())) {
+                    Some(instance_key) => {
+                        *self.sizes.entry((study_key, series_key)).or_default() += file.size as i64;
+                        Registration { stored: true, instance_key, ..Default::default() }
+                    }
+                    None => {
+                        let key = stored_instance(conn, tenant, &header.sop_instance_uid).await?.unwrap_or_default();
+                        Registration { stored: false, instance_key: key, ..Default::default() }
                     }
                 };
-                self.studies.insert((tenant.to_owned(), header.study_uid.clone()), study_key);
-                self.series.insert((tenant.to_owned(), header.series_uid.clone()), (series_key, study_key));
-                (study_key, series_key, study_created, series_created)
+                registrations[i] = Some(registration);
             }
-        };
-        let Some(instance_key) = insert_instance(conn, tenant, series_key, header, file, &now).await? else {
-            // Already stored (by an earlier unit, or meanwhile by a concurrent one): nothing
-            // was written, and a re-send is answered with the stored instance's key.
+        }
+        Ok(registrations.into_iter().map(|r| r.expect("every entry registered")).collect())
+    }
+
+    /// Registers an instance whose study or series is new (or whose series is filed under
+    /// another study), creating what is missing.
+    async fn register_new(
+        &mut self,
+        conn: &mut AnyConnection,
+        tenant: &str,
+        calling_aet: &str,
+        header: &InstanceHeader,
+        file: &FileRecord,
+        now: &str,
+    ) -> Result<Registration, OpError> {
+        // An instance stored already (its series moved since, say) is a re-send, not a conflict.
+        if let Some(key) = stored_instance(conn, tenant, &header.sop_instance_uid).await? {
+            return Ok(Registration { stored: false, instance_key: key, ..Default::default() });
+        }
+        let (study_key, study_created) = study_key(conn, tenant, calling_aet, header, now).await?;
+        let (series_key, series_created) = series_key(conn, tenant, study_key, header, now).await?;
+        self.remember(tenant, header, study_key, series_key);
+        let entry = Entry { tenant, calling_aet, header, file };
+        let Some(instance_key) = insert_instances(conn, &[(&entry, series_key)], now).await?.into_values().next() else {
+            // Stored meanwhile by a concurrent unit: a re-send.
             let key = stored_instance(conn, tenant, &header.sop_instance_uid).await?.unwrap_or_default();
             return Ok(Registration { stored: false, instance_key: key, ..Default::default() });
         };
         *self.sizes.entry((study_key, series_key)).or_default() += file.size as i64;
         Ok(Registration { stored: true, study_created, series_created, instance_key })
+    }
+
+    fn remember(&mut self, tenant: &str, header: &InstanceHeader, study_key: i64, series_key: i64) {
+        self.studies.insert((tenant.to_owned(), header.study_uid.clone()), study_key);
+        self.series.insert((tenant.to_owned(), header.series_uid.clone()), (series_key, study_key));
     }
 
     /// Adds to each study the bytes its instances registered here weigh. A deprecated series
@@ -255,37 +314,53 @@ async fn series_key(
     }
 }
 
-/// Inserts the instance row; `None` when the instance is stored already.
-async fn insert_instance(
+/// Instances inserted with one statement, at most (12 parameters each).
+const INSERT_CHUNK: usize = 64;
+
+/// Inserts the rows of instances (each with its series' key) with one statement; answers the
+/// keys of the rows inserted by (tenant, SOP Instance UID). An instance stored already is left
+/// out, and so is a second entry of the same instance.
+async fn insert_instances(
     conn: &mut AnyConnection,
-    tenant: &str,
-    series_key: i64,
-    header: &InstanceHeader,
-    file: &FileRecord,
+    rows: &[(&Entry<'_>, i64)],
     now: &str,
-) -> Result<Option<i64>, OpError> {
-    let attributes = serde_json::Value::Object(header.attributes.clone()).to_string();
-    let row = sqlx::query(
+) -> Result<HashMap<(String, String), i64>, OpError> {
+    const COLUMNS: usize = 12;
+    let values: Vec<String> = (0..rows.len())
+        .map(|row| {
+            let params: Vec<String> = (1..=COLUMNS).map(|column| format!("${}", row * COLUMNS + column)).collect();
+            format!("({})", params.join(", "))
+        })
+        .collect();
+    let sql = format!(
         "INSERT INTO instances (tenant, sop_instance_uid, sop_class_uid, series_fk, instance_number, medium, file_path, \
-         size_bytes, digest, attributes, transfer_syntax, received_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-         ON CONFLICT (tenant, sop_instance_uid) DO NOTHING RETURNING id",
-    )
-    .bind(tenant)
-    .bind(&header.sop_instance_uid)
-    .bind(&header.sop_class_uid)
-    .bind(series_key)
-    .bind(header.instance_number)
-    .bind(&file.medium)
-    .bind(&file.relative_path)
-    .bind(file.size as i64)
-    .bind(&file.digest)
-    .bind(attributes)
-    .bind(&header.transfer_syntax)
-    .bind(now)
-    .fetch_optional(&mut *conn)
-    .await?;
-    Ok(row.map(|row| row.try_get(0)).transpose()?)
+         size_bytes, digest, attributes, transfer_syntax, received_at) VALUES {} \
+         ON CONFLICT (tenant, sop_instance_uid) DO NOTHING RETURNING id, tenant, sop_instance_uid",
+        values.join(", ")
+    );
+    // Only placeholders are built into the text; every value is bound.
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for (entry, series_key) in rows {
+        let Entry { tenant, header, file, .. } = **entry;
+        query = query
+            .bind(tenant)
+            .bind(&header.sop_instance_uid)
+            .bind(&header.sop_class_uid)
+            .bind(*series_key)
+            .bind(header.instance_number)
+            .bind(&file.medium)
+            .bind(&file.relative_path)
+            .bind(file.size as i64)
+            .bind(&file.digest)
+            .bind(serde_json::Value::Object(header.attributes.clone()).to_string())
+            .bind(&header.transfer_syntax)
+            .bind(now);
+    }
+    let mut inserted = HashMap::with_capacity(rows.len());
+    for row in query.fetch_all(&mut *conn).await? {
+        inserted.insert((row.try_get(1)?, row.try_get(2)?), row.try_get(0)?);
+    }
+    Ok(inserted)
 }
 
 async fn select_id(conn: &mut AnyConnection, sql: &'static str, tenant: &str, uid: &str) -> Result<i64, OpError> {

@@ -1,15 +1,18 @@
 //! Group commit for ingest: instances that arrive while a group is being committed wait and are
 //! committed together as the next group, in one unit of work. Their files are placed already
-//! (see [`PlacedInstance`]), so a group only writes rows: one association alone still gets a
-//! group of one at once; several associations or the parts of one STOW request share the cost
-//! of syncing the index, and each further instance of a series already seen in the group costs
-//! one statement ([`Registrar`]).
+//! (see [`PlacedInstance`]): a group syncs the folders they went to (once per folder, while it
+//! writes its rows) and commits. One association alone still gets a group of one at once;
+//! several associations or the parts of one STOW request share the cost of syncing the index and
+//! the folders, and each further instance of a series already seen in the group costs one
+//! statement ([`Registrar`]).
 
+use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{IngestError, Outcome, PlacedInstance, register};
+use super::{IngestError, Outcome, PlacedInstance, register, register_all};
 use crate::db::{Database, WriterConnection};
 use crate::db::index::Registrar;
 use crate::storage::StorageError;
@@ -127,6 +130,7 @@ async fn commit_alone(
     calling_aet: &str,
     placed: PlacedInstance,
 ) -> Result<Outcome, IngestError> {
+    let syncing = sync_folders(std::slice::from_ref(&placed));
     let mut unit = db.begin_on(conn).await?;
     let mut registrar = Registrar::new();
     let outcome = register(&mut unit, &mut registrar, db, tenant, calling_aet, &placed).await?;
@@ -135,6 +139,7 @@ async fn commit_alone(
         return Ok(outcome);
     }
     registrar.finish(&mut unit).await?;
+    synced(syncing).await?;
     // A failed commit drops `placed`, which removes the file.
     unit.commit().await?;
     placed.keep();
@@ -146,6 +151,8 @@ async fn commit_alone(
 /// registering hands the whole group back untouched (the unit rolled back, the files still
 /// placed); a failure committing fails every instance of the group and removes their files.
 async fn commit_together(db: &Database, conn: &mut WriterConnection, group: Vec<Request>) -> Result<(), Vec<Request>> {
+    let placed: Vec<&PlacedInstance> = group.iter().map(|r| &r.placed).collect();
+    let syncing = sync_folders(placed);
     let mut unit = match db.begin_on(conn).await {
         Ok(unit) => unit,
         Err(e) => {
@@ -156,19 +163,21 @@ async fn commit_together(db: &Database, conn: &mut WriterConnection, group: Vec<
         }
     };
     let mut registrar = Registrar::new();
-    let mut outcomes = Vec::with_capacity(group.len());
-    for request in &group {
-        match register(&mut unit, &mut registrar, db, &request.tenant, &request.calling_aet, &request.placed).await {
-            Ok(outcome) => outcomes.push(outcome),
-            Err(e) => {
-                tracing::debug!(error = %e, size = group.len(), "an instance of a group was refused; committing each alone");
-                drop(unit);
-                return Err(group);
-            }
+    let entries: Vec<(&str, &str, &PlacedInstance)> =
+        group.iter().map(|r| (r.tenant.as_str(), r.calling_aet.as_str(), &r.placed)).collect();
+    let outcomes = match register_all(&mut unit, &mut registrar, db, &entries).await {
+        Ok(outcomes) => outcomes,
+        Err(e) => {
+            tracing::debug!(error = %e, size = group.len(), "an instance of a group was refused; committing each alone");
+            drop(entries);
+            drop(unit);
+            return Err(group);
         }
-    }
+    };
+    drop(entries);
     let committed = async {
         registrar.finish(&mut unit).await?;
+        synced(syncing).await?;
         unit.commit().await?;
         Ok::<_, IngestError>(())
     }
@@ -194,6 +203,18 @@ async fn commit_together(db: &Database, conn: &mut WriterConnection, group: Vec<
             fail_all(group, &e);
         }
     }
+    Ok(())
+}
+
+/// Starts syncing the folders the files of `placed` went to, on a blocking thread, while the
+/// unit registers them; [`synced`] waits for it before the unit commits.
+fn sync_folders<'a>(placed: impl IntoIterator<Item = &'a PlacedInstance>) -> tokio::task::JoinHandle<Result<(), StorageError>> {
+    let folders: BTreeSet<PathBuf> = placed.into_iter().flat_map(|p| p.folders.iter().cloned()).collect();
+    tokio::task::spawn_blocking(move || crate::storage::sync_folders(&folders))
+}
+
+async fn synced(syncing: tokio::task::JoinHandle<Result<(), StorageError>>) -> Result<(), IngestError> {
+    syncing.await.map_err(|e| IngestError::Database(format!("folder sync task failed: {e}")))??;
     Ok(())
 }
 

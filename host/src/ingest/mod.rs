@@ -5,6 +5,8 @@
 //! ([`committer`]). The core also runs inside a caller's unit of work (a plugin's
 //! `archive.store-instance`), handing back the placed file to keep once it commits.
 
+use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde_json::json;
@@ -12,7 +14,7 @@ use sqlx::AnyConnection;
 
 use crate::db::archive::OpError;
 use crate::db::events::{self, StudyEvent};
-use crate::db::index::{FileRecord, Registrar};
+use crate::db::index::{Entry, FileRecord, Registrar};
 use crate::db::{Database, DbError};
 use crate::dicom::header::{HeaderError, InstanceHeader, read_header};
 use crate::storage::{Algorithm, Storage, StagingFile, StorageError, instance_path};
@@ -130,7 +132,7 @@ impl Ingest {
     /// sent at the same time (several associations, the parts of a STOW request) are committed
     /// together: one unit of work for the group (see [`committer`]).
     pub async fn store(&self, tenant: &str, calling_aet: &str, staged: StagedInstance) -> Result<Outcome, IngestError> {
-        let placed = self.place(tenant, staged).await?;
+        let placed = self.place(tenant, staged, false).await?;
         self.store_placed(tenant, calling_aet, placed).await
     }
 
@@ -140,12 +142,18 @@ impl Ingest {
     }
 
     /// Places a staged file for `tenant` (reading its header first if needed), off the async
-    /// threads.
-    pub async fn place(&self, tenant: &str, staged: StagedInstance) -> Result<PlacedInstance, IngestError> {
+    /// threads; with `synced`, its folders are synced too (otherwise the committer does it).
+    pub async fn place(&self, tenant: &str, staged: StagedInstance, synced: bool) -> Result<PlacedInstance, IngestError> {
         let (storage, tenant) = (self.storage.clone(), tenant.to_owned());
-        tokio::task::spawn_blocking(move || PlacedInstance::place(&storage, &tenant, staged))
-            .await
-            .map_err(|e| IngestError::Database(format!("placing task failed: {e}")))?
+        tokio::task::spawn_blocking(move || {
+            let placed = PlacedInstance::place(&storage, &tenant, staged)?;
+            if synced {
+                placed.sync_folders()?;
+            }
+            Ok(placed)
+        })
+        .await
+        .map_err(|e| IngestError::Database(format!("placing task failed: {e}")))?
     }
 
     /// Archives a staged Part-10 file inside the caller's unit of work (`conn`): places its
@@ -160,7 +168,7 @@ impl Ingest {
         calling_aet: &str,
         staged: StagedInstance,
     ) -> Result<(Outcome, Option<PlacedFile>), IngestError> {
-        let placed = self.place(tenant, staged).await?;
+        let placed = self.place(tenant, staged, true).await?;
         let mut registrar = Registrar::new();
         let outcome = register(conn, &mut registrar, &self.db, tenant, calling_aet, &placed).await?;
         registrar.finish(conn).await?;
@@ -194,18 +202,22 @@ impl Ingest {
 
 /// A staged instance moved to its place on the default medium, under a name no other file has
 /// ([`instance_path`]). Placing never replaces a stored file, so it happens before, and outside,
-/// the unit of work that registers the instance: concurrent stores place and sync their files in
-/// parallel, and the unit only writes rows. Removed again when dropped, unless its unit commits.
+/// the unit of work that registers the instance: concurrent stores place their files in
+/// parallel, and the unit writes rows while the folders they went to are synced. Removed again
+/// when dropped, unless its unit commits.
 #[derive(Debug)]
 pub struct PlacedInstance {
     pub header: Arc<InstanceHeader>,
     pub record: FileRecord,
     file: PlacedFile,
+    /// Folders whose new entries must be synced before the unit commits.
+    pub folders: BTreeSet<PathBuf>,
 }
 
 impl PlacedInstance {
     /// Reads the staged file's header (unless read already) and moves the file to its place for
-    /// `tenant`, syncing the folders that changed. Blocking: call it off the async threads.
+    /// `tenant`; the folders that changed are left to sync ([`PlacedInstance::folders`]).
+    /// Blocking: call it off the async threads.
     pub fn place(storage: &Storage, tenant: &str, staged: StagedInstance) -> Result<Self, IngestError> {
         let header = match staged.header {
             Some(header) => header,
@@ -214,11 +226,16 @@ impl PlacedInstance {
         let medium = storage.default_medium().to_owned();
         let relative =
             instance_path(tenant, &header.study_uid, &header.series_uid, &header.sop_instance_uid, staged.file.token());
-        storage.place(staged.file.path(), &medium, &relative)?;
+        let (_, folders) = storage.place_unsynced(staged.file.path(), &medium, &relative)?;
         // Moved: the staging path is gone.
         staged.file.keep();
         let record = FileRecord { medium: medium.clone(), relative_path: relative.clone(), size: staged.size, digest: staged.digest };
-        Ok(Self { header, record, file: PlacedFile::new(storage.clone(), medium, relative) })
+        Ok(Self { header, record, file: PlacedFile::new(storage.clone(), medium, relative), folders })
+    }
+
+    /// Syncs the folders the file went to. Blocking.
+    pub fn sync_folders(&self) -> Result<(), IngestError> {
+        Ok(crate::storage::sync_folders(&self.folders)?)
     }
 
     /// The unit of work that registered the instance committed: the file stays.
@@ -238,32 +255,53 @@ pub(crate) async fn register(
     calling_aet: &str,
     placed: &PlacedInstance,
 ) -> Result<Outcome, IngestError> {
-    let header = placed.header.clone();
-    let registration = registrar.register(conn, tenant, calling_aet, &header, &placed.record).await?;
-    if !registration.stored {
-        // Already archived: the copy placed is removed when dropped.
-        return Ok(Outcome { header, stored: false, instance_key: registration.instance_key, events: Vec::new() });
-    }
-    let mut recorded = Vec::new();
-    let detail = json!({
-        "callingAet": calling_aet,
-        "seriesInstanceUid": header.series_uid,
-        "modality": header.modality,
-        "stationName": header.station_name,
-    });
-    for (happened, kind) in [(registration.study_created, "STUDY_RECEIVED"), (registration.series_created, "SERIES_RECEIVED")] {
-        if happened {
-            let offset = events::append(conn, db.backend(), tenant, kind, Some(&header.study_uid), &detail.to_string()).await?;
-            recorded.push(StudyEvent {
-                offset,
-                kind: kind.to_owned(),
-                study_uid: Some(header.study_uid.clone()),
-                detail: detail.clone(),
-                created_at: crate::db::now_text(),
-            });
+    Ok(register_all(conn, registrar, db, &[(tenant, calling_aet, placed)]).await?.pop().expect("one outcome"))
+}
+
+/// Registers several placed instances, each with its tenant and calling AE title, as
+/// [`register`] does for one (instances of known series are inserted together, see
+/// [`Registrar::register_all`]); answers in their order.
+pub(crate) async fn register_all(
+    conn: &mut AnyConnection,
+    registrar: &mut Registrar,
+    db: &Database,
+    placed: &[(&str, &str, &PlacedInstance)],
+) -> Result<Vec<Outcome>, IngestError> {
+    let entries: Vec<Entry<'_>> = placed
+        .iter()
+        .map(|&(tenant, calling_aet, p)| Entry { tenant, calling_aet, header: &p.header, file: &p.record })
+        .collect();
+    let registrations = registrar.register_all(conn, &entries).await?;
+    let mut outcomes = Vec::with_capacity(placed.len());
+    for (&(tenant, calling_aet, p), registration) in placed.iter().zip(registrations) {
+        let header = p.header.clone();
+        if !registration.stored {
+            // Already archived: the copy placed is removed when dropped.
+            outcomes.push(Outcome { header, stored: false, instance_key: registration.instance_key, events: Vec::new() });
+            continue;
         }
+        let mut recorded = Vec::new();
+        let detail = json!({
+            "callingAet": calling_aet,
+            "seriesInstanceUid": header.series_uid,
+            "modality": header.modality,
+            "stationName": header.station_name,
+        });
+        for (happened, kind) in [(registration.study_created, "STUDY_RECEIVED"), (registration.series_created, "SERIES_RECEIVED")] {
+            if happened {
+                let offset = events::append(conn, db.backend(), tenant, kind, Some(&header.study_uid), &detail.to_string()).await?;
+                recorded.push(StudyEvent {
+                    offset,
+                    kind: kind.to_owned(),
+                    study_uid: Some(header.study_uid.clone()),
+                    detail: detail.clone(),
+                    created_at: crate::db::now_text(),
+                });
+            }
+        }
+        outcomes.push(Outcome { header, stored: true, instance_key: registration.instance_key, events: recorded });
     }
-    Ok(Outcome { header, stored: true, instance_key: registration.instance_key, events: recorded })
+    Ok(outcomes)
 }
 
 /// A file placed on a medium for a unit of work not committed yet: removed when dropped, unless

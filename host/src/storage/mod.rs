@@ -80,33 +80,20 @@ impl Storage {
         Ok(self.root(medium)?.join(relative))
     }
 
-    /// Moves one complete, fsynced staged file to `relative` on `medium` (see [`Storage::place_all`]).
-    pub fn place(&self, staged: &Path, medium: &str, relative: &str) -> Result<PathBuf, StorageError> {
-        let mut placed = self.place_all(medium, &[(staged.to_owned(), relative.to_owned())])?;
-        Ok(placed.pop().expect("one file placed"))
-    }
-
     /// Moves complete, fsynced staged files to their relative paths on `medium`: folders are
     /// created as needed, every file is renamed into place, then each folder that changed is
     /// synced once, so that the whole group survives a crash at the cost of one sync per folder.
     /// An existing file is replaced. On an error the files already moved are removed again.
     pub fn place_all(&self, medium: &str, moves: &[(PathBuf, String)]) -> Result<Vec<PathBuf>, StorageError> {
-        let root = self.root(medium)?;
         let mut changed = BTreeSet::new();
         let mut placed = Vec::with_capacity(moves.len());
         let result = (|| {
             for (staged, relative) in moves {
-                let target = root.join(relative);
-                let folder = target.parent().expect("layout paths have folders");
-                create_folders(root, folder, &mut changed).map_err(io_at(folder))?;
-                std::fs::rename(staged, &target).map_err(io_at(&target))?;
-                changed.insert(folder.to_owned());
+                let (target, folders) = self.place_unsynced(staged, medium, relative)?;
+                changed.extend(folders);
                 placed.push(target);
             }
-            for folder in &changed {
-                std::fs::File::open(folder).and_then(|d| d.sync_all()).map_err(io_at(folder))?;
-            }
-            Ok(())
+            sync_folders(&changed)
         })();
         match result {
             Ok(()) => Ok(placed),
@@ -117,6 +104,21 @@ impl Storage {
                 Err(e)
             }
         }
+    }
+
+    /// Moves a complete, fsynced staged file to `relative` on `medium`, creating folders as
+    /// needed, without syncing them: the file survives a crash only once the folders returned
+    /// are synced ([`sync_folders`]), which lets several files placed at once share the syncs.
+    /// An existing file is replaced.
+    pub fn place_unsynced(&self, staged: &Path, medium: &str, relative: &str) -> Result<(PathBuf, BTreeSet<PathBuf>), StorageError> {
+        let root = self.root(medium)?;
+        let target = root.join(relative);
+        let folder = target.parent().expect("layout paths have folders");
+        let mut changed = BTreeSet::new();
+        create_folders(root, folder, &mut changed).map_err(io_at(folder))?;
+        std::fs::rename(staged, &target).map_err(io_at(&target))?;
+        changed.insert(folder.to_owned());
+        Ok((target, changed))
     }
 
     /// Copies a stored file into a new staging file on medium `target`, digesting (with
@@ -179,6 +181,15 @@ fn sweep_staging(staging: &Path, stale: std::time::Duration) {
     if removed > 0 {
         tracing::warn!(folder = %staging.display(), removed, "removed staging files left by an earlier crash");
     }
+}
+
+/// Syncs folders whose entries changed (files placed, folders created), so that those entries
+/// survive a crash.
+pub fn sync_folders<'a>(folders: impl IntoIterator<Item = &'a PathBuf>) -> Result<(), StorageError> {
+    for folder in folders {
+        std::fs::File::open(folder).and_then(|d| d.sync_all()).map_err(io_at(folder))?;
+    }
+    Ok(())
 }
 
 /// Creates `folder` and any missing folder between it and `root`, noting the parent of each one
