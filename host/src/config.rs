@@ -109,7 +109,7 @@ pub struct DicomConfig {
     /// This server's AE title: the title peers must call, and the Retrieve AE Title it publishes.
     #[serde(default = "default_ae_title")]
     pub ae_title: String,
-    /// Largest PDU this server accepts, in bytes.
+    /// Largest PDU this server accepts, in bytes (senders send PDUs up to this size).
     #[serde(default = "default_max_pdu")]
     pub max_pdu_length: u32,
     /// Seconds without a PDU from the peer before an association is aborted.
@@ -141,7 +141,7 @@ fn default_ae_title() -> String {
     "WASMPACS".to_owned()
 }
 fn default_max_pdu() -> u32 {
-    65_536
+    262_144
 }
 fn default_dimse_timeout() -> u64 {
     60
