@@ -42,7 +42,9 @@ pub struct Registration {
 /// Registers the instances of one unit of work. It remembers the studies and series it has
 /// looked up or created, so that each further instance of them costs a single statement, and it
 /// sums the bytes each series adds to its study, written once by [`Registrar::finish`], which
-/// must run before the unit commits. Valid for one unit of work only: it is dropped with it.
+/// must run before the unit commits. Valid for one unit of work, or for several in turn while no
+/// other writer can change studies and series in between (the SQLite committer holding the only
+/// writer connection); a unit that does not commit must make it [`Registrar::forget`].
 #[derive(Debug, Default)]
 pub struct Registrar {
     /// (tenant, Study Instance UID) -> study key.
@@ -152,6 +154,12 @@ impl Registrar {
     fn remember(&mut self, tenant: &str, header: &InstanceHeader, study_key: i64, series_key: i64) {
         self.studies.insert((tenant.to_owned(), header.study_uid.clone()), study_key);
         self.series.insert((tenant.to_owned(), header.series_uid.clone()), (series_key, study_key));
+    }
+
+    /// Forgets every study and series it knew, and the bytes not written yet: for a unit of work
+    /// that did not commit, whose keys may not exist.
+    pub fn forget(&mut self) {
+        *self = Self::default();
     }
 
     /// Adds to each study the bytes its instances registered here weigh. A deprecated series

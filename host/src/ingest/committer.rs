@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{IngestError, Outcome, PlacedInstance, register, register_all};
-use crate::db::{Database, WriterConnection};
+use crate::db::{Backend, Database, WriterConnection};
 use crate::db::index::Registrar;
 use crate::storage::StorageError;
 
@@ -64,14 +64,19 @@ async fn run(db: Database, mut requests: mpsc::Receiver<Request>) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     while requests.recv_many(&mut group, MAX_GROUP).await > 0 {
         // A burst: the writer connection is held while groups keep coming, for at most
-        // `MAX_HOLD`, then handed back to the pool, where other writers may be waiting.
+        // `MAX_HOLD`, then handed back to the pool, where other writers may be waiting. On
+        // SQLite that connection is the only writer, so what the registrar learns of studies and
+        // series stays true through the burst; on PostgreSQL other writers run alongside, and
+        // each group starts afresh.
         let (mut held, since) = (None, Instant::now());
+        let mut burst = Registrar::new();
         loop {
+            let registrar = if db.backend() == Backend::Sqlite { std::mem::take(&mut burst) } else { Registrar::new() };
             // A group in a task of its own: were it to panic, only its instances would fail
             // (their senders see the reply dropped) and the committer would go on.
             let (task_db, taken, conn) = (db.clone(), std::mem::take(&mut group), held.take());
-            match tokio::spawn(async move { commit_group(&task_db, conn, taken).await }).await {
-                Ok(conn) => held = conn,
+            match tokio::spawn(async move { commit_group(&task_db, conn, registrar, taken).await }).await {
+                Ok((conn, registrar)) => (held, burst) = (conn, registrar),
                 Err(e) => tracing::error!(error = %e, "committing a group of instances failed"),
             }
             if since.elapsed() >= MAX_HOLD {
@@ -90,10 +95,16 @@ async fn run(db: Database, mut requests: mpsc::Receiver<Request>) {
 }
 
 /// Commits a group on the writer connection `held` (taken from the pool when `None`), which
-/// it hands back unless it broke. If an instance of the group is refused while registering (a
-/// conflict, say), the group's unit is rolled back and each instance is committed alone, so
-/// that one bad instance fails only itself.
-async fn commit_group(db: &Database, held: Option<WriterConnection>, group: Vec<Request>) -> Option<WriterConnection> {
+/// it hands back unless it broke, with `registrar` (which forgets what it knew when a unit does
+/// not commit). If an instance of the group is refused while registering (a conflict, say), the
+/// group's unit is rolled back and each instance is committed alone, so that one bad instance
+/// fails only itself.
+async fn commit_group(
+    db: &Database,
+    held: Option<WriterConnection>,
+    mut registrar: Registrar,
+    group: Vec<Request>,
+) -> (Option<WriterConnection>, Registrar) {
     let mut conn = match held {
         Some(conn) => conn,
         None => match db.writer_connection().await {
@@ -102,25 +113,27 @@ async fn commit_group(db: &Database, held: Option<WriterConnection>, group: Vec<
                 let e = IngestError::from(e);
                 tracing::error!(error = %e, instances = group.len(), "a group of instances could not be stored");
                 fail_all(group, &e);
-                return None;
+                return (None, Registrar::new());
             }
         },
     };
     let group = if group.len() > 1 {
-        match commit_together(db, &mut conn, group).await {
-            Ok(()) => return Some(conn),
+        match commit_together(db, &mut conn, &mut registrar, group).await {
+            Ok(()) => return (Some(conn), registrar),
             Err(group) => group,
         }
     } else {
         group
     };
+    // Committed alone, each with a registrar of its own.
+    registrar.forget();
     for request in group {
         let Request { tenant, calling_aet, placed, reply } = request;
         let result = commit_alone(db, &mut conn, &tenant, &calling_aet, placed).await;
         // The sender may have gone (connection lost): the instance is archived all the same.
         let _ = reply.send(result);
     }
-    Some(conn)
+    (Some(conn), registrar)
 }
 
 async fn commit_alone(
@@ -150,7 +163,12 @@ async fn commit_alone(
 /// Registers every instance of the group in one unit, then commits. A refusal while
 /// registering hands the whole group back untouched (the unit rolled back, the files still
 /// placed); a failure committing fails every instance of the group and removes their files.
-async fn commit_together(db: &Database, conn: &mut WriterConnection, group: Vec<Request>) -> Result<(), Vec<Request>> {
+async fn commit_together(
+    db: &Database,
+    conn: &mut WriterConnection,
+    registrar: &mut Registrar,
+    group: Vec<Request>,
+) -> Result<(), Vec<Request>> {
     let placed: Vec<&PlacedInstance> = group.iter().map(|r| &r.placed).collect();
     let syncing = sync_folders(placed);
     let mut unit = match db.begin_on(conn).await {
@@ -158,17 +176,18 @@ async fn commit_together(db: &Database, conn: &mut WriterConnection, group: Vec<
         Err(e) => {
             let e = IngestError::from(e);
             tracing::error!(error = %e, instances = group.len(), "a group of instances could not be stored");
+            registrar.forget();
             fail_all(group, &e);
             return Ok(());
         }
     };
-    let mut registrar = Registrar::new();
     let entries: Vec<(&str, &str, &PlacedInstance)> =
         group.iter().map(|r| (r.tenant.as_str(), r.calling_aet.as_str(), &r.placed)).collect();
-    let outcomes = match register_all(&mut unit, &mut registrar, db, &entries).await {
+    let outcomes = match register_all(&mut unit, registrar, db, &entries).await {
         Ok(outcomes) => outcomes,
         Err(e) => {
             tracing::debug!(error = %e, size = group.len(), "an instance of a group was refused; committing each alone");
+            registrar.forget();
             drop(entries);
             drop(unit);
             return Err(group);
@@ -199,6 +218,7 @@ async fn commit_together(db: &Database, conn: &mut WriterConnection, group: Vec<
         }
         Err(e) => {
             tracing::error!(error = %e, instances = outcomes.len(), "a group of instances could not be stored");
+            registrar.forget();
             // Dropping the requests removes their files.
             fail_all(group, &e);
         }
