@@ -43,10 +43,25 @@ pub struct Committer {
 }
 
 impl Committer {
-    /// Starts the committing task on the current tokio runtime.
+    /// Starts the committer on a thread of its own, with a runtime of its own: each of its
+    /// steps (a statement, a sync) resumes at once instead of queueing behind the associations'
+    /// receive work on the shared runtime. It ends when the last handle is dropped.
     pub fn start(db: Database) -> Self {
         let (queue, requests) = mpsc::channel(QUEUE);
-        tokio::spawn(run(db, requests));
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+        match runtime {
+            Ok(runtime) => {
+                let spawned = std::thread::Builder::new().name("ingest-committer".into()).spawn(move || runtime.block_on(run(db, requests)));
+                if let Err(e) = spawned {
+                    // Without a thread of its own, it cannot run at all: say so loudly.
+                    tracing::error!(error = %e, "cannot start the ingest committer thread");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot build the ingest committer's runtime; it shares the server's");
+                tokio::spawn(run(db, requests));
+            }
+        }
         Self { queue }
     }
 
