@@ -1,5 +1,5 @@
 //! Ingest figures: 1,000 generated 512x512 CT instances stored over C-STORE (dcmtk storescu, one
-//! association, four and eight at once) and over STOW-RS (1 and 50 instances per request).
+//! association, 4, 8 and 16 at once) and over STOW-RS (1 and 50 instances per request).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -44,12 +44,12 @@ pub async fn all() {
     }
 }
 
-/// C-STORE of 1,000 CTs over 1, 4 and 8 associations at once (one storescu each), each on a
+/// C-STORE of 1,000 CTs over 1, 4, 8 and 16 associations at once (one storescu each), each on a
 /// fresh server. Returns the servers' data folders, to be removed once every figure is taken.
 pub async fn cstore(backend: Backend) -> Vec<tempfile::TempDir> {
     let (_dir, files) = generate(1_000);
     let (mut figures, mut kept) = (Vec::new(), Vec::new());
-    for associations in [1, 4, 8] {
+    for associations in [1, 4, 8, 16] {
         let s = TestServer::start(backend).await;
         let started = Instant::now();
         let shares: Vec<&[PathBuf]> = files.chunks(files.len().div_ceil(associations)).collect();
