@@ -18,6 +18,10 @@ fn generate(n: usize) -> (tempfile::TempDir, Vec<PathBuf>) {
         .status()
         .expect("python3");
     assert!(status.success(), "gen_ct.py failed");
+    // The generated files are written back now, not while ingest is measured (their 500 MB
+    // of writeback would compete with the server's syncs).
+    let synced = std::process::Command::new("sync").status().expect("sync");
+    assert!(synced.success(), "sync failed");
     let files: Vec<PathBuf> = files_under(dir.path()).into_iter().filter(|p| p.extension().is_some_and(|e| e == "dcm")).collect();
     assert_eq!(files.len(), n);
     (dir, files)
