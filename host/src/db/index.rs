@@ -60,25 +60,11 @@ impl Registrar {
         Self::default()
     }
 
-    /// Records `header` stored at `file` for `tenant`, received from `calling_aet`.
-    ///
-    /// A series already filed under another study is a conflict; an instance already stored is
-    /// reported as such and changes nothing.
-    pub async fn register(
-        &mut self,
-        conn: &mut AnyConnection,
-        tenant: &str,
-        calling_aet: &str,
-        header: &InstanceHeader,
-        file: &FileRecord,
-    ) -> Result<Registration, OpError> {
-        let entry = Entry { tenant, calling_aet, header, file };
-        Ok(self.register_all(conn, &[entry]).await?.pop().expect("one registration"))
-    }
-
-    /// Records several instances, as [`Registrar::register`] does for one, answering in their
-    /// order. Instances whose study and series exist already are inserted together, with one
-    /// statement; the first instance of a new study or series is registered on its own.
+    /// Records instances (each stored at its file for its tenant, received from its calling AE
+    /// title), answering in their order. A series already filed under another study is a
+    /// conflict; an instance already stored is reported as such and changes nothing. Instances
+    /// whose study and series exist already are inserted together, with one statement; the
+    /// first instance of a new study or series is registered on its own.
     pub async fn register_all(&mut self, conn: &mut AnyConnection, entries: &[Entry<'_>]) -> Result<Vec<Registration>, OpError> {
         let now = now_text();
         let mut registrations: Vec<Option<Registration>> = vec![None; entries.len()];
