@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{IngestError, Outcome, PlacedInstance, register, register_all};
+use super::{IngestError, Outcome, PlacedInstance, register_all};
 use crate::db::{Backend, Database, WriterConnection};
 use crate::db::index::Registrar;
 use crate::storage::StorageError;
@@ -132,113 +132,90 @@ async fn commit_group(
             }
         },
     };
-    let group = if group.len() > 1 {
-        match commit_together(db, &mut conn, &mut registrar, group).await {
-            Ok(()) => return (Some(conn), registrar),
-            Err(group) => group,
+    if group.len() > 1 {
+        match commit_unit(db, &mut conn, &mut registrar, &group).await {
+            Err(Refusal::Refused(e)) => {
+                tracing::debug!(error = %e, size = group.len(), "an instance of a group was refused; committing each alone");
+            }
+            result => {
+                answer(group, result);
+                return (Some(conn), registrar);
+            }
         }
-    } else {
-        group
-    };
-    // Committed alone, each with a registrar of its own.
-    registrar.forget();
+    }
     for request in group {
-        let Request { tenant, calling_aet, placed, reply } = request;
-        let result = commit_alone(db, &mut conn, &tenant, &calling_aet, placed).await;
+        let request = vec![request];
+        let result = commit_unit(db, &mut conn, &mut registrar, &request).await;
         // The sender may have gone (connection lost): the instance is archived all the same.
-        let _ = reply.send(result);
+        answer(request, result);
     }
     (Some(conn), registrar)
 }
 
-async fn commit_alone(
-    db: &Database,
-    conn: &mut WriterConnection,
-    tenant: &str,
-    calling_aet: &str,
-    placed: PlacedInstance,
-) -> Result<Outcome, IngestError> {
-    let syncing = sync_folders(std::slice::from_ref(&placed));
-    let mut unit = db.begin_on(conn).await?;
-    let mut registrar = Registrar::new();
-    let outcome = register(&mut unit, &mut registrar, db, tenant, calling_aet, &placed).await?;
-    if !outcome.stored {
-        // A re-send: dropping the unit rolls it back, dropping the copy placed removes it.
-        return Ok(outcome);
-    }
-    registrar.finish(&mut unit).await?;
-    synced(syncing).await?;
-    // A failed commit drops `placed`, which removes the file.
-    unit.commit().await?;
-    placed.keep();
-    tracing::debug!(tenant, calling_aet, sop = %outcome.header.sop_instance_uid, "instance stored");
-    Ok(outcome)
+/// Why a unit of work did not commit.
+enum Refusal {
+    /// An instance was refused while registering: its group may be tried again one by one.
+    Refused(IngestError),
+    /// The unit could not be begun or committed: its instances fail.
+    Failed(IngestError),
 }
 
-/// Registers every instance of the group in one unit, then commits. A refusal while
-/// registering hands the whole group back untouched (the unit rolled back, the files still
-/// placed); a failure committing fails every instance of the group and removes their files.
-async fn commit_together(
+/// Registers `requests` in one unit of work while their folders are synced, then commits. On
+/// any refusal or failure the unit is rolled back and `registrar` forgets what it knew; the
+/// files stay placed until the requests are answered ([`answer`]).
+async fn commit_unit(
     db: &Database,
     conn: &mut WriterConnection,
     registrar: &mut Registrar,
-    group: Vec<Request>,
-) -> Result<(), Vec<Request>> {
-    let placed: Vec<&PlacedInstance> = group.iter().map(|r| &r.placed).collect();
-    let syncing = sync_folders(placed);
-    let mut unit = match db.begin_on(conn).await {
-        Ok(unit) => unit,
-        Err(e) => {
-            let e = IngestError::from(e);
-            tracing::error!(error = %e, instances = group.len(), "a group of instances could not be stored");
-            registrar.forget();
-            fail_all(group, &e);
-            return Ok(());
-        }
-    };
-    let entries: Vec<(&str, &str, &PlacedInstance)> =
-        group.iter().map(|r| (r.tenant.as_str(), r.calling_aet.as_str(), &r.placed)).collect();
-    let outcomes = match register_all(&mut unit, registrar, db, &entries).await {
-        Ok(outcomes) => outcomes,
-        Err(e) => {
-            tracing::debug!(error = %e, size = group.len(), "an instance of a group was refused; committing each alone");
-            registrar.forget();
-            drop(entries);
-            drop(unit);
-            return Err(group);
-        }
-    };
-    drop(entries);
-    let committed = async {
-        registrar.finish(&mut unit).await?;
-        synced(syncing).await?;
-        unit.commit().await?;
-        Ok::<_, IngestError>(())
+    requests: &[Request],
+) -> Result<Vec<Outcome>, Refusal> {
+    let syncing = sync_folders(requests.iter().map(|r| &r.placed));
+    let result = async {
+        let mut unit = db.begin_on(conn).await.map_err(|e| Refusal::Failed(e.into()))?;
+        let entries: Vec<(&str, &str, &PlacedInstance)> =
+            requests.iter().map(|r| (r.tenant.as_str(), r.calling_aet.as_str(), &r.placed)).collect();
+        let outcomes = register_all(&mut unit, registrar, db, &entries).await.map_err(Refusal::Refused)?;
+        let committed = async {
+            registrar.finish(&mut unit).await?;
+            synced(syncing).await?;
+            unit.commit().await?;
+            Ok::<_, IngestError>(())
+        };
+        committed.await.map_err(Refusal::Failed)?;
+        Ok(outcomes)
     }
     .await;
-    match committed {
-        Ok(()) => {
+    if result.is_err() {
+        registrar.forget();
+    }
+    result
+}
+
+/// Answers the requests of a unit: a stored instance keeps its file, a re-send's copy is
+/// removed before its sender hears back, and on a failure every file is removed.
+fn answer(requests: Vec<Request>, result: Result<Vec<Outcome>, Refusal>) {
+    match result {
+        Ok(outcomes) => {
             let stored = outcomes.iter().filter(|o| o.stored).count();
-            tracing::debug!(instances = outcomes.len(), stored, "group of instances stored");
-            for (request, outcome) in group.into_iter().zip(outcomes) {
+            tracing::debug!(instances = outcomes.len(), stored, "instances stored");
+            for (request, outcome) in requests.into_iter().zip(outcomes) {
                 let Request { placed, reply, .. } = request;
                 if outcome.stored {
                     placed.keep();
                 } else {
-                    // A re-send's copy is removed before the sender hears back.
                     drop(placed);
                 }
                 let _ = reply.send(Ok(outcome));
             }
         }
-        Err(e) => {
-            tracing::error!(error = %e, instances = outcomes.len(), "a group of instances could not be stored");
-            registrar.forget();
+        Err(Refusal::Refused(e) | Refusal::Failed(e)) => {
+            if requests.len() > 1 {
+                tracing::error!(error = %e, instances = requests.len(), "a group of instances could not be stored");
+            }
             // Dropping the requests removes their files.
-            fail_all(group, &e);
+            fail_all(requests, &e);
         }
     }
-    Ok(())
 }
 
 /// Starts syncing the folders the files of `placed` went to, on a blocking thread, while the
