@@ -38,10 +38,12 @@ async fn storescu(s: &TestServer, files: &[PathBuf]) {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
 }
 
-/// Every ingest figure on both backends. The servers' files are removed only at the end.
-pub async fn all() {
+/// Every ingest figure on both backends, or on the one named (`sqlite`, `postgres`). The
+/// servers' files are removed only at the end.
+pub async fn all(only: Option<&str>) {
     let mut kept = Vec::new();
-    for backend in [Backend::Sqlite, Backend::Postgres] {
+    let backends = [Backend::Sqlite, Backend::Postgres];
+    for backend in backends.into_iter().filter(|b| only.is_none_or(|name| format!("{b:?}").eq_ignore_ascii_case(name))) {
         kept.extend(cstore(backend).await);
         kept.push(stow(backend, 1).await);
         kept.push(stow(backend, 50).await);

@@ -296,9 +296,9 @@ fn main() {
 }
 
 async fn bench() {
-    // `bench ingest`: only the C-STORE and STOW-RS figures.
+    // `bench ingest [sqlite|postgres]`: only the C-STORE and STOW-RS figures.
     if std::env::args().nth(1).as_deref() == Some("ingest") {
-        ingest::all().await;
+        ingest::all(std::env::args().nth(2).as_deref()).await;
         return;
     }
     // `bench worklist`: only the orders and worklist figures.
@@ -342,7 +342,7 @@ async fn bench() {
     queries::count_latency(Backend::Sqlite).await;
     queries::count_latency(Backend::Postgres).await;
     queries::preview_latency().await;
-    ingest::all().await;
+    ingest::all(None).await;
     // Last: removing its gigabyte slows file creation for a few minutes on some filesystems.
     pathology::upload_and_download().await;
 }

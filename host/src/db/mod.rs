@@ -13,12 +13,14 @@ pub mod query;
 pub mod retrieve;
 pub mod slides;
 
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{Any, AnyPool, Executor, Transaction};
 
 pub use crate::config::SqliteSync;
+use index::direct::{DirectError, DirectWriter};
 
 /// A database failure.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +60,8 @@ pub struct Database {
     writer: AnyPool,
     /// Pool for read-only queries.
     reader: AnyPool,
+    /// SQLite on a file: where, and how durable its commits are (for [`Database::direct_writer`]).
+    sqlite_file: Option<(PathBuf, SqliteSync)>,
 }
 
 impl Database {
@@ -78,7 +82,8 @@ impl Database {
                 let writer = sqlite_pool(&url, 1, sync).await?;
                 sqlx::migrate!("../migrations/sqlite").run(&writer).await?;
                 let reader = sqlite_pool(&url, max_connections.max(1), sync).await?;
-                Database { backend, writer, reader }
+                let sqlite_file = sqlite_path(&url).map(|path| (path, sync));
+                Database { backend, writer, reader, sqlite_file }
             }
             Backend::Postgres => {
                 let pool = AnyPoolOptions::new()
@@ -89,7 +94,7 @@ impl Database {
                     .await
                     .map_err(DbError::Connect)?;
                 sqlx::migrate!("../migrations/postgres").run(&pool).await?;
-                Database { backend, writer: pool.clone(), reader: pool }
+                Database { backend, writer: pool.clone(), reader: pool, sqlite_file: None }
             }
         };
         Ok(db)
@@ -127,6 +132,12 @@ impl Database {
         })
     }
 
+    /// SQLite on a file: opens the ingest committer's own connection ([`DirectWriter`]); `None`
+    /// on PostgreSQL or an in-memory database. Blocking.
+    pub fn direct_writer(&self) -> Option<Result<DirectWriter, DirectError>> {
+        self.sqlite_file.as_ref().map(|(path, sync)| DirectWriter::open(path, *sync))
+    }
+
     /// Closes the pools, waiting for connections in use to be returned.
     pub async fn close(&self) {
         self.writer.close().await;
@@ -134,12 +145,17 @@ impl Database {
     }
 }
 
-/// Adds `mode=rwc` so that the file is created, and creates its folder.
-fn sqlite_url(url: &str) -> Result<String, DbError> {
+/// The file of a SQLite URL; `None` for an in-memory database.
+fn sqlite_path(url: &str) -> Option<PathBuf> {
     let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
     let path = path.split('?').next().unwrap_or_default();
-    if !path.is_empty() && path != ":memory:" {
-        if let Some(parent) = std::path::Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
+    (!path.is_empty() && !path.starts_with(":memory:")).then(|| PathBuf::from(path))
+}
+
+/// Adds `mode=rwc` so that the file is created, and creates its folder.
+fn sqlite_url(url: &str) -> Result<String, DbError> {
+    if let Some(path) = sqlite_path(url) {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| DbError::Folder(parent.display().to_string(), e))?;
         }
     }

@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{IngestError, Outcome, PlacedInstance, register_all};
-use crate::db::{Backend, Database, WriterConnection};
+use super::{IngestError, Outcome, PlacedInstance, register_all, register_existing};
 use crate::db::index::Registrar;
+use crate::db::index::direct::DirectWriter;
+use crate::db::{Backend, Database, WriterConnection};
 use crate::storage::StorageError;
 
 /// Most instances committed in one group, which bounds how long a unit of work holds the
@@ -75,23 +76,48 @@ impl Committer {
     }
 }
 
+/// What the committer carries from one group to the next.
+#[derive(Default)]
+struct Writer {
+    /// The pool's writer connection, held through a burst of groups.
+    held: Option<WriterConnection>,
+    /// SQLite only: the committer's own connection, which registers the instances of existing
+    /// studies and series with no trip to sqlx's worker thread per statement. It writes only
+    /// while `held` is held, the pool's single writer connection, so the two never contend.
+    direct: Option<DirectWriter>,
+    registrar: Registrar,
+}
+
 async fn run(db: Database, mut requests: mpsc::Receiver<Request>) {
     let mut group = Vec::with_capacity(MAX_GROUP);
+    let mut writer = Writer::default();
+    let mut direct_failed = false;
     while requests.recv_many(&mut group, MAX_GROUP).await > 0 {
+        if writer.direct.is_none() && !direct_failed {
+            match db.direct_writer().transpose() {
+                Ok(direct) => writer.direct = direct,
+                Err(e) => {
+                    // The general way still works, only slower: say so once.
+                    tracing::warn!(error = %e, "cannot open the ingest committer's own SQLite connection; committing through the pool");
+                    direct_failed = true;
+                }
+            }
+        }
         // A burst: the writer connection is held while groups keep coming, for at most
         // `MAX_HOLD`, then handed back to the pool, where other writers may be waiting. On
         // SQLite that connection is the only writer, so what the registrar learns of studies and
         // series stays true through the burst; on PostgreSQL other writers run alongside, and
         // each group starts afresh.
-        let (mut held, since) = (None, Instant::now());
-        let mut burst = Registrar::new();
+        let since = Instant::now();
         loop {
-            let registrar = if db.backend() == Backend::Sqlite { std::mem::take(&mut burst) } else { Registrar::new() };
+            if db.backend() != Backend::Sqlite {
+                writer.registrar = Registrar::new();
+            }
             // A group in a task of its own: were it to panic, only its instances would fail
             // (their senders see the reply dropped) and the committer would go on.
-            let (task_db, taken, conn) = (db.clone(), std::mem::take(&mut group), held.take());
-            match tokio::spawn(async move { commit_group(&task_db, conn, registrar, taken).await }).await {
-                Ok((conn, registrar)) => (held, burst) = (conn, registrar),
+            let (task_db, taken, carried) = (db.clone(), std::mem::take(&mut group), std::mem::take(&mut writer));
+            match tokio::spawn(async move { commit_group(&task_db, carried, taken).await }).await {
+                Ok(carried) => writer = carried,
                 Err(e) => tracing::error!(error = %e, "committing a group of instances failed"),
             }
             if since.elapsed() >= MAX_HOLD {
@@ -105,22 +131,20 @@ async fn run(db: Database, mut requests: mpsc::Receiver<Request>) {
                 break;
             }
         }
+        // The burst is over: the pool's writer connection goes back, and with it what the
+        // registrar knew.
+        writer.held = None;
+        writer.registrar = Registrar::new();
     }
     tracing::debug!("ingest committer stopped");
 }
 
-/// Commits a group on the writer connection `held` (taken from the pool when `None`), which
-/// it hands back unless it broke, with `registrar` (which forgets what it knew when a unit does
-/// not commit). If an instance of the group is refused while registering (a conflict, say), the
-/// group's unit is rolled back and each instance is committed alone, so that one bad instance
-/// fails only itself.
-async fn commit_group(
-    db: &Database,
-    held: Option<WriterConnection>,
-    mut registrar: Registrar,
-    group: Vec<Request>,
-) -> (Option<WriterConnection>, Registrar) {
-    let mut conn = match held {
+/// Commits a group with `writer` (taking the pool's writer connection when it holds none),
+/// which it hands back. If an instance of the group is refused while registering (a conflict,
+/// say), the group's unit is rolled back and each instance is committed alone, so that one bad
+/// instance fails only itself.
+async fn commit_group(db: &Database, mut writer: Writer, group: Vec<Request>) -> Writer {
+    let mut conn = match writer.held.take() {
         Some(conn) => conn,
         None => match db.writer_connection().await {
             Ok(conn) => conn,
@@ -128,28 +152,28 @@ async fn commit_group(
                 let e = IngestError::from(e);
                 tracing::error!(error = %e, instances = group.len(), "a group of instances could not be stored");
                 fail_all(group, &e);
-                return (None, Registrar::new());
+                return Writer { registrar: Registrar::new(), ..writer };
             }
         },
     };
     if group.len() > 1 {
-        match commit_unit(db, &mut conn, &mut registrar, &group).await {
+        match commit_unit(db, &mut conn, &mut writer, &group).await {
             Err(Refusal::Refused(e)) => {
                 tracing::debug!(error = %e, size = group.len(), "an instance of a group was refused; committing each alone");
             }
             result => {
                 answer(group, result);
-                return (Some(conn), registrar);
+                return Writer { held: Some(conn), ..writer };
             }
         }
     }
     for request in group {
         let request = vec![request];
-        let result = commit_unit(db, &mut conn, &mut registrar, &request).await;
+        let result = commit_unit(db, &mut conn, &mut writer, &request).await;
         // The sender may have gone (connection lost): the instance is archived all the same.
         answer(request, result);
     }
-    (Some(conn), registrar)
+    Writer { held: Some(conn), ..writer }
 }
 
 /// Why a unit of work did not commit.
@@ -160,24 +184,35 @@ enum Refusal {
     Failed(IngestError),
 }
 
-/// Registers `requests` in one unit of work while their folders are synced, then commits. On
-/// any refusal or failure the unit is rolled back and `registrar` forgets what it knew; the
-/// files stay placed until the requests are answered ([`answer`]).
+/// Registers `requests` in one unit of work while their folders are synced, then commits: on
+/// the direct connection when each one's study and series exist, otherwise on `conn`. On any
+/// refusal or failure the unit is rolled back and the registrar forgets what it knew; the files
+/// stay placed until the requests are answered ([`answer`]).
 async fn commit_unit(
     db: &Database,
     conn: &mut WriterConnection,
-    registrar: &mut Registrar,
+    writer: &mut Writer,
     requests: &[Request],
 ) -> Result<Vec<Outcome>, Refusal> {
-    let syncing = sync_folders(requests.iter().map(|r| &r.placed));
+    let mut syncing = sync_folders(requests.iter().map(|r| &r.placed));
+    let placed: Vec<(&str, &str, &PlacedInstance)> =
+        requests.iter().map(|r| (r.tenant.as_str(), r.calling_aet.as_str(), &r.placed)).collect();
+    let registrar = &mut writer.registrar;
     let result = async {
+        if let Some(direct) = writer.direct.as_mut() {
+            let unit = direct.begin().map_err(|e| Refusal::Failed(e.into()))?;
+            if let Some(outcomes) = register_existing(&unit, registrar, &placed).map_err(Refusal::Refused)? {
+                registrar.finish_direct(&unit).map_err(|e| Refusal::Failed(e.into()))?;
+                synced(&mut syncing).await.map_err(Refusal::Failed)?;
+                unit.commit().map_err(|e| Refusal::Failed(e.into()))?;
+                return Ok(outcomes);
+            }
+        }
         let mut unit = db.begin_on(conn).await.map_err(|e| Refusal::Failed(e.into()))?;
-        let entries: Vec<(&str, &str, &PlacedInstance)> =
-            requests.iter().map(|r| (r.tenant.as_str(), r.calling_aet.as_str(), &r.placed)).collect();
-        let outcomes = register_all(&mut unit, registrar, db, &entries).await.map_err(Refusal::Refused)?;
+        let outcomes = register_all(&mut unit, registrar, db, &placed).await.map_err(Refusal::Refused)?;
         let committed = async {
             registrar.finish(&mut unit).await?;
-            synced(syncing).await?;
+            synced(&mut syncing).await?;
             unit.commit().await?;
             Ok::<_, IngestError>(())
         };
@@ -225,7 +260,7 @@ fn sync_folders<'a>(placed: impl IntoIterator<Item = &'a PlacedInstance>) -> tok
     tokio::task::spawn_blocking(move || crate::storage::sync_folders(&folders))
 }
 
-async fn synced(syncing: tokio::task::JoinHandle<Result<(), StorageError>>) -> Result<(), IngestError> {
+async fn synced(syncing: &mut tokio::task::JoinHandle<Result<(), StorageError>>) -> Result<(), IngestError> {
     syncing.await.map_err(|e| IngestError::Database(format!("folder sync task failed: {e}")))??;
     Ok(())
 }

@@ -14,6 +14,7 @@ use sqlx::AnyConnection;
 
 use crate::db::archive::OpError;
 use crate::db::events::{self, StudyEvent};
+use crate::db::index::direct::{DirectError, DirectUnit};
 use crate::db::index::{Entry, FileRecord, Registrar};
 use crate::db::{Database, DbError};
 use crate::dicom::header::{HeaderError, InstanceHeader, read_header};
@@ -87,6 +88,12 @@ impl From<OpError> for IngestError {
 
 impl From<DbError> for IngestError {
     fn from(e: DbError) -> Self {
+        IngestError::Database(e.to_string())
+    }
+}
+
+impl From<DirectError> for IngestError {
+    fn from(e: DirectError) -> Self {
         IngestError::Database(e.to_string())
     }
 }
@@ -267,11 +274,7 @@ pub(crate) async fn register_all(
     db: &Database,
     placed: &[(&str, &str, &PlacedInstance)],
 ) -> Result<Vec<Outcome>, IngestError> {
-    let entries: Vec<Entry<'_>> = placed
-        .iter()
-        .map(|&(tenant, calling_aet, p)| Entry { tenant, calling_aet, header: &p.header, file: &p.record })
-        .collect();
-    let registrations = registrar.register_all(conn, &entries).await?;
+    let registrations = registrar.register_all(conn, &entries(placed)).await?;
     let mut outcomes = Vec::with_capacity(placed.len());
     for (&(tenant, calling_aet, p), registration) in placed.iter().zip(registrations) {
         let header = p.header.clone();
@@ -302,6 +305,29 @@ pub(crate) async fn register_all(
         outcomes.push(Outcome { header, stored: true, instance_key: registration.instance_key, events: recorded });
     }
     Ok(outcomes)
+}
+
+/// Registers placed instances in a unit of the SQLite committer's own connection when each one's
+/// study and series exist already (see [`Registrar::register_existing`]): nothing is created, so
+/// no event is recorded. `None`, with nothing written, when one needs [`register_all`].
+pub(crate) fn register_existing(
+    unit: &DirectUnit<'_>,
+    registrar: &mut Registrar,
+    placed: &[(&str, &str, &PlacedInstance)],
+) -> Result<Option<Vec<Outcome>>, IngestError> {
+    let Some(registrations) = registrar.register_existing(unit, &entries(placed))? else { return Ok(None) };
+    let outcomes = placed.iter().zip(registrations).map(|(&(_, _, p), registration)| Outcome {
+        header: p.header.clone(),
+        stored: registration.stored,
+        instance_key: registration.instance_key,
+        events: Vec::new(),
+    });
+    Ok(Some(outcomes.collect()))
+}
+
+/// What the registrar is given of placed instances.
+fn entries<'a>(placed: &[(&'a str, &'a str, &'a PlacedInstance)]) -> Vec<Entry<'a>> {
+    placed.iter().map(|&(tenant, calling_aet, p)| Entry { tenant, calling_aet, header: &p.header, file: &p.record }).collect()
 }
 
 /// A file placed on a medium for a unit of work not committed yet: removed when dropped, unless

@@ -10,6 +10,8 @@ use super::archive::OpError;
 use super::now_text;
 use crate::dicom::header::InstanceHeader;
 
+pub mod direct;
+
 /// Where the instance's file is and what it weighs.
 #[derive(Debug, Clone)]
 pub struct FileRecord {
@@ -152,10 +154,7 @@ impl Registrar {
     /// does not count in its study's size (see series/deprecation).
     pub async fn finish(&mut self, conn: &mut AnyConnection) -> Result<(), OpError> {
         for ((study_key, series_key), bytes) in self.sizes.drain() {
-            sqlx::query(
-                "UPDATE studies SET size_bytes = size_bytes + $2 WHERE id = $1 \
-                 AND NOT EXISTS (SELECT 1 FROM series WHERE id = $3 AND deprecated = 1)",
-            )
+            sqlx::query(ADD_SIZE)
             .bind(study_key)
             .bind(bytes)
             .bind(series_key)
@@ -181,6 +180,19 @@ impl Registrar {
     }
 }
 
+/// Adds the bytes of a series' new instances (`$2`) to its study (`$1`), unless the series (`$3`)
+/// is deprecated.
+const ADD_SIZE: &str = "UPDATE studies SET size_bytes = size_bytes + $2 WHERE id = $1 \
+     AND NOT EXISTS (SELECT 1 FROM series WHERE id = $3 AND deprecated = 1)";
+
+/// The keys of a study (`$2`), of a series (`$3`) and of the series' study, for a tenant (`$1`).
+const FILED: &str = "SELECT (SELECT id FROM studies WHERE tenant = $1 AND study_uid = $2), \
+     (SELECT id FROM series WHERE tenant = $1 AND series_uid = $3), \
+     (SELECT study_fk FROM series WHERE tenant = $1 AND series_uid = $3)";
+
+/// The key of a stored instance, by tenant (`$1`) and SOP Instance UID (`$2`).
+const STORED_INSTANCE: &str = "SELECT id FROM instances WHERE tenant = $1 AND sop_instance_uid = $2";
+
 fn series_elsewhere(header: &InstanceHeader) -> OpError {
     OpError::Conflict(format!("series `{}` belongs to another study than `{}`", header.series_uid, header.study_uid))
 }
@@ -193,11 +205,7 @@ struct Filed {
 }
 
 async fn filed(conn: &mut AnyConnection, tenant: &str, header: &InstanceHeader) -> Result<Filed, OpError> {
-    let row = sqlx::query(
-        "SELECT (SELECT id FROM studies WHERE tenant = $1 AND study_uid = $2), \
-         (SELECT id FROM series WHERE tenant = $1 AND series_uid = $3), \
-         (SELECT study_fk FROM series WHERE tenant = $1 AND series_uid = $3)",
-    )
+    let row = sqlx::query(FILED)
     .bind(tenant)
     .bind(&header.study_uid)
     .bind(&header.series_uid)
@@ -212,7 +220,7 @@ async fn filed(conn: &mut AnyConnection, tenant: &str, header: &InstanceHeader) 
 
 /// The key of the instance `sop_instance_uid` when it is stored already.
 async fn stored_instance(conn: &mut AnyConnection, tenant: &str, sop_instance_uid: &str) -> Result<Option<i64>, OpError> {
-    let row = sqlx::query("SELECT id FROM instances WHERE tenant = $1 AND sop_instance_uid = $2")
+    let row = sqlx::query(STORED_INSTANCE)
         .bind(tenant)
         .bind(sop_instance_uid)
         .fetch_optional(&mut *conn)
@@ -311,6 +319,24 @@ async fn series_key(
 /// Instances inserted with one statement, at most (12 parameters each).
 const INSERT_CHUNK: usize = 64;
 
+/// The statement inserting `rows` instances (12 values each, in the order `insert_instances`
+/// binds them) that answers the key, tenant and SOP Instance UID of each row inserted.
+fn insert_instances_sql(rows: usize) -> String {
+    const COLUMNS: usize = 12;
+    let values: Vec<String> = (0..rows)
+        .map(|row| {
+            let params: Vec<String> = (1..=COLUMNS).map(|column| format!("${}", row * COLUMNS + column)).collect();
+            format!("({})", params.join(", "))
+        })
+        .collect();
+    format!(
+        "INSERT INTO instances (tenant, sop_instance_uid, sop_class_uid, series_fk, instance_number, medium, file_path, \
+         size_bytes, digest, attributes, transfer_syntax, received_at) VALUES {} \
+         ON CONFLICT (tenant, sop_instance_uid) DO NOTHING RETURNING id, tenant, sop_instance_uid",
+        values.join(", ")
+    )
+}
+
 /// Inserts the rows of instances (each with its series' key) with one statement; answers the
 /// keys of the rows inserted by (tenant, SOP Instance UID). An instance stored already is left
 /// out, and so is a second entry of the same instance.
@@ -319,19 +345,7 @@ async fn insert_instances(
     rows: &[(&Entry<'_>, i64)],
     now: &str,
 ) -> Result<HashMap<(String, String), i64>, OpError> {
-    const COLUMNS: usize = 12;
-    let values: Vec<String> = (0..rows.len())
-        .map(|row| {
-            let params: Vec<String> = (1..=COLUMNS).map(|column| format!("${}", row * COLUMNS + column)).collect();
-            format!("({})", params.join(", "))
-        })
-        .collect();
-    let sql = format!(
-        "INSERT INTO instances (tenant, sop_instance_uid, sop_class_uid, series_fk, instance_number, medium, file_path, \
-         size_bytes, digest, attributes, transfer_syntax, received_at) VALUES {} \
-         ON CONFLICT (tenant, sop_instance_uid) DO NOTHING RETURNING id, tenant, sop_instance_uid",
-        values.join(", ")
-    );
+    let sql = insert_instances_sql(rows.len());
     // Only placeholders are built into the text; every value is bound.
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
     for (entry, series_key) in rows {
@@ -346,7 +360,7 @@ async fn insert_instances(
             .bind(&file.relative_path)
             .bind(file.size as i64)
             .bind(&file.digest)
-            .bind(serde_json::Value::Object(header.attributes.clone()).to_string())
+            .bind(attributes_json(header))
             .bind(&header.transfer_syntax)
             .bind(now);
     }
@@ -355,6 +369,11 @@ async fn insert_instances(
         inserted.insert((row.try_get(1)?, row.try_get(2)?), row.try_get(0)?);
     }
     Ok(inserted)
+}
+
+/// The instance's indexed attributes, as stored (a JSON object).
+fn attributes_json(header: &InstanceHeader) -> String {
+    serde_json::to_string(&header.attributes).unwrap_or_else(|_| "{}".to_owned())
 }
 
 async fn select_id(conn: &mut AnyConnection, sql: &'static str, tenant: &str, uid: &str) -> Result<i64, OpError> {

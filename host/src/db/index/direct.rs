@@ -1,0 +1,185 @@
+//! The SQLite ingest committer's own connection: instances of studies and series that exist
+//! already are registered with plain synchronous calls on the committer's thread, so no
+//! statement waits for a trip to sqlx's worker thread and back. Anything else (a new study or
+//! series, a series filed elsewhere) goes the general way ([`Registrar::register_all`]).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, ToSql};
+
+use super::{ADD_SIZE, Entry, FILED, INSERT_CHUNK, Registrar, Registration, STORED_INSTANCE, insert_instances_sql};
+use crate::db::{SqliteSync, now_text};
+
+/// A failure of the direct connection.
+#[derive(Debug, thiserror::Error)]
+#[error("database failure: {0}")]
+pub struct DirectError(#[from] rusqlite::Error);
+
+/// A second connection to the SQLite index, for the ingest committer only. It writes only while
+/// the committer holds the pool's writer connection, so the two never contend for the lock.
+pub struct DirectWriter {
+    conn: Connection,
+}
+
+impl DirectWriter {
+    /// Opens the index at `path` with the pool's settings (`sync`, foreign keys, busy timeout).
+    pub fn open(path: &Path, sync: SqliteSync) -> Result<Self, DirectError> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags)?;
+        conn.busy_timeout(Duration::from_secs(30))?;
+        let synchronous = match sync {
+            SqliteSync::Full => "FULL",
+            SqliteSync::Normal => "NORMAL",
+        };
+        conn.execute_batch(&format!("PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = ON;"))?;
+        // One insert statement per group size, up to a chunk, plus the few others.
+        conn.set_prepared_statement_cache_capacity(INSERT_CHUNK + 8);
+        Ok(Self { conn })
+    }
+
+    /// Begins a unit of work, taking the write lock at once (as the pool's units do).
+    pub fn begin(&mut self) -> Result<DirectUnit<'_>, DirectError> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        Ok(DirectUnit { conn: &mut self.conn, open: true })
+    }
+}
+
+/// A unit of work on the direct connection, rolled back when dropped uncommitted.
+pub struct DirectUnit<'c> {
+    /// Held mutably so that the unit can be held across an await in a task sent to another
+    /// thread (the connection is not `Sync`).
+    conn: &'c mut Connection,
+    open: bool,
+}
+
+impl DirectUnit<'_> {
+    pub fn commit(mut self) -> Result<(), DirectError> {
+        self.open = false;
+        if let Err(e) = self.conn.execute_batch("COMMIT") {
+            // A commit that failed may leave the transaction open (SQLITE_BUSY, say).
+            if !self.conn.is_autocommit() {
+                let _ = self.conn.execute_batch("ROLLBACK");
+            }
+            return Err(e.into());
+        }
+        Ok(())
+    }
+}
+
+impl Drop for DirectUnit<'_> {
+    fn drop(&mut self) {
+        if self.open && !self.conn.is_autocommit() {
+            if let Err(e) = self.conn.execute_batch("ROLLBACK") {
+                tracing::error!(error = %e, "cannot roll back a unit of work on the committer's connection");
+            }
+        }
+    }
+}
+
+impl Registrar {
+    /// Registers `entries` in `unit` when each one's study and series exist already and the
+    /// series is in that study, as [`Registrar::register_all`] would. Answers `None`, having
+    /// written nothing, when one needs the general way (something to create, or a conflict).
+    pub fn register_existing(&mut self, unit: &DirectUnit<'_>, entries: &[Entry<'_>]) -> Result<Option<Vec<Registration>>, DirectError> {
+        let conn = &*unit.conn;
+        let mut keys = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let Entry { tenant, header, .. } = *entry;
+            let known = match self.known(tenant, header) {
+                Ok(known) => known,
+                Err(_) => return Ok(None),
+            };
+            let (study_key, series_key) = match known {
+                Some(keys) => keys,
+                None => {
+                    let filed = conn.prepare_cached(FILED)?.query_row(
+                        (tenant, &header.study_uid, &header.series_uid),
+                        |row| Ok((row.get::<_, Option<i64>>(0)?, row.get::<_, Option<i64>>(1)?, row.get::<_, Option<i64>>(2)?)),
+                    )?;
+                    match filed {
+                        (Some(study), Some(series), Some(owner)) if owner == study => {
+                            self.remember(tenant, header, study, series);
+                            (study, series)
+                        }
+                        _ => return Ok(None),
+                    }
+                }
+            };
+            keys.push((study_key, series_key));
+        }
+        let now = now_text();
+        let mut registrations = Vec::with_capacity(entries.len());
+        for (chunk, chunk_keys) in entries.chunks(INSERT_CHUNK).zip(keys.chunks(INSERT_CHUNK)) {
+            let mut inserted = insert_instances(conn, chunk, chunk_keys, &now)?;
+            for (entry, &(study_key, series_key)) in chunk.iter().zip(chunk_keys) {
+                let Entry { tenant, header, file, .. } = *entry;
+                // Each inserted row answers the first entry of its instance; a second entry of
+                // the same instance, or one stored already, is a re-send.
+                let registration = match inserted.remove(&(tenant.to_owned(), header.sop_instance_uid.clone())) {
+                    Some(instance_key) => {
+                        *self.sizes.entry((study_key, series_key)).or_default() += file.size as i64;
+                        Registration { stored: true, instance_key, ..Default::default() }
+                    }
+                    None => {
+                        let key = conn
+                            .prepare_cached(STORED_INSTANCE)?
+                            .query_row((tenant, &header.sop_instance_uid), |row| row.get(0))
+                            .optional()?;
+                        Registration { stored: false, instance_key: key.unwrap_or_default(), ..Default::default() }
+                    }
+                };
+                registrations.push(registration);
+            }
+        }
+        Ok(Some(registrations))
+    }
+
+    /// [`Registrar::finish`] in a unit of the direct connection.
+    pub fn finish_direct(&mut self, unit: &DirectUnit<'_>) -> Result<(), DirectError> {
+        let mut add_size = unit.conn.prepare_cached(ADD_SIZE)?;
+        for ((study_key, series_key), bytes) in self.sizes.drain() {
+            add_size.execute((study_key, bytes, series_key))?;
+        }
+        Ok(())
+    }
+}
+
+/// Inserts the rows of `entries` (each in the series of its `keys`) with one statement, binding
+/// what `super::insert_instances` binds; answers the keys of the rows inserted by (tenant, SOP
+/// Instance UID).
+fn insert_instances(
+    conn: &Connection,
+    entries: &[Entry<'_>],
+    keys: &[(i64, i64)],
+    now: &str,
+) -> Result<HashMap<(String, String), i64>, DirectError> {
+    let attributes: Vec<String> = entries.iter().map(|e| super::attributes_json(e.header)).collect();
+    let sizes: Vec<i64> = entries.iter().map(|e| e.file.size as i64).collect();
+    let mut values: Vec<&dyn ToSql> = Vec::with_capacity(entries.len() * 12);
+    for (i, (entry, (_, series_key))) in entries.iter().zip(keys).enumerate() {
+        let Entry { tenant, header, file, .. } = entry;
+        values.extend([
+            tenant as &dyn ToSql,
+            &header.sop_instance_uid,
+            &header.sop_class_uid,
+            series_key,
+            &header.instance_number,
+            &file.medium,
+            &file.relative_path,
+            &sizes[i],
+            &file.digest,
+            &attributes[i],
+            &header.transfer_syntax,
+            &now,
+        ]);
+    }
+    let mut statement = conn.prepare_cached(&insert_instances_sql(entries.len()))?;
+    let mut rows = statement.query(values.as_slice())?;
+    let mut inserted = HashMap::with_capacity(entries.len());
+    while let Some(row) = rows.next()? {
+        inserted.insert((row.get(1)?, row.get(2)?), row.get(0)?);
+    }
+    Ok(inserted)
+}
