@@ -14,6 +14,10 @@ static NEXT: AtomicU64 = AtomicU64::new(0);
 /// to the file, sparing a copy of most of an instance's bytes.
 const WRITE_BUFFER: usize = 32 * 1024;
 
+/// Bytes at the start of a synced file that stay in the page cache, where its header is read
+/// next (see [`StagedWriter::finish`]).
+const HEADER_CACHED: u64 = 64 * 1024;
+
 /// A file under a medium's `.staging` folder that removes itself unless kept.
 #[derive(Debug)]
 pub struct StagingFile {
@@ -86,10 +90,17 @@ impl StagedWriter {
         Ok(())
     }
 
-    /// Flushes and fsyncs; returns the length and the digest (in its recorded form).
+    /// Flushes and fsyncs; returns the length and the digest (in its recorded form). The
+    /// synced bytes past the header then leave the page cache: an archive writes far more than
+    /// it reads back soon, and ingest would otherwise fill memory with pages that push out the
+    /// index's and the readers' (and, on a virtual machine that hands free memory back to its
+    /// host, draw every new page from the host at a cost). Advice only: a failure is ignored.
     pub fn finish(self) -> io::Result<(u64, String)> {
         let file = self.file.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
+        if self.len > HEADER_CACHED {
+            let _ = rustix::fs::fadvise(&file, HEADER_CACHED, None, rustix::fs::Advice::DontNeed);
+        }
         Ok((self.len, self.digest.finish()))
     }
 }
