@@ -3,6 +3,7 @@
 
 pub mod dimse;
 pub mod header;
+pub mod pdu_reader;
 pub mod scp;
 pub mod scu;
 pub mod worklist;

@@ -17,6 +17,7 @@ use futures::FutureExt;
 use tokio::io::AsyncWriteExt;
 
 use super::dimse::{self, Command, field, status};
+use super::pdu_reader::{PduReader, Received};
 use super::worklist;
 use crate::app::App;
 use crate::ingest::{IngestError, PlacedInstance, StagedInstance};
@@ -135,79 +136,73 @@ async fn association(app: Arc<App>, nodes: Arc<HashMap<String, String>>, socket:
         .collect();
     tracing::debug!(calling, tenant, contexts = contexts.len(), "association established");
 
+    let mut reader = PduReader::new(dicom.max_pdu_length);
+    let read_timeout = Duration::from_secs(dicom.timeout_s);
     let mut command_bytes = Vec::new();
     let mut incoming: Option<Incoming> = None;
     let mut collecting: Option<Collecting> = None;
     loop {
-        let pdu = match association.receive().await {
-            Ok(pdu) => pdu,
-            // A connection dropped mid-instance: the staging file deletes itself on drop.
-            Err(e) => return Err(e.into()),
-        };
-        match pdu {
-            Pdu::PData { data } => {
-                for pdv in data {
-                    match pdv.value_type {
-                        PDataValueType::Command => {
-                            command_bytes.extend_from_slice(&pdv.data);
-                            if !pdv.is_last {
-                                continue;
-                            }
-                            let command = dimse::parse_command(&std::mem::take(&mut command_bytes))?;
-                            let context_id = pdv.presentation_context_id;
-                            match command.field {
-                                field::C_ECHO_RQ => {
-                                    let rsp = dimse::response(field::C_ECHO_RSP, &command, status::SUCCESS, false, None);
-                                    send_command(&mut association, context_id, rsp).await?;
-                                }
-                                field::C_STORE_RQ if command.has_data_set => {
-                                    let ts = contexts.get(&context_id).cloned().unwrap_or_default();
-                                    incoming = Some(begin_store(&app, command, context_id, &ts, &calling)?);
-                                }
-                                field::C_CANCEL_RQ => {}
-                                _ if command.has_data_set => {
-                                    collecting = Some(Collecting { command, context_id, bytes: Vec::new() });
-                                }
-                                _ => {
-                                    let rsp = dimse::response(command.field | 0x8000, &command, status::UNRECOGNIZED_OPERATION, false, None);
-                                    send_command(&mut association, context_id, rsp).await?;
-                                }
-                            }
-                        }
-                        PDataValueType::Data => {
-                            if let Some(current) = incoming.as_mut() {
-                                current.writer.write_all(&pdv.data)?;
-                                if pdv.is_last {
-                                    let done = incoming.take().expect("instance in progress");
-                                    let context_id = done.context_id;
-                                    let rsp = finish_store(&app, &tenant, &calling, done).await;
-                                    send_command(&mut association, context_id, rsp).await?;
-                                }
-                            } else if let Some(current) = collecting.as_mut() {
-                                current.bytes.extend_from_slice(&pdv.data);
-                                if pdv.is_last {
-                                    let done = collecting.take().expect("request in progress");
-                                    if done.command.field == field::C_FIND_RQ && done.command.sop_class_uid == worklist::MWL_FIND {
-                                        let ts = contexts.get(&done.context_id).cloned().unwrap_or_default();
-                                        worklist_find(&app, &mut association, &tenant, &ts, done).await?;
-                                    } else {
-                                        let rsp = dimse::response(done.command.field | 0x8000, &done.command, status::SOP_CLASS_NOT_SUPPORTED, false, None);
-                                        send_command(&mut association, done.context_id, rsp).await?;
-                                    }
-                                }
-                            } else {
-                                anyhow::bail!("data set without a command");
-                            }
-                        }
+        let received = tokio::time::timeout(read_timeout, reader.next(association.inner_stream()))
+            .await
+            .map_err(|_| anyhow::anyhow!("no PDU from the peer for {} s", read_timeout.as_secs()))?;
+        // A connection dropped mid-instance: the staging file deletes itself on drop.
+        match received? {
+            Received::Value { context_id, command: true, bytes, end } => {
+                command_bytes.extend_from_slice(bytes);
+                if !end {
+                    continue;
+                }
+                let command = dimse::parse_command(&std::mem::take(&mut command_bytes))?;
+                match command.field {
+                    field::C_ECHO_RQ => {
+                        let rsp = dimse::response(field::C_ECHO_RSP, &command, status::SUCCESS, false, None);
+                        send_command(&mut association, context_id, rsp).await?;
+                    }
+                    field::C_STORE_RQ if command.has_data_set => {
+                        let ts = contexts.get(&context_id).cloned().unwrap_or_default();
+                        incoming = Some(begin_store(&app, command, context_id, &ts, &calling)?);
+                    }
+                    field::C_CANCEL_RQ => {}
+                    _ if command.has_data_set => {
+                        collecting = Some(Collecting { command, context_id, bytes: Vec::new() });
+                    }
+                    _ => {
+                        let rsp = dimse::response(command.field | 0x8000, &command, status::UNRECOGNIZED_OPERATION, false, None);
+                        send_command(&mut association, context_id, rsp).await?;
                     }
                 }
             }
-            Pdu::ReleaseRQ => {
+            Received::Value { command: false, bytes, end, .. } => {
+                if let Some(current) = incoming.as_mut() {
+                    current.writer.write_all(bytes)?;
+                    if end {
+                        let done = incoming.take().expect("instance in progress");
+                        let context_id = done.context_id;
+                        let rsp = finish_store(&app, &tenant, &calling, done).await;
+                        send_command(&mut association, context_id, rsp).await?;
+                    }
+                } else if let Some(current) = collecting.as_mut() {
+                    current.bytes.extend_from_slice(bytes);
+                    if end {
+                        let done = collecting.take().expect("request in progress");
+                        if done.command.field == field::C_FIND_RQ && done.command.sop_class_uid == worklist::MWL_FIND {
+                            let ts = contexts.get(&done.context_id).cloned().unwrap_or_default();
+                            worklist_find(&app, &mut association, &mut reader, &tenant, &ts, done).await?;
+                        } else {
+                            let rsp = dimse::response(done.command.field | 0x8000, &done.command, status::SOP_CLASS_NOT_SUPPORTED, false, None);
+                            send_command(&mut association, done.context_id, rsp).await?;
+                        }
+                    }
+                } else {
+                    anyhow::bail!("data set without a command");
+                }
+            }
+            Received::Pdu(Pdu::ReleaseRQ) => {
                 association.send(&Pdu::ReleaseRP).await?;
                 return Ok(());
             }
-            Pdu::AbortRQ { .. } => return Ok(()),
-            other => anyhow::bail!("unexpected PDU: {other:?}"),
+            Received::Pdu(Pdu::AbortRQ { .. }) => return Ok(()),
+            Received::Pdu(other) => anyhow::bail!("unexpected PDU: {other:?}"),
         }
     }
 }
@@ -216,7 +211,14 @@ type ServerAssociation = dicom_ul::association::server::AsyncServerAssociation<T
 
 /// Answers a worklist C-FIND: one pending response per matching order of the node's tenant,
 /// then the final status; a C-CANCEL from the modality stops the answers.
-async fn worklist_find(app: &App, association: &mut ServerAssociation, tenant: &str, transfer_syntax: &str, request: Collecting) -> anyhow::Result<()> {
+async fn worklist_find(
+    app: &App,
+    association: &mut ServerAssociation,
+    reader: &mut PduReader,
+    tenant: &str,
+    transfer_syntax: &str,
+    request: Collecting,
+) -> anyhow::Result<()> {
     let Collecting { command, context_id, bytes } = request;
     let identifier = match worklist::read_identifier(&bytes, transfer_syntax) {
         Ok(identifier) => identifier,
@@ -238,8 +240,9 @@ async fn worklist_find(app: &App, association: &mut ServerAssociation, tenant: &
     if matches.len() as u32 == worklist::MAX_MATCHES {
         tracing::warn!(tenant, ?query, "worklist query answered with the first {} matches only", worklist::MAX_MATCHES);
     }
+    let mut cancel_bytes = Vec::new();
     for (order, patient) in &matches {
-        if cancelled(association, command.message_id).await? {
+        if cancelled(association, reader, &mut cancel_bytes, command.message_id).await? {
             let rsp = dimse::response(field::C_FIND_RSP, &command, status::CANCEL, false, None);
             return send_command(association, context_id, rsp).await;
         }
@@ -254,17 +257,28 @@ async fn worklist_find(app: &App, association: &mut ServerAssociation, tenant: &
     send_command(association, context_id, rsp).await
 }
 
-/// True when the peer has sent a C-CANCEL for the request `message_id` (checked without waiting).
-async fn cancelled(association: &mut ServerAssociation, message_id: u16) -> anyhow::Result<bool> {
-    // Reading a PDU is cancel safe: bytes already read stay in the association's buffer.
-    let Some(pdu) = association.receive().now_or_never() else { return Ok(false) };
-    match pdu? {
-        Pdu::PData { data } => Ok(data.iter().any(|pdv| {
-            pdv.value_type == PDataValueType::Command
-                && dimse::parse_command(&pdv.data).is_ok_and(|c| c.field == field::C_CANCEL_RQ && c.responding_to == message_id)
-        })),
-        Pdu::AbortRQ { .. } => anyhow::bail!("association aborted during a C-FIND"),
-        other => anyhow::bail!("unexpected PDU during a C-FIND: {other:?}"),
+/// True when the peer has sent a C-CANCEL for the request `message_id` (checked without waiting;
+/// a command arriving in parts gathers in `command_bytes`).
+async fn cancelled(
+    association: &mut ServerAssociation,
+    reader: &mut PduReader,
+    command_bytes: &mut Vec<u8>,
+    message_id: u16,
+) -> anyhow::Result<bool> {
+    // Reading is cancel safe: bytes already read stay in the reader's buffer.
+    let Some(received) = reader.next(association.inner_stream()).now_or_never() else { return Ok(false) };
+    match received? {
+        Received::Value { command: true, bytes, end, .. } => {
+            command_bytes.extend_from_slice(bytes);
+            if !end {
+                return Ok(false);
+            }
+            let command = dimse::parse_command(&std::mem::take(command_bytes));
+            Ok(command.is_ok_and(|c| c.field == field::C_CANCEL_RQ && c.responding_to == message_id))
+        }
+        Received::Value { command: false, .. } => anyhow::bail!("a data set during a C-FIND"),
+        Received::Pdu(Pdu::AbortRQ { .. }) => anyhow::bail!("association aborted during a C-FIND"),
+        Received::Pdu(other) => anyhow::bail!("unexpected PDU during a C-FIND: {other:?}"),
     }
 }
 
