@@ -12,6 +12,7 @@ use wasmpacs_tests::{Backend, NODE_A, NODE_B, SERVER_AE, TestServer, on_both_bac
 on_both_backends!(
     every_transfer_syntax_is_archived_unchanged,
     the_same_instances_sent_at_once_are_stored_once,
+    study_totals_follow_what_several_associations_store,
     unknown_nodes_are_refused,
     a_dropped_store_leaves_nothing
 );
@@ -140,6 +141,69 @@ async fn the_same_instances_sent_at_once_are_stored_once(backend: Backend) {
         let file = archived.iter().find(|p| p.file_name().unwrap().to_string_lossy().starts_with(&format!("{uid}_"))).expect("file");
         let bytes = std::fs::read(file).unwrap();
         assert_eq!(*digest, format!("blake3:{}", blake3::hash(&bytes).to_hex()), "{uid}");
+    }
+    s.stop().await;
+}
+
+/// Generated CTs: 2 studies of 2 series, 48 instances of 160x160.
+fn generated_cts(dir: &Path) -> Vec<PathBuf> {
+    let status = std::process::Command::new("python3")
+        .arg(wasmpacs_tests::repo_root().join("tests/data/gen_ct.py"))
+        .arg(dir)
+        .args(["-n", "48", "--studies", "2", "--series-per-study", "2", "--rows", "160", "--cols", "160"])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("python3");
+    assert!(status.success(), "gen_ct.py failed");
+    let mut files: Vec<PathBuf> = wasmpacs_tests::files_under(dir).into_iter().filter(|p| p.extension().is_some_and(|e| e == "dcm")).collect();
+    files.sort();
+    assert_eq!(files.len(), 48);
+    files
+}
+
+/// Instances of a few series arrive over four associations at once, so that most are committed
+/// in groups into series that exist already: each study's size is the sum of its files, its
+/// series are counted once, each study and series is announced once, and sending it all again
+/// changes none of that.
+async fn study_totals_follow_what_several_associations_store(backend: Backend) {
+    let mut s = TestServer::start(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let files = generated_cts(dir.path());
+    let shares: Vec<Vec<PathBuf>> = files.chunks(12).map(|c| c.to_vec()).collect();
+    for _ in 0..2 {
+        let sends = futures::future::join_all(shares.iter().map(|share| s.storescu(NODE_A, share))).await;
+        assert!(sends.iter().all(|(ok, _)| *ok), "{sends:?}");
+        let stored = rows(&s, "SELECT sop_instance_uid, file_path FROM instances WHERE tenant = 'alpha'").await;
+        assert_eq!(stored.len(), files.len());
+        assert_eq!(s.archived_files().len(), files.len(), "a re-send leaves no copy");
+        let totals = rows(
+            &s,
+            "SELECT st.study_uid, CAST(st.size_bytes AS TEXT) || ' ' || CAST(st.series_count AS TEXT) || ' ' || \
+             CAST((SELECT SUM(i.size_bytes) FROM instances i JOIN series se ON se.id = i.series_fk WHERE se.study_fk = st.id) AS TEXT) \
+             FROM studies st WHERE st.tenant = 'alpha'",
+        )
+        .await;
+        assert_eq!(totals.len(), 2, "{totals:?}");
+        for (study, figures) in &totals {
+            let figures: Vec<i64> = figures.split(' ').map(|f| f.parse().unwrap()).collect();
+            let instances = rows(
+                &s,
+                &format!(
+                    "SELECT i.sop_instance_uid, i.tenant FROM instances i JOIN series se ON se.id = i.series_fk \
+                     JOIN studies st ON st.id = se.study_fk WHERE st.study_uid = '{study}'"
+                ),
+            )
+            .await;
+            assert_eq!(instances.len(), files.len() / 2);
+            let mut on_disk = 0;
+            for (uid, tenant) in &instances {
+                on_disk += std::fs::metadata(s.stored_file(tenant, uid).await).unwrap().len() as i64;
+            }
+            assert_eq!(figures, vec![on_disk, 2, on_disk], "study {study}: size, series, sum of its instances");
+        }
+        let events = s.events_as(wasmpacs_tests::KEY_A).await;
+        let count = |kind: &str| events.iter().filter(|e| e["eventType"] == kind).count();
+        assert_eq!((count("STUDY_RECEIVED"), count("SERIES_RECEIVED")), (2, 4), "{events:?}");
     }
     s.stop().await;
 }

@@ -1,10 +1,12 @@
 //! Group commit for ingest: instances that arrive while a group is being committed wait and are
-//! committed together as the next group, in one unit of work. Their files are placed already
-//! (see [`PlacedInstance`]): a group syncs the folders they went to (once per folder, while it
-//! writes its rows) and commits. One association alone still gets a group of one at once;
-//! several associations or the parts of one STOW request share the cost of syncing the index and
-//! the folders, and each further instance of a series already seen in the group costs one
-//! statement ([`Registrar`]).
+//! committed together as the next group. Their files are placed already (see
+//! [`PlacedInstance`]): a group syncs the folders they went to (once per folder) before its
+//! rows commit. The instances of studies and series that exist already, nearly all of them,
+//! are committed the fast way: on SQLite in a unit of the committer's own connection, with no
+//! trip to another thread per statement ([`DirectWriter`]); on PostgreSQL with one statement
+//! that commits on its own. The others (a new study or series, a re-send, a conflict) go the
+//! general way, one unit of work per group ([`Registrar::register_all`]), where one bad instance
+//! fails only itself. One association alone still gets a group of one at once.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -12,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{IngestError, Outcome, PlacedInstance, register_all, register_existing};
+use super::{IngestError, Outcome, PlacedInstance, register_all, register_existing_at_once, register_existing_direct};
+use crate::db::archive::OpError;
 use crate::db::index::Registrar;
 use crate::db::index::direct::DirectWriter;
 use crate::db::{Backend, Database, WriterConnection};
@@ -156,8 +159,9 @@ async fn commit_group(db: &Database, mut writer: Writer, group: Vec<Request>) ->
             }
         },
     };
+    let group = commit_existing(db, &mut conn, &mut writer, group).await;
     if group.len() > 1 {
-        match commit_unit(db, &mut conn, &mut writer, &group).await {
+        match commit_unit(db, &mut conn, &mut writer.registrar, &group).await {
             Err(Refusal::Refused(e)) => {
                 tracing::debug!(error = %e, size = group.len(), "an instance of a group was refused; committing each alone");
             }
@@ -169,7 +173,7 @@ async fn commit_group(db: &Database, mut writer: Writer, group: Vec<Request>) ->
     }
     for request in group {
         let request = vec![request];
-        let result = commit_unit(db, &mut conn, &mut writer, &request).await;
+        let result = commit_unit(db, &mut conn, &mut writer.registrar, &request).await;
         // The sender may have gone (connection lost): the instance is archived all the same.
         answer(request, result);
     }
@@ -184,30 +188,105 @@ enum Refusal {
     Failed(IngestError),
 }
 
-/// Registers `requests` in one unit of work while their folders are synced, then commits: on
-/// the direct connection when each one's study and series exist, otherwise on `conn`. On any
-/// refusal or failure the unit is rolled back and the registrar forgets what it knew; the files
-/// stay placed until the requests are answered ([`answer`]).
+/// Why the fast way did not commit.
+enum Fallback {
+    /// Nothing was written: the instances may go the general way.
+    Retry(IngestError),
+    /// Whether the statement committed is unknown: the instances fail, for the general way could
+    /// take an instance's own new row for a re-send's and remove its file.
+    Fail(IngestError),
+}
+
+/// Commits at once, the fast way, those instances of `group` whose study and series exist: on
+/// SQLite in a unit of the committer's own connection, on PostgreSQL with one statement. Answers
+/// them, and hands back the others for the general way (all of them when the fast way wrote
+/// nothing).
+async fn commit_existing(db: &Database, conn: &mut WriterConnection, writer: &mut Writer, group: Vec<Request>) -> Vec<Request> {
+    let mut syncing = sync_folders(group.iter().map(|r| &r.placed));
+    let placed: Vec<(&str, &str, &PlacedInstance)> =
+        group.iter().map(|r| (r.tenant.as_str(), r.calling_aet.as_str(), &r.placed)).collect();
+    let result = match (db.backend(), writer.direct.as_mut()) {
+        (Backend::Sqlite, Some(direct)) => commit_direct(direct, &mut writer.registrar, &placed, &mut syncing).await,
+        (Backend::Postgres, _) => commit_at_once(conn, &placed, &mut syncing).await,
+        (Backend::Sqlite, None) => return group,
+    };
+    drop(placed);
+    let outcomes = match result {
+        Ok(outcomes) => outcomes,
+        Err(Fallback::Retry(e)) => {
+            writer.registrar.forget();
+            tracing::debug!(error = %e, instances = group.len(), "the fast way refused a group; it goes the general way");
+            return group;
+        }
+        Err(Fallback::Fail(e)) => {
+            writer.registrar.forget();
+            tracing::error!(error = %e, instances = group.len(), "a group of instances could not be stored");
+            fail_all(group, &e);
+            return Vec::new();
+        }
+    };
+    let (mut committed, mut answers, mut rest) = (Vec::new(), Vec::new(), Vec::new());
+    for (request, outcome) in group.into_iter().zip(outcomes) {
+        match outcome {
+            Some(outcome) => {
+                committed.push(request);
+                answers.push(outcome);
+            }
+            None => rest.push(request),
+        }
+    }
+    if !committed.is_empty() {
+        answer(committed, Ok(answers));
+    }
+    rest
+}
+
+/// SQLite: registers the instances of existing series in a unit of the committer's own
+/// connection while their folders are synced, then commits. Any failure rolls the unit back.
+async fn commit_direct(
+    direct: &mut DirectWriter,
+    registrar: &mut Registrar,
+    placed: &[(&str, &str, &PlacedInstance)],
+    syncing: &mut tokio::task::JoinHandle<Result<(), StorageError>>,
+) -> Result<Vec<Option<Outcome>>, Fallback> {
+    let retry = |e: IngestError| Fallback::Retry(e);
+    let unit = direct.begin().map_err(|e| retry(e.into()))?;
+    let outcomes = register_existing_direct(&unit, registrar, placed).map_err(retry)?;
+    registrar.finish_direct(&unit).map_err(|e| retry(e.into()))?;
+    synced(syncing).await.map_err(retry)?;
+    unit.commit().map_err(|e| retry(e.into()))?;
+    Ok(outcomes)
+}
+
+/// PostgreSQL: once the folders are synced, registers the instances of existing series with one
+/// statement that commits on its own.
+async fn commit_at_once(
+    conn: &mut WriterConnection,
+    placed: &[(&str, &str, &PlacedInstance)],
+    syncing: &mut tokio::task::JoinHandle<Result<(), StorageError>>,
+) -> Result<Vec<Option<Outcome>>, Fallback> {
+    synced(syncing).await.map_err(Fallback::Retry)?;
+    match register_existing_at_once(conn, placed).await {
+        Ok(outcomes) => Ok(outcomes),
+        // The database refused the statement: nothing was written.
+        Err(OpError::Sql(e @ sqlx::Error::Database(_))) => Err(Fallback::Retry(e.into())),
+        Err(e) => Err(Fallback::Fail(e.into())),
+    }
+}
+
+/// Registers `requests` in one unit of work on `conn` while their folders are synced, then
+/// commits. On any refusal or failure the unit is rolled back and `registrar` forgets what it
+/// knew; the files stay placed until the requests are answered ([`answer`]).
 async fn commit_unit(
     db: &Database,
     conn: &mut WriterConnection,
-    writer: &mut Writer,
+    registrar: &mut Registrar,
     requests: &[Request],
 ) -> Result<Vec<Outcome>, Refusal> {
     let mut syncing = sync_folders(requests.iter().map(|r| &r.placed));
     let placed: Vec<(&str, &str, &PlacedInstance)> =
         requests.iter().map(|r| (r.tenant.as_str(), r.calling_aet.as_str(), &r.placed)).collect();
-    let registrar = &mut writer.registrar;
     let result = async {
-        if let Some(direct) = writer.direct.as_mut() {
-            let unit = direct.begin().map_err(|e| Refusal::Failed(e.into()))?;
-            if let Some(outcomes) = register_existing(&unit, registrar, &placed).map_err(Refusal::Refused)? {
-                registrar.finish_direct(&unit).map_err(|e| Refusal::Failed(e.into()))?;
-                synced(&mut syncing).await.map_err(Refusal::Failed)?;
-                unit.commit().map_err(|e| Refusal::Failed(e.into()))?;
-                return Ok(outcomes);
-            }
-        }
         let mut unit = db.begin_on(conn).await.map_err(|e| Refusal::Failed(e.into()))?;
         let outcomes = register_all(&mut unit, registrar, db, &placed).await.map_err(Refusal::Refused)?;
         let committed = async {

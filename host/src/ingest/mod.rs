@@ -15,7 +15,7 @@ use sqlx::AnyConnection;
 use crate::db::archive::OpError;
 use crate::db::events::{self, StudyEvent};
 use crate::db::index::direct::{DirectError, DirectUnit};
-use crate::db::index::{Entry, FileRecord, Registrar};
+use crate::db::index::{Entry, FileRecord, Registrar, Registration, one_statement};
 use crate::db::{Database, DbError};
 use crate::dicom::header::{HeaderError, InstanceHeader, read_header};
 use crate::storage::{Algorithm, Storage, StagingFile, StorageError, instance_path};
@@ -307,22 +307,40 @@ pub(crate) async fn register_all(
     Ok(outcomes)
 }
 
-/// Registers placed instances in a unit of the SQLite committer's own connection when each one's
-/// study and series exist already (see [`Registrar::register_existing`]): nothing is created, so
-/// no event is recorded. `None`, with nothing written, when one needs [`register_all`].
-pub(crate) fn register_existing(
+/// Registers, in a unit of the SQLite committer's own connection, those placed instances whose
+/// study and series exist already (see [`Registrar::register_existing`]); `None` for each other
+/// one, left for [`register_all`]. Nothing is created, so no event is recorded.
+pub(crate) fn register_existing_direct(
     unit: &DirectUnit<'_>,
     registrar: &mut Registrar,
     placed: &[(&str, &str, &PlacedInstance)],
-) -> Result<Option<Vec<Outcome>>, IngestError> {
-    let Some(registrations) = registrar.register_existing(unit, &entries(placed))? else { return Ok(None) };
-    let outcomes = placed.iter().zip(registrations).map(|(&(_, _, p), registration)| Outcome {
-        header: p.header.clone(),
-        stored: registration.stored,
-        instance_key: registration.instance_key,
-        events: Vec::new(),
+) -> Result<Vec<Option<Outcome>>, IngestError> {
+    let registrations = registrar.register_existing(unit, &entries(placed))?;
+    Ok(existing_outcomes(placed, registrations))
+}
+
+/// PostgreSQL: registers those placed instances whose study and series exist already with one
+/// statement that commits on its own (see [`one_statement::register_existing`]); `None` for
+/// each other one, left for [`register_all`]. `conn` must not be in a unit of work.
+pub(crate) async fn register_existing_at_once(
+    conn: &mut AnyConnection,
+    placed: &[(&str, &str, &PlacedInstance)],
+) -> Result<Vec<Option<Outcome>>, OpError> {
+    let registrations = one_statement::register_existing(conn, &entries(placed)).await?;
+    Ok(existing_outcomes(placed, registrations))
+}
+
+/// The outcomes of instances registered into existing series: no event.
+fn existing_outcomes(placed: &[(&str, &str, &PlacedInstance)], registrations: Vec<Option<Registration>>) -> Vec<Option<Outcome>> {
+    let outcomes = placed.iter().zip(registrations).map(|(&(_, _, p), registration)| {
+        registration.map(|registration| Outcome {
+            header: p.header.clone(),
+            stored: registration.stored,
+            instance_key: registration.instance_key,
+            events: Vec::new(),
+        })
     });
-    Ok(Some(outcomes.collect()))
+    outcomes.collect()
 }
 
 /// What the registrar is given of placed instances.

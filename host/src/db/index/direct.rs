@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, ToSql};
+use rusqlite::{Connection, OpenFlags, Statement, ToSql};
 
 use super::{ADD_SIZE, Entry, FILED, INSERT_CHUNK, Registrar, Registration, STORED_INSTANCE, insert_instances_sql};
 use crate::db::{SqliteSync, now_text};
@@ -79,42 +79,43 @@ impl Drop for DirectUnit<'_> {
 }
 
 impl Registrar {
-    /// Registers `entries` in `unit` when each one's study and series exist already and the
-    /// series is in that study, as [`Registrar::register_all`] would. Answers `None`, having
-    /// written nothing, when one needs the general way (something to create, or a conflict).
-    pub fn register_existing(&mut self, unit: &DirectUnit<'_>, entries: &[Entry<'_>]) -> Result<Option<Vec<Registration>>, DirectError> {
+    /// Registers in `unit`, as [`Registrar::register_all`] would, those of `entries` whose
+    /// study and series exist already with the series in that study; answers `None` for each
+    /// other one (something to create, or a conflict), left for the general way.
+    pub fn register_existing(&mut self, unit: &DirectUnit<'_>, entries: &[Entry<'_>]) -> Result<Vec<Option<Registration>>, DirectError> {
         let conn = &*unit.conn;
         let mut keys = Vec::with_capacity(entries.len());
         for entry in entries {
             let Entry { tenant, header, .. } = *entry;
-            let known = match self.known(tenant, header) {
-                Ok(known) => known,
-                Err(_) => return Ok(None),
-            };
-            let (study_key, series_key) = match known {
-                Some(keys) => keys,
-                None => {
-                    let filed = conn.prepare_cached(FILED)?.query_row(
-                        (tenant, &header.study_uid, &header.series_uid),
-                        |row| Ok((row.get::<_, Option<i64>>(0)?, row.get::<_, Option<i64>>(1)?, row.get::<_, Option<i64>>(2)?)),
-                    )?;
+            let found = match self.known(tenant, header) {
+                Ok(Some(keys)) => Some(keys),
+                Ok(None) => {
+                    let mut lookup = conn.prepare_cached(FILED)?;
+                    bind_numbered(&mut lookup, &[&tenant, &header.study_uid, &header.series_uid])?;
+                    let mut rows = lookup.raw_query();
+                    let filed = match rows.next()? {
+                        Some(row) => (row.get::<_, Option<i64>>(0)?, row.get::<_, Option<i64>>(1)?, row.get::<_, Option<i64>>(2)?),
+                        None => (None, None, None),
+                    };
                     match filed {
                         (Some(study), Some(series), Some(owner)) if owner == study => {
                             self.remember(tenant, header, study, series);
-                            (study, series)
+                            Some((study, series))
                         }
-                        _ => return Ok(None),
+                        _ => None,
                     }
                 }
+                Err(_) => None,
             };
-            keys.push((study_key, series_key));
+            keys.push(found);
         }
+        let existing: Vec<(usize, (i64, i64))> = keys.iter().enumerate().filter_map(|(i, k)| k.map(|k| (i, k))).collect();
         let now = now_text();
-        let mut registrations = Vec::with_capacity(entries.len());
-        for (chunk, chunk_keys) in entries.chunks(INSERT_CHUNK).zip(keys.chunks(INSERT_CHUNK)) {
-            let mut inserted = insert_instances(conn, chunk, chunk_keys, &now)?;
-            for (entry, &(study_key, series_key)) in chunk.iter().zip(chunk_keys) {
-                let Entry { tenant, header, file, .. } = *entry;
+        let mut registrations: Vec<Option<Registration>> = vec![None; entries.len()];
+        for chunk in existing.chunks(INSERT_CHUNK) {
+            let mut inserted = insert_instances(conn, entries, chunk, &now)?;
+            for &(i, (study_key, series_key)) in chunk {
+                let Entry { tenant, header, file, .. } = entries[i];
                 // Each inserted row answers the first entry of its instance; a second entry of
                 // the same instance, or one stored already, is a re-send.
                 let registration = match inserted.remove(&(tenant.to_owned(), header.sop_instance_uid.clone())) {
@@ -123,43 +124,47 @@ impl Registrar {
                         Registration { stored: true, instance_key, ..Default::default() }
                     }
                     None => {
-                        let key = conn
-                            .prepare_cached(STORED_INSTANCE)?
-                            .query_row((tenant, &header.sop_instance_uid), |row| row.get(0))
-                            .optional()?;
-                        Registration { stored: false, instance_key: key.unwrap_or_default(), ..Default::default() }
+                        let mut lookup = conn.prepare_cached(STORED_INSTANCE)?;
+                        bind_numbered(&mut lookup, &[&tenant, &header.sop_instance_uid])?;
+                        let mut rows = lookup.raw_query();
+                        let key = match rows.next()? {
+                            Some(row) => row.get(0)?,
+                            None => 0,
+                        };
+                        Registration { stored: false, instance_key: key, ..Default::default() }
                     }
                 };
-                registrations.push(registration);
+                registrations[i] = Some(registration);
             }
         }
-        Ok(Some(registrations))
+        Ok(registrations)
     }
 
     /// [`Registrar::finish`] in a unit of the direct connection.
     pub fn finish_direct(&mut self, unit: &DirectUnit<'_>) -> Result<(), DirectError> {
         let mut add_size = unit.conn.prepare_cached(ADD_SIZE)?;
         for ((study_key, series_key), bytes) in self.sizes.drain() {
-            add_size.execute((study_key, bytes, series_key))?;
+            bind_numbered(&mut add_size, &[&study_key, &bytes, &series_key])?;
+            add_size.raw_execute()?;
         }
         Ok(())
     }
 }
 
-/// Inserts the rows of `entries` (each in the series of its `keys`) with one statement, binding
-/// what `super::insert_instances` binds; answers the keys of the rows inserted by (tenant, SOP
-/// Instance UID).
+/// Inserts the rows of the `rows` of `entries` (each with its study and series keys) with one
+/// statement, binding what `super::insert_instances` binds; answers the keys of the rows
+/// inserted by (tenant, SOP Instance UID).
 fn insert_instances(
     conn: &Connection,
     entries: &[Entry<'_>],
-    keys: &[(i64, i64)],
+    rows: &[(usize, (i64, i64))],
     now: &str,
 ) -> Result<HashMap<(String, String), i64>, DirectError> {
-    let attributes: Vec<String> = entries.iter().map(|e| super::attributes_json(e.header)).collect();
-    let sizes: Vec<i64> = entries.iter().map(|e| e.file.size as i64).collect();
-    let mut values: Vec<&dyn ToSql> = Vec::with_capacity(entries.len() * 12);
-    for (i, (entry, (_, series_key))) in entries.iter().zip(keys).enumerate() {
-        let Entry { tenant, header, file, .. } = entry;
+    let attributes: Vec<String> = rows.iter().map(|&(i, _)| super::attributes_json(entries[i].header)).collect();
+    let sizes: Vec<i64> = rows.iter().map(|&(i, _)| entries[i].file.size as i64).collect();
+    let mut values: Vec<&dyn ToSql> = Vec::with_capacity(rows.len() * 12);
+    for (row, (i, (_, series_key))) in rows.iter().enumerate() {
+        let Entry { tenant, header, file, .. } = &entries[*i];
         values.extend([
             tenant as &dyn ToSql,
             &header.sop_instance_uid,
@@ -168,18 +173,31 @@ fn insert_instances(
             &header.instance_number,
             &file.medium,
             &file.relative_path,
-            &sizes[i],
+            &sizes[row],
             &file.digest,
-            &attributes[i],
+            &attributes[row],
             &header.transfer_syntax,
             &now,
         ]);
     }
-    let mut statement = conn.prepare_cached(&insert_instances_sql(entries.len()))?;
-    let mut rows = statement.query(values.as_slice())?;
-    let mut inserted = HashMap::with_capacity(entries.len());
-    while let Some(row) = rows.next()? {
+    let mut statement = conn.prepare_cached(&insert_instances_sql(rows.len()))?;
+    bind_numbered(&mut statement, &values)?;
+    let mut found = statement.raw_query();
+    let mut inserted = HashMap::with_capacity(rows.len());
+    while let Some(row) = found.next()? {
         inserted.insert((row.get(1)?, row.get(2)?), row.get(0)?);
     }
     Ok(inserted)
+}
+
+/// Binds `values` to the parameters `$1`, `$2`, … of `statement` by their numbers, as sqlx does
+/// with the same text (SQLite itself numbers `$N` parameters in their order of first appearance).
+fn bind_numbered(statement: &mut Statement<'_>, values: &[&dyn ToSql]) -> Result<(), DirectError> {
+    statement.clear_bindings();
+    for (i, value) in values.iter().enumerate() {
+        let name = format!("${}", i + 1);
+        let index = statement.parameter_index(&name)?.ok_or(rusqlite::Error::InvalidParameterName(name))?;
+        statement.raw_bind_parameter(index, value)?;
+    }
+    Ok(())
 }

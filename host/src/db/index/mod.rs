@@ -11,6 +11,7 @@ use super::now_text;
 use crate::dicom::header::InstanceHeader;
 
 pub mod direct;
+pub mod one_statement;
 
 /// Where the instance's file is and what it weighs.
 #[derive(Debug, Clone)]
