@@ -350,26 +350,39 @@ async fn insert_instances(
     // Only placeholders are built into the text; every value is bound.
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
     for (entry, series_key) in rows {
-        let Entry { tenant, header, file, .. } = **entry;
+        let Entry { tenant, header, .. } = **entry;
         query = query
             .bind(tenant)
             .bind(&header.sop_instance_uid)
             .bind(&header.sop_class_uid)
-            .bind(*series_key)
-            .bind(header.instance_number)
-            .bind(&file.medium)
-            .bind(&file.relative_path)
-            .bind(file.size as i64)
-            .bind(&file.digest)
-            .bind(attributes_json(header))
-            .bind(&header.transfer_syntax)
-            .bind(now);
+            .bind(*series_key);
+        query = bind_row_values(query, entry, now);
     }
     let mut inserted = HashMap::with_capacity(rows.len());
     for row in query.fetch_all(&mut *conn).await? {
         inserted.insert((row.try_get(1)?, row.try_get(2)?), row.try_get(0)?);
     }
     Ok(inserted)
+}
+
+/// Binds the values of an instance's row that follow its keys, in the order both insert
+/// statements take them: instance number, medium, path, size, digest, attributes, transfer
+/// syntax and time received.
+fn bind_row_values<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    entry: &Entry<'q>,
+    now: &'q str,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    let Entry { header, file, .. } = *entry;
+    query
+        .bind(header.instance_number)
+        .bind(&file.medium)
+        .bind(&file.relative_path)
+        .bind(file.size as i64)
+        .bind(&file.digest)
+        .bind(attributes_json(header))
+        .bind(&header.transfer_syntax)
+        .bind(now)
 }
 
 /// The instance's indexed attributes, as stored (a JSON object).

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use sqlx::{AnyConnection, Row};
 
-use super::{Entry, INSERT_CHUNK, Registration, attributes_json};
+use super::{Entry, INSERT_CHUNK, Registration, bind_row_values};
 use crate::db::archive::OpError;
 use crate::db::now_text;
 
@@ -61,21 +61,14 @@ pub async fn register_existing(conn: &mut AnyConnection, entries: &[Entry<'_>]) 
         // Only placeholders are built into the text; every value is bound.
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for entry in chunk {
-            let Entry { tenant, header, file, .. } = *entry;
+            let Entry { tenant, header, .. } = *entry;
             query = query
                 .bind(tenant)
                 .bind(&header.sop_instance_uid)
                 .bind(&header.sop_class_uid)
                 .bind(&header.study_uid)
-                .bind(&header.series_uid)
-                .bind(header.instance_number)
-                .bind(&file.medium)
-                .bind(&file.relative_path)
-                .bind(file.size as i64)
-                .bind(&file.digest)
-                .bind(attributes_json(header))
-                .bind(&header.transfer_syntax)
-                .bind(&now);
+                .bind(&header.series_uid);
+            query = bind_row_values(query, entry, &now);
         }
         let mut inserted: HashMap<(String, String), i64> = HashMap::with_capacity(chunk.len());
         for row in query.fetch_all(&mut *conn).await? {
