@@ -187,7 +187,7 @@ async fn association(app: Arc<App>, nodes: Arc<HashMap<String, String>>, socket:
                         let done = collecting.take().expect("request in progress");
                         if done.command.field == field::C_FIND_RQ && done.command.sop_class_uid == worklist::MWL_FIND {
                             let ts = contexts.get(&done.context_id).cloned().unwrap_or_default();
-                            worklist_find(&app, &mut association, &mut reader, &tenant, &ts, done).await?;
+                            worklist_find(&app, &mut association, &mut reader, &mut command_bytes, &tenant, &ts, done).await?;
                         } else {
                             let rsp = dimse::response(done.command.field | 0x8000, &done.command, status::SOP_CLASS_NOT_SUPPORTED, false, None);
                             send_command(&mut association, done.context_id, rsp).await?;
@@ -215,6 +215,7 @@ async fn worklist_find(
     app: &App,
     association: &mut ServerAssociation,
     reader: &mut PduReader,
+    command_bytes: &mut Vec<u8>,
     tenant: &str,
     transfer_syntax: &str,
     request: Collecting,
@@ -240,9 +241,8 @@ async fn worklist_find(
     if matches.len() as u32 == worklist::MAX_MATCHES {
         tracing::warn!(tenant, ?query, "worklist query answered with the first {} matches only", worklist::MAX_MATCHES);
     }
-    let mut cancel_bytes = Vec::new();
     for (order, patient) in &matches {
-        if cancelled(association, reader, &mut cancel_bytes, command.message_id).await? {
+        if cancelled(association, reader, command_bytes, command.message_id).await? {
             let rsp = dimse::response(field::C_FIND_RSP, &command, status::CANCEL, false, None);
             return send_command(association, context_id, rsp).await;
         }
@@ -258,7 +258,8 @@ async fn worklist_find(
 }
 
 /// True when the peer has sent a C-CANCEL for the request `message_id` (checked without waiting;
-/// a command arriving in parts gathers in `command_bytes`).
+/// a command arriving in parts gathers in `command_bytes`, where the association's loop finds
+/// what is left when the answers end).
 async fn cancelled(
     association: &mut ServerAssociation,
     reader: &mut PduReader,

@@ -4,9 +4,9 @@
 //! rows commit. The instances of studies and series that exist already, nearly all of them,
 //! are committed the fast way: on SQLite in a unit of the committer's own connection, with no
 //! trip to another thread per statement ([`DirectWriter`]); on PostgreSQL with one statement
-//! that commits on its own. The others (a new study or series, a re-send, a conflict) go the
-//! general way, one unit of work per group ([`Registrar::register_all`]), where one bad instance
-//! fails only itself. One association alone still gets a group of one at once.
+//! that commits on its own. The others (a new study or series, a conflict; on PostgreSQL also a
+//! re-send) go the general way, one unit of work per group ([`Registrar::register_all`]), where
+//! one bad instance fails only itself. One association alone still gets a group of one at once.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -190,17 +190,21 @@ enum Refusal {
 
 /// Why the fast way did not commit.
 enum Fallback {
-    /// Nothing was written: the instances may go the general way.
+    /// The database refused: nothing was written, and the instances may go the general way.
     Retry(IngestError),
-    /// Whether the statement committed is unknown: the instances fail, for the general way could
-    /// take an instance's own new row for a re-send's and remove its file.
+    /// Nothing was written, and the instances fail: their folders could not be synced (a
+    /// second sync may report success for what the first one failed to write).
     Fail(IngestError),
+    /// Whether the statement committed is unknown (the connection broke): the instances fail,
+    /// but their files stay, for their rows may exist. The general way could even take such a
+    /// row for a re-send's and remove its file.
+    Unsure(IngestError),
 }
 
 /// Commits at once, the fast way, those instances of `group` whose study and series exist: on
 /// SQLite in a unit of the committer's own connection, on PostgreSQL with one statement. Answers
 /// them, and hands back the others for the general way (all of them when the fast way wrote
-/// nothing).
+/// nothing, and none of them when it failed).
 async fn commit_existing(db: &Database, conn: &mut WriterConnection, writer: &mut Writer, group: Vec<Request>) -> Vec<Request> {
     let mut syncing = sync_folders(group.iter().map(|r| &r.placed));
     let placed: Vec<(&str, &str, &PlacedInstance)> =
@@ -222,6 +226,15 @@ async fn commit_existing(db: &Database, conn: &mut WriterConnection, writer: &mu
             writer.registrar.forget();
             tracing::error!(error = %e, instances = group.len(), "a group of instances could not be stored");
             fail_all(group, &e);
+            return Vec::new();
+        }
+        Err(Fallback::Unsure(e)) => {
+            tracing::error!(error = %e, instances = group.len(), "a group of instances may not have been stored; their files are kept");
+            for request in group {
+                let Request { placed, reply, .. } = request;
+                placed.keep();
+                let _ = reply.send(Err(same_error(&e)));
+            }
             return Vec::new();
         }
     };
@@ -253,7 +266,7 @@ async fn commit_direct(
     let unit = direct.begin().map_err(|e| retry(e.into()))?;
     let outcomes = register_existing_direct(&unit, registrar, placed).map_err(retry)?;
     registrar.finish_direct(&unit).map_err(|e| retry(e.into()))?;
-    synced(syncing).await.map_err(retry)?;
+    synced(syncing).await.map_err(Fallback::Fail)?;
     unit.commit().map_err(|e| retry(e.into()))?;
     Ok(outcomes)
 }
@@ -265,12 +278,12 @@ async fn commit_at_once(
     placed: &[(&str, &str, &PlacedInstance)],
     syncing: &mut tokio::task::JoinHandle<Result<(), StorageError>>,
 ) -> Result<Vec<Option<Outcome>>, Fallback> {
-    synced(syncing).await.map_err(Fallback::Retry)?;
+    synced(syncing).await.map_err(Fallback::Fail)?;
     match register_existing_at_once(conn, placed).await {
         Ok(outcomes) => Ok(outcomes),
         // The database refused the statement: nothing was written.
         Err(OpError::Sql(e @ sqlx::Error::Database(_))) => Err(Fallback::Retry(e.into())),
-        Err(e) => Err(Fallback::Fail(e.into())),
+        Err(e) => Err(Fallback::Unsure(e.into())),
     }
 }
 

@@ -1,9 +1,11 @@
 //! Ingest: a complete Part-10 file staged on a medium becomes an archived instance. Its header is
-//! read, the index registers it inside a unit of work, the file is placed, and only then is the
-//! unit committed; any failure leaves neither the file nor a row. Re-sending a stored instance
-//! is a success that changes nothing. Instances arriving together are committed as a group
-//! ([`committer`]). The core also runs inside a caller's unit of work (a plugin's
-//! `archive.store-instance`), handing back the placed file to keep once it commits.
+//! read, its file is placed under a name of its own, and only then is its row committed (in a
+//! unit of work, or by one statement that commits on its own); a failure leaves neither the file
+//! nor a row, except when whether the row committed cannot be known (the database connection
+//! broke), where the file stays. Re-sending a stored instance is a success that changes nothing.
+//! Instances arriving together are committed as a group ([`committer`]). The core also runs
+//! inside a caller's unit of work (a plugin's `archive.store-instance`), handing back the placed
+//! file to keep once it commits.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, Statement, ToSql};
 
-use super::{ADD_SIZE, Entry, FILED, INSERT_CHUNK, Registrar, Registration, STORED_INSTANCE, insert_instances_sql};
+use super::{ADD_SIZE, Entry, FILED, INSERT_CHUNK, Inserted, Registrar, Registration, STORED_INSTANCE, inserted_key, insert_instances_sql};
 use crate::db::{SqliteSync, now_text};
 
 /// A failure of the direct connection.
@@ -113,12 +113,12 @@ impl Registrar {
         let now = now_text();
         let mut registrations: Vec<Option<Registration>> = vec![None; entries.len()];
         for chunk in existing.chunks(INSERT_CHUNK) {
-            let mut inserted = insert_instances(conn, entries, chunk, &now)?;
+            let inserted = insert_instances(conn, entries, chunk, &now)?;
             for &(i, (study_key, series_key)) in chunk {
                 let Entry { tenant, header, file, .. } = entries[i];
                 // Each inserted row answers the first entry of its instance; a second entry of
                 // the same instance, or one stored already, is a re-send.
-                let registration = match inserted.remove(&(tenant.to_owned(), header.sop_instance_uid.clone())) {
+                let registration = match inserted_key(&inserted, &entries[i]) {
                     Some(instance_key) => {
                         *self.sizes.entry((study_key, series_key)).or_default() += file.size as i64;
                         Registration { stored: true, instance_key, ..Default::default() }
@@ -159,7 +159,7 @@ fn insert_instances(
     entries: &[Entry<'_>],
     rows: &[(usize, (i64, i64))],
     now: &str,
-) -> Result<HashMap<(String, String), i64>, DirectError> {
+) -> Result<Inserted, DirectError> {
     let attributes: Vec<String> = rows.iter().map(|&(i, _)| super::attributes_json(entries[i].header)).collect();
     let sizes: Vec<i64> = rows.iter().map(|&(i, _)| entries[i].file.size as i64).collect();
     let mut values: Vec<&dyn ToSql> = Vec::with_capacity(rows.len() * 12);
@@ -185,7 +185,7 @@ fn insert_instances(
     let mut found = statement.raw_query();
     let mut inserted = HashMap::with_capacity(rows.len());
     while let Some(row) = found.next()? {
-        inserted.insert((row.get(1)?, row.get(2)?), row.get(0)?);
+        inserted.insert((row.get(1)?, row.get(2)?), (row.get(0)?, row.get(3)?));
     }
     Ok(inserted)
 }

@@ -91,12 +91,12 @@ impl Registrar {
         }
         for chunk in together.chunks(INSERT_CHUNK) {
             let rows: Vec<(&Entry<'_>, i64)> = chunk.iter().map(|&(i, _, series_key)| (&entries[i], series_key)).collect();
-            let mut inserted = insert_instances(conn, &rows, &now).await?;
+            let inserted = insert_instances(conn, &rows, &now).await?;
             for &(i, study_key, series_key) in chunk {
                 let Entry { tenant, header, file, .. } = entries[i];
                 // Each inserted row answers the first entry of its instance; a second entry of the
                 // same instance, or one stored already, is a re-send.
-                let registration = match inserted.remove(&(tenant.to_owned(), header.sop_instance_uid.clone())) {
+                let registration = match inserted_key(&inserted, &entries[i]) {
                     Some(instance_key) => {
                         *self.sizes.entry((study_key, series_key)).or_default() += file.size as i64;
                         Registration { stored: true, instance_key, ..Default::default() }
@@ -131,7 +131,7 @@ impl Registrar {
         let (series_key, series_created) = series_key(conn, tenant, study_key, header, now).await?;
         self.remember(tenant, header, study_key, series_key);
         let entry = Entry { tenant, calling_aet, header, file };
-        let Some(instance_key) = insert_instances(conn, &[(&entry, series_key)], now).await?.into_values().next() else {
+        let Some(instance_key) = inserted_key(&insert_instances(conn, &[(&entry, series_key)], now).await?, &entry) else {
             // Stored meanwhile by a concurrent unit: a re-send.
             let key = stored_instance(conn, tenant, &header.sop_instance_uid).await?.unwrap_or_default();
             return Ok(Registration { stored: false, instance_key: key, ..Default::default() });
@@ -333,7 +333,7 @@ fn insert_instances_sql(rows: usize) -> String {
     format!(
         "INSERT INTO instances (tenant, sop_instance_uid, sop_class_uid, series_fk, instance_number, medium, file_path, \
          size_bytes, digest, attributes, transfer_syntax, received_at) VALUES {} \
-         ON CONFLICT (tenant, sop_instance_uid) DO NOTHING RETURNING id, tenant, sop_instance_uid",
+         ON CONFLICT (tenant, sop_instance_uid) DO NOTHING RETURNING id, tenant, sop_instance_uid, file_path",
         values.join(", ")
     )
 }
@@ -345,7 +345,7 @@ async fn insert_instances(
     conn: &mut AnyConnection,
     rows: &[(&Entry<'_>, i64)],
     now: &str,
-) -> Result<HashMap<(String, String), i64>, OpError> {
+) -> Result<Inserted, OpError> {
     let sql = insert_instances_sql(rows.len());
     // Only placeholders are built into the text; every value is bound.
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -360,7 +360,7 @@ async fn insert_instances(
     }
     let mut inserted = HashMap::with_capacity(rows.len());
     for row in query.fetch_all(&mut *conn).await? {
-        inserted.insert((row.try_get(1)?, row.try_get(2)?), row.try_get(0)?);
+        inserted.insert((row.try_get(1)?, row.try_get(2)?), (row.try_get(0)?, row.try_get(3)?));
     }
     Ok(inserted)
 }
@@ -383,6 +383,19 @@ fn bind_row_values<'q>(
         .bind(attributes_json(header))
         .bind(&header.transfer_syntax)
         .bind(now)
+}
+
+/// The rows an insert statement inserted: (tenant, SOP Instance UID) -> (key, file path).
+type Inserted = HashMap<(String, String), (i64, String)>;
+
+/// The key of the row inserted for `entry`, if its file is the one the row records: of several
+/// entries of one instance in a statement, the database inserts one, in an order SQL does not
+/// promise, and the others are re-sends.
+fn inserted_key(inserted: &Inserted, entry: &Entry<'_>) -> Option<i64> {
+    match inserted.get(&(entry.tenant.to_owned(), entry.header.sop_instance_uid.clone())) {
+        Some((key, path)) if *path == entry.file.relative_path => Some(*key),
+        _ => None,
+    }
 }
 
 /// The instance's indexed attributes, as stored (a JSON object).

@@ -3,11 +3,9 @@
 //! unit's five or more). Anything else (a new study or series, a re-send) is left for the
 //! general way ([`super::Registrar::register_all`]).
 
-use std::collections::HashMap;
-
 use sqlx::{AnyConnection, Row};
 
-use super::{Entry, INSERT_CHUNK, Registration, bind_row_values};
+use super::{Entry, Inserted, Registration, bind_row_values, inserted_key};
 use crate::db::archive::OpError;
 use crate::db::now_text;
 
@@ -40,44 +38,38 @@ fn statement(rows: usize) -> String {
          FROM v JOIN series se ON se.tenant = v.tenant AND se.series_uid = v.series_uid \
          JOIN studies st ON st.id = se.study_fk AND st.study_uid = v.study_uid \
          ON CONFLICT (tenant, sop_instance_uid) DO NOTHING \
-         RETURNING id, tenant, sop_instance_uid, series_fk, size_bytes), \
+         RETURNING id, tenant, sop_instance_uid, file_path, series_fk, size_bytes), \
          added AS (UPDATE studies s SET size_bytes = s.size_bytes + x.bytes \
          FROM (SELECT se.study_fk, sum(ins.size_bytes) AS bytes FROM ins JOIN series se ON se.id = ins.series_fk \
          WHERE se.deprecated = 0 GROUP BY se.study_fk) x WHERE s.id = x.study_fk) \
-         SELECT id, tenant, sop_instance_uid FROM ins",
+         SELECT id, tenant, sop_instance_uid, file_path FROM ins",
         values.join(", ")
     )
 }
 
 /// Registers those of `entries` whose study and series exist, with the series in that study,
-/// outside any unit of work (`conn` must not be in one): each statement commits on its own.
-/// Answers `None` for each other one, left for the general way: something to create, a
-/// conflict, or a re-send (stored already, or twice in `entries`).
+/// with one statement outside any unit of work (`conn` must not be in one): it commits on its
+/// own, all or nothing. Answers `None` for each other entry, left for the general way: something
+/// to create, a conflict, or a re-send (stored already, or another entry of the same instance).
+/// PostgreSQL takes up to 65,535 parameters: 5,041 entries.
 pub async fn register_existing(conn: &mut AnyConnection, entries: &[Entry<'_>]) -> Result<Vec<Option<Registration>>, OpError> {
     let now = now_text();
-    let mut registrations = Vec::with_capacity(entries.len());
-    for chunk in entries.chunks(INSERT_CHUNK) {
-        let sql = statement(chunk.len());
-        // Only placeholders are built into the text; every value is bound.
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for entry in chunk {
-            let Entry { tenant, header, .. } = *entry;
-            query = query
-                .bind(tenant)
-                .bind(&header.sop_instance_uid)
-                .bind(&header.sop_class_uid)
-                .bind(&header.study_uid)
-                .bind(&header.series_uid);
-            query = bind_row_values(query, entry, &now);
-        }
-        let mut inserted: HashMap<(String, String), i64> = HashMap::with_capacity(chunk.len());
-        for row in query.fetch_all(&mut *conn).await? {
-            inserted.insert((row.try_get(1)?, row.try_get(2)?), row.try_get(0)?);
-        }
-        for entry in chunk {
-            let key = (entry.tenant.to_owned(), entry.header.sop_instance_uid.clone());
-            registrations.push(inserted.remove(&key).map(|instance_key| Registration { stored: true, instance_key, ..Default::default() }));
-        }
+    // Only placeholders are built into the text; every value is bound.
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(statement(entries.len())));
+    for entry in entries {
+        let Entry { tenant, header, .. } = *entry;
+        query = query
+            .bind(tenant)
+            .bind(&header.sop_instance_uid)
+            .bind(&header.sop_class_uid)
+            .bind(&header.study_uid)
+            .bind(&header.series_uid);
+        query = bind_row_values(query, entry, &now);
     }
-    Ok(registrations)
+    let mut inserted = Inserted::with_capacity(entries.len());
+    for row in query.fetch_all(&mut *conn).await? {
+        inserted.insert((row.try_get(1)?, row.try_get(2)?), (row.try_get(0)?, row.try_get(3)?));
+    }
+    let registration = |instance_key| Registration { stored: true, instance_key, ..Default::default() };
+    Ok(entries.iter().map(|entry| inserted_key(&inserted, entry).map(registration)).collect())
 }
