@@ -186,6 +186,9 @@ enum Refusal {
     Refused(IngestError),
     /// The unit could not be begun or committed: its instances fail.
     Failed(IngestError),
+    /// The commit's answer was lost (the connection broke): the unit may have committed, so
+    /// its instances fail but keep their files.
+    Unsure(IngestError),
 }
 
 /// Why the fast way did not commit.
@@ -229,12 +232,7 @@ async fn commit_existing(db: &Database, conn: &mut WriterConnection, writer: &mu
             return Vec::new();
         }
         Err(Fallback::Unsure(e)) => {
-            tracing::error!(error = %e, instances = group.len(), "a group of instances may not have been stored; their files are kept");
-            for request in group {
-                let Request { placed, reply, .. } = request;
-                placed.keep();
-                let _ = reply.send(Err(same_error(&e)));
-            }
+            fail_keeping_files(group, &e);
             return Vec::new();
         }
     };
@@ -302,13 +300,16 @@ async fn commit_unit(
     let result = async {
         let mut unit = db.begin_on(conn).await.map_err(|e| Refusal::Failed(e.into()))?;
         let outcomes = register_all(&mut unit, registrar, db, &placed).await.map_err(Refusal::Refused)?;
-        let committed = async {
+        let ready = async {
             registrar.finish(&mut unit).await?;
-            synced(&mut syncing).await?;
-            unit.commit().await?;
-            Ok::<_, IngestError>(())
+            synced(&mut syncing).await
         };
-        committed.await.map_err(Refusal::Failed)?;
+        ready.await.map_err(Refusal::Failed)?;
+        unit.commit().await.map_err(|e| match e {
+            // The database refused to commit: nothing was written.
+            sqlx::Error::Database(_) => Refusal::Failed(e.into()),
+            e => Refusal::Unsure(e.into()),
+        })?;
         Ok(outcomes)
     }
     .await;
@@ -342,6 +343,18 @@ fn answer(requests: Vec<Request>, result: Result<Vec<Outcome>, Refusal>) {
             // Dropping the requests removes their files.
             fail_all(requests, &e);
         }
+        Err(Refusal::Unsure(e)) => fail_keeping_files(requests, &e),
+    }
+}
+
+/// Fails instances whose rows may have been committed: their files stay (at worst a file no row
+/// names, rather than a row whose file is gone).
+fn fail_keeping_files(requests: Vec<Request>, e: &IngestError) {
+    tracing::error!(error = %e, instances = requests.len(), "instances may not have been stored; their files are kept");
+    for request in requests {
+        let Request { placed, reply, .. } = request;
+        placed.keep();
+        let _ = reply.send(Err(same_error(e)));
     }
 }
 
