@@ -1,5 +1,6 @@
 //! `studies/count` in SQL: one `COUNT(*)` over the partial, covering `studies_count_*` indexes
-//! (migration 0003), so that a count reads index entries only, never the table.
+//! (migration 0003), so that a count reads index entries only, never the table; without a filter,
+//! the tenant's counter that triggers keep (`study_counts`, migration 0007).
 
 use sqlx::AnyPool;
 
@@ -39,6 +40,9 @@ fn best_index(f: &CountFilter) -> &'static str {
 
 /// The SQL text and its bind values (all text or integers, in `$n` order).
 pub fn count_sql(backend: Backend, filter: &CountFilter) -> (String, Vec<Bind>) {
+    if *filter == CountFilter::default() {
+        return ("SELECT COALESCE((SELECT countable FROM study_counts WHERE tenant = $1), 0)".to_owned(), Vec::new());
+    }
     let mut sql = String::from("SELECT COUNT(*) FROM studies");
     if backend == Backend::Sqlite {
         sql.push_str(" INDEXED BY ");
@@ -126,7 +130,9 @@ mod tests {
         assert!(sql.contains("received_at >= $2 AND size_bytes <= $3 AND calling_aet IN ($4, $5)"), "{sql}");
         assert!(sql.ends_with("AND (station_name IS NULL OR station_name NOT IN ($6))"), "{sql}");
         assert_eq!(binds.len(), 5);
-        let (sql, _) = count_sql(Backend::Postgres, &CountFilter::default());
+        let (sql, _) = count_sql(Backend::Postgres, &CountFilter { size_min: Some(0), ..Default::default() });
         assert!(!sql.contains("INDEXED BY"));
+        let (sql, _) = count_sql(Backend::Sqlite, &CountFilter::default());
+        assert!(sql.contains("FROM study_counts"), "{sql}");
     }
 }
