@@ -32,7 +32,7 @@ const MAX_HOLD: Duration = Duration::from_millis(20);
 /// Instances waiting for the committer before senders are made to wait.
 const QUEUE: usize = 1024;
 
-/// One instance waiting to be committed (its file placed and synced, its header read).
+/// One instance waiting to be committed (its file placed, its data synced, its header read).
 struct Request {
     tenant: String,
     calling_aet: String,
@@ -159,9 +159,10 @@ async fn commit_group(db: &Database, mut writer: Writer, group: Vec<Request>) ->
             }
         },
     };
-    let group = commit_existing(db, &mut conn, &mut writer, group).await;
+    let mut syncing = FolderSync::start(&group);
+    let group = commit_existing(db, &mut conn, &mut writer, &mut syncing, group).await;
     if group.len() > 1 {
-        match commit_unit(db, &mut conn, &mut writer.registrar, &group).await {
+        match commit_unit(db, &mut conn, &mut writer.registrar, &mut syncing, &group).await {
             Err(Refusal::Refused(e)) => {
                 tracing::debug!(error = %e, size = group.len(), "an instance of a group was refused; committing each alone");
             }
@@ -173,7 +174,7 @@ async fn commit_group(db: &Database, mut writer: Writer, group: Vec<Request>) ->
     }
     for request in group {
         let request = vec![request];
-        let result = commit_unit(db, &mut conn, &mut writer.registrar, &request).await;
+        let result = commit_unit(db, &mut conn, &mut writer.registrar, &mut syncing, &request).await;
         // The sender may have gone (connection lost): the instance is archived all the same.
         answer(request, result);
     }
@@ -193,11 +194,9 @@ enum Refusal {
 
 /// Why the fast way did not commit.
 enum Fallback {
-    /// The database refused: nothing was written, and the instances may go the general way.
+    /// Nothing was written (the database refused, or the folders could not be synced): the
+    /// instances go the general way, which fails them if the sync did.
     Retry(IngestError),
-    /// Nothing was written, and the instances fail: their folders could not be synced (a
-    /// second sync may report success for what the first one failed to write).
-    Fail(IngestError),
     /// Whether the statement committed is unknown (the connection broke): the instances fail,
     /// but their files stay, for their rows may exist. The general way could even take such a
     /// row for a re-send's and remove its file.
@@ -208,13 +207,17 @@ enum Fallback {
 /// SQLite in a unit of the committer's own connection, on PostgreSQL with one statement. Answers
 /// them, and hands back the others for the general way (all of them when the fast way wrote
 /// nothing, and none of them when it failed).
-async fn commit_existing(db: &Database, conn: &mut WriterConnection, writer: &mut Writer, group: Vec<Request>) -> Vec<Request> {
-    let mut syncing = sync_folders(group.iter().map(|r| &r.placed));
-    let placed: Vec<(&str, &str, &PlacedInstance)> =
-        group.iter().map(|r| (r.tenant.as_str(), r.calling_aet.as_str(), &r.placed)).collect();
+async fn commit_existing(
+    db: &Database,
+    conn: &mut WriterConnection,
+    writer: &mut Writer,
+    syncing: &mut FolderSync,
+    group: Vec<Request>,
+) -> Vec<Request> {
+    let placed = placed_of(&group);
     let result = match (db.backend(), writer.direct.as_mut()) {
-        (Backend::Sqlite, Some(direct)) => commit_direct(direct, &mut writer.registrar, &placed, &mut syncing).await,
-        (Backend::Postgres, _) => commit_at_once(conn, &placed, &mut syncing).await,
+        (Backend::Sqlite, Some(direct)) => commit_direct(direct, &mut writer.registrar, &placed, syncing).await,
+        (Backend::Postgres, _) => commit_at_once(conn, &placed, syncing).await,
         (Backend::Sqlite, None) => return group,
     };
     drop(placed);
@@ -224,12 +227,6 @@ async fn commit_existing(db: &Database, conn: &mut WriterConnection, writer: &mu
             writer.registrar.forget();
             tracing::debug!(error = %e, instances = group.len(), "the fast way refused a group; it goes the general way");
             return group;
-        }
-        Err(Fallback::Fail(e)) => {
-            writer.registrar.forget();
-            tracing::error!(error = %e, instances = group.len(), "a group of instances could not be stored");
-            fail_all(group, &e);
-            return Vec::new();
         }
         Err(Fallback::Unsure(e)) => {
             fail_keeping_files(group, &e);
@@ -258,13 +255,13 @@ async fn commit_direct(
     direct: &mut DirectWriter,
     registrar: &mut Registrar,
     placed: &[(&str, &str, &PlacedInstance)],
-    syncing: &mut tokio::task::JoinHandle<Result<(), StorageError>>,
+    syncing: &mut FolderSync,
 ) -> Result<Vec<Option<Outcome>>, Fallback> {
     let retry = |e: IngestError| Fallback::Retry(e);
     let unit = direct.begin().map_err(|e| retry(e.into()))?;
     let outcomes = register_existing_direct(&unit, registrar, placed).map_err(retry)?;
     registrar.finish_direct(&unit).map_err(|e| retry(e.into()))?;
-    synced(syncing).await.map_err(Fallback::Fail)?;
+    syncing.done().await.map_err(retry)?;
     unit.commit().map_err(|e| retry(e.into()))?;
     Ok(outcomes)
 }
@@ -274,9 +271,9 @@ async fn commit_direct(
 async fn commit_at_once(
     conn: &mut WriterConnection,
     placed: &[(&str, &str, &PlacedInstance)],
-    syncing: &mut tokio::task::JoinHandle<Result<(), StorageError>>,
+    syncing: &mut FolderSync,
 ) -> Result<Vec<Option<Outcome>>, Fallback> {
-    synced(syncing).await.map_err(Fallback::Fail)?;
+    syncing.done().await.map_err(Fallback::Retry)?;
     match register_existing_at_once(conn, placed).await {
         Ok(outcomes) => Ok(outcomes),
         // The database refused the statement: nothing was written.
@@ -285,24 +282,23 @@ async fn commit_at_once(
     }
 }
 
-/// Registers `requests` in one unit of work on `conn` while their folders are synced, then
-/// commits. On any refusal or failure the unit is rolled back and `registrar` forgets what it
+/// Registers `requests` in one unit of work on `conn` while their group's folders are synced,
+/// then commits. On any refusal or failure the unit is rolled back and `registrar` forgets what it
 /// knew; the files stay placed until the requests are answered ([`answer`]).
 async fn commit_unit(
     db: &Database,
     conn: &mut WriterConnection,
     registrar: &mut Registrar,
+    syncing: &mut FolderSync,
     requests: &[Request],
 ) -> Result<Vec<Outcome>, Refusal> {
-    let mut syncing = sync_folders(requests.iter().map(|r| &r.placed));
-    let placed: Vec<(&str, &str, &PlacedInstance)> =
-        requests.iter().map(|r| (r.tenant.as_str(), r.calling_aet.as_str(), &r.placed)).collect();
+    let placed = placed_of(requests);
     let result = async {
         let mut unit = db.begin_on(conn).await.map_err(|e| Refusal::Failed(e.into()))?;
         let outcomes = register_all(&mut unit, registrar, db, &placed).await.map_err(Refusal::Refused)?;
         let ready = async {
             registrar.finish(&mut unit).await?;
-            synced(&mut syncing).await
+            syncing.done().await
         };
         ready.await.map_err(Refusal::Failed)?;
         unit.commit().await.map_err(|e| match e {
@@ -358,16 +354,39 @@ fn fail_keeping_files(requests: Vec<Request>, e: &IngestError) {
     }
 }
 
-/// Starts syncing the folders the files of `placed` went to, on a blocking thread, while the
-/// unit registers them; [`synced`] waits for it before the unit commits.
-fn sync_folders<'a>(placed: impl IntoIterator<Item = &'a PlacedInstance>) -> tokio::task::JoinHandle<Result<(), StorageError>> {
-    let folders: BTreeSet<PathBuf> = placed.into_iter().flat_map(|p| p.folders.iter().cloned()).collect();
-    tokio::task::spawn_blocking(move || crate::storage::sync_folders(&folders))
+/// The sync of the folders a group's files went to: started once for the group, on a blocking
+/// thread, while its rows are written, and awaited before any of its units commits. Its outcome
+/// is kept: a second sync could report success for what the first one failed to write.
+struct FolderSync {
+    task: Option<tokio::task::JoinHandle<Result<(), StorageError>>>,
+    outcome: Option<Result<(), IngestError>>,
 }
 
-async fn synced(syncing: &mut tokio::task::JoinHandle<Result<(), StorageError>>) -> Result<(), IngestError> {
-    syncing.await.map_err(|e| IngestError::Database(format!("folder sync task failed: {e}")))??;
-    Ok(())
+impl FolderSync {
+    fn start(requests: &[Request]) -> Self {
+        let folders: BTreeSet<PathBuf> = requests.iter().flat_map(|r| r.placed.folders.iter().cloned()).collect();
+        Self { task: Some(tokio::task::spawn_blocking(move || crate::storage::sync_folders(&folders))), outcome: None }
+    }
+
+    /// Waits for the sync (the first time) and answers its outcome.
+    async fn done(&mut self) -> Result<(), IngestError> {
+        if let Some(task) = self.task.take() {
+            let outcome = match task.await {
+                Ok(synced) => synced.map_err(IngestError::from),
+                Err(e) => Err(IngestError::Database(format!("folder sync task failed: {e}"))),
+            };
+            self.outcome = Some(outcome);
+        }
+        match &self.outcome {
+            Some(Ok(())) | None => Ok(()),
+            Some(Err(e)) => Err(same_error(e)),
+        }
+    }
+}
+
+/// What the registrar is given of requests: tenant, calling AE title and placed file.
+fn placed_of(requests: &[Request]) -> Vec<(&str, &str, &PlacedInstance)> {
+    requests.iter().map(|r| (r.tenant.as_str(), r.calling_aet.as_str(), &r.placed)).collect()
 }
 
 fn fail_all(group: Vec<Request>, e: &IngestError) {
