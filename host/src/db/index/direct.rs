@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, Statement, ToSql};
 
-use super::{ADD_SIZE, Entry, FILED, INSERT_CHUNK, Inserted, Registrar, Registration, STORED_INSTANCE, inserted_key, insert_instances_sql};
+use super::{ADD_SIZE, Entry, FILED, Filed, INSERT_CHUNK, Inserted, Registrar, Registration, STORED_INSTANCE, insert_instances_sql};
 use crate::db::{SqliteSync, now_text};
 
 /// A failure of the direct connection.
@@ -94,16 +94,14 @@ impl Registrar {
                     bind_numbered(&mut lookup, &[&tenant, &header.study_uid, &header.series_uid])?;
                     let mut rows = lookup.raw_query();
                     let filed = match rows.next()? {
-                        Some(row) => (row.get::<_, Option<i64>>(0)?, row.get::<_, Option<i64>>(1)?, row.get::<_, Option<i64>>(2)?),
-                        None => (None, None, None),
+                        Some(row) => Filed::of(row.get(0)?, row.get(1)?, row.get(2)?),
+                        None => Filed::of(None, None, None),
                     };
-                    match filed {
-                        (Some(study), Some(series), Some(owner)) if owner == study => {
-                            self.remember(tenant, header, study, series);
-                            Some((study, series))
-                        }
-                        _ => None,
+                    let keys = filed.in_its_study();
+                    if let Some((study, series)) = keys {
+                        self.remember(tenant, header, study, series);
                     }
+                    keys
                 }
                 Err(_) => None,
             };
@@ -114,15 +112,10 @@ impl Registrar {
         let mut registrations: Vec<Option<Registration>> = vec![None; entries.len()];
         for chunk in existing.chunks(INSERT_CHUNK) {
             let inserted = insert_instances(conn, entries, chunk, &now)?;
-            for &(i, (study_key, series_key)) in chunk {
-                let Entry { tenant, header, file, .. } = entries[i];
-                // Each inserted row answers the first entry of its instance; a second entry of
-                // the same instance, or one stored already, is a re-send.
-                let registration = match inserted_key(&inserted, &entries[i]) {
-                    Some(instance_key) => {
-                        *self.sizes.entry((study_key, series_key)).or_default() += file.size as i64;
-                        Registration { stored: true, instance_key, ..Default::default() }
-                    }
+            for &(i, keys) in chunk {
+                let Entry { tenant, header, .. } = entries[i];
+                let registration = match self.settle(&inserted, &entries[i], keys) {
+                    Some(stored) => stored,
                     None => {
                         let mut lookup = conn.prepare_cached(STORED_INSTANCE)?;
                         bind_numbered(&mut lookup, &[&tenant, &header.sop_instance_uid])?;
@@ -152,8 +145,7 @@ impl Registrar {
 }
 
 /// Inserts the rows of the `rows` of `entries` (each with its study and series keys) with one
-/// statement, binding what `super::insert_instances` binds; answers the keys of the rows
-/// inserted by (tenant, SOP Instance UID).
+/// statement, binding what `super::insert_instances` binds; answers the rows inserted.
 fn insert_instances(
     conn: &Connection,
     entries: &[Entry<'_>],
@@ -192,11 +184,13 @@ fn insert_instances(
 
 /// Binds `values` to the parameters `$1`, `$2`, … of `statement` by their numbers, as sqlx does
 /// with the same text (SQLite itself numbers `$N` parameters in their order of first appearance).
+/// Each parameter's name is read by its index, so binding costs one step per parameter.
 fn bind_numbered(statement: &mut Statement<'_>, values: &[&dyn ToSql]) -> Result<(), DirectError> {
     statement.clear_bindings();
-    for (i, value) in values.iter().enumerate() {
-        let name = format!("${}", i + 1);
-        let index = statement.parameter_index(&name)?.ok_or(rusqlite::Error::InvalidParameterName(name))?;
+    for index in 1..=statement.parameter_count() {
+        let name = statement.parameter_name(index).unwrap_or_default().to_owned();
+        let number = name.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()).and_then(|n| n.checked_sub(1));
+        let value = number.and_then(|n| values.get(n)).ok_or(rusqlite::Error::InvalidParameterName(name))?;
         statement.raw_bind_parameter(index, value)?;
     }
     Ok(())

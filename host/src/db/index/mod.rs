@@ -79,28 +79,23 @@ impl Registrar {
                 together.push((i, study_key, series_key));
                 continue;
             }
-            match filed(conn, tenant, header).await? {
+            match filed(conn, tenant, header).await?.in_its_study() {
                 // The common case, both known and the series in its study: the instance insert
                 // tells a re-send apart.
-                Filed { study: Some(study), series: Some((series, owner)) } if owner == study => {
+                Some((study, series)) => {
                     self.remember(tenant, header, study, series);
                     together.push((i, study, series));
                 }
-                _ => registrations[i] = Some(self.register_new(conn, tenant, calling_aet, header, file, &now).await?),
+                None => registrations[i] = Some(self.register_new(conn, tenant, calling_aet, header, file, &now).await?),
             }
         }
         for chunk in together.chunks(INSERT_CHUNK) {
             let rows: Vec<(&Entry<'_>, i64)> = chunk.iter().map(|&(i, _, series_key)| (&entries[i], series_key)).collect();
             let inserted = insert_instances(conn, &rows, &now).await?;
             for &(i, study_key, series_key) in chunk {
-                let Entry { tenant, header, file, .. } = entries[i];
-                // Each inserted row answers the first entry of its instance; a second entry of the
-                // same instance, or one stored already, is a re-send.
-                let registration = match inserted_key(&inserted, &entries[i]) {
-                    Some(instance_key) => {
-                        *self.sizes.entry((study_key, series_key)).or_default() += file.size as i64;
-                        Registration { stored: true, instance_key, ..Default::default() }
-                    }
+                let Entry { tenant, header, .. } = entries[i];
+                let registration = match self.settle(&inserted, &entries[i], (study_key, series_key)) {
+                    Some(stored) => stored,
                     None => {
                         let key = stored_instance(conn, tenant, &header.sop_instance_uid).await?.unwrap_or_default();
                         Registration { stored: false, instance_key: key, ..Default::default() }
@@ -140,6 +135,15 @@ impl Registrar {
         Ok(Registration { stored: true, study_created, series_created, instance_key })
     }
 
+    /// The registration of `entry`, inserted into the series `keys` (study, series) by a
+    /// statement that answered `inserted`, whose bytes then count towards its study; `None` for
+    /// a re-send (stored already, or another entry of the same instance was inserted).
+    fn settle(&mut self, inserted: &Inserted, entry: &Entry<'_>, keys: (i64, i64)) -> Option<Registration> {
+        let instance_key = inserted_key(inserted, entry)?;
+        *self.sizes.entry(keys).or_default() += entry.file.size as i64;
+        Some(Registration { stored: true, instance_key, ..Default::default() })
+    }
+
     fn remember(&mut self, tenant: &str, header: &InstanceHeader, study_key: i64, series_key: i64) {
         self.studies.insert((tenant.to_owned(), header.study_uid.clone()), study_key);
         self.series.insert((tenant.to_owned(), header.series_uid.clone()), (series_key, study_key));
@@ -155,12 +159,7 @@ impl Registrar {
     /// does not count in its study's size (see series/deprecation).
     pub async fn finish(&mut self, conn: &mut AnyConnection) -> Result<(), OpError> {
         for ((study_key, series_key), bytes) in self.sizes.drain() {
-            sqlx::query(ADD_SIZE)
-            .bind(study_key)
-            .bind(bytes)
-            .bind(series_key)
-            .execute(&mut *conn)
-            .await?;
+            sqlx::query(ADD_SIZE).bind(study_key).bind(bytes).bind(series_key).execute(&mut *conn).await?;
         }
         Ok(())
     }
@@ -198,25 +197,32 @@ fn series_elsewhere(header: &InstanceHeader) -> OpError {
     OpError::Conflict(format!("series `{}` belongs to another study than `{}`", header.series_uid, header.study_uid))
 }
 
-/// Where an instance's study and series stand in the index, found with one statement.
+/// Where an instance's study and series stand in the index, found with one statement
+/// ([`FILED`]).
 struct Filed {
     study: Option<i64>,
     /// The series' key and its study's.
     series: Option<(i64, i64)>,
 }
 
+impl Filed {
+    /// From the three columns of [`FILED`].
+    fn of(study: Option<i64>, series: Option<i64>, owner: Option<i64>) -> Self {
+        Self { study, series: series.zip(owner) }
+    }
+
+    /// The keys (study, series) when both exist and the series is in that study.
+    fn in_its_study(&self) -> Option<(i64, i64)> {
+        match (self.study, self.series) {
+            (Some(study), Some((series, owner))) if owner == study => Some((study, series)),
+            _ => None,
+        }
+    }
+}
+
 async fn filed(conn: &mut AnyConnection, tenant: &str, header: &InstanceHeader) -> Result<Filed, OpError> {
-    let row = sqlx::query(FILED)
-    .bind(tenant)
-    .bind(&header.study_uid)
-    .bind(&header.series_uid)
-    .fetch_one(&mut *conn)
-    .await?;
-    let series = match (row.try_get::<Option<i64>, _>(1)?, row.try_get::<Option<i64>, _>(2)?) {
-        (Some(series), Some(owner)) => Some((series, owner)),
-        _ => None,
-    };
-    Ok(Filed { study: row.try_get(0)?, series })
+    let row = sqlx::query(FILED).bind(tenant).bind(&header.study_uid).bind(&header.series_uid).fetch_one(&mut *conn).await?;
+    Ok(Filed::of(row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))
 }
 
 /// The key of the instance `sop_instance_uid` when it is stored already.
@@ -321,7 +327,8 @@ async fn series_key(
 const INSERT_CHUNK: usize = 64;
 
 /// The statement inserting `rows` instances (12 values each, in the order `insert_instances`
-/// binds them) that answers the key, tenant and SOP Instance UID of each row inserted.
+/// binds them) that answers the key, tenant, SOP Instance UID and file path of each row
+/// inserted ([`Inserted`]).
 fn insert_instances_sql(rows: usize) -> String {
     const COLUMNS: usize = 12;
     let values: Vec<String> = (0..rows)
@@ -339,8 +346,8 @@ fn insert_instances_sql(rows: usize) -> String {
 }
 
 /// Inserts the rows of instances (each with its series' key) with one statement; answers the
-/// keys of the rows inserted by (tenant, SOP Instance UID). An instance stored already is left
-/// out, and so is a second entry of the same instance.
+/// rows inserted. An instance stored already is left out, and so are all entries of an instance
+/// but one.
 async fn insert_instances(
     conn: &mut AnyConnection,
     rows: &[(&Entry<'_>, i64)],
