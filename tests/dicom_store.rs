@@ -146,22 +146,6 @@ async fn the_same_instances_sent_at_once_are_stored_once(backend: Backend) {
     s.stop().await;
 }
 
-/// Generated CTs: 2 studies of 2 series, 48 instances of 160x160.
-fn generated_cts(dir: &Path) -> Vec<PathBuf> {
-    let status = std::process::Command::new("python3")
-        .arg(wasmpacs_tests::repo_root().join("tests/data/gen_ct.py"))
-        .arg(dir)
-        .args(["-n", "48", "--studies", "2", "--series-per-study", "2", "--rows", "160", "--cols", "160"])
-        .stdout(std::process::Stdio::null())
-        .status()
-        .expect("python3");
-    assert!(status.success(), "gen_ct.py failed");
-    let mut files: Vec<PathBuf> = wasmpacs_tests::files_under(dir).into_iter().filter(|p| p.extension().is_some_and(|e| e == "dcm")).collect();
-    files.sort();
-    assert_eq!(files.len(), 48);
-    files
-}
-
 /// Instances of a few series arrive over four associations at once, so that most are committed
 /// in groups into series that exist already: each study's size is the sum of its files, its
 /// series are counted once, each study and series is announced once, and sending it all again
@@ -169,7 +153,9 @@ fn generated_cts(dir: &Path) -> Vec<PathBuf> {
 async fn study_totals_follow_what_several_associations_store(backend: Backend) {
     let mut s = TestServer::start(backend).await;
     let dir = tempfile::tempdir().unwrap();
-    let files = generated_cts(dir.path());
+    // 2 studies of 2 series, 48 instances of 160x160.
+    let files = wasmpacs_tests::generate_cts(dir.path(), &["-n", "48", "--studies", "2", "--series-per-study", "2", "--rows", "160", "--cols", "160"]);
+    assert_eq!(files.len(), 48);
     let shares: Vec<Vec<PathBuf>> = files.chunks(12).map(|c| c.to_vec()).collect();
     for _ in 0..2 {
         let sends = futures::future::join_all(shares.iter().map(|share| s.storescu(NODE_A, share))).await;

@@ -5,24 +5,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use wasmpacs_tests::{Backend, KEY_A, NODE_A, TestServer, files_under, repo_root};
+use wasmpacs_tests::{Backend, KEY_A, NODE_A, TestServer, generate_cts};
 
 /// Generates `n` CT instances (tests/data/gen_ct.py, needs pydicom and numpy).
 fn generate(n: usize) -> (tempfile::TempDir, Vec<PathBuf>) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let status = std::process::Command::new("python3")
-        .arg(repo_root().join("tests/data/gen_ct.py"))
-        .arg(dir.path())
-        .args(["-n", &n.to_string(), "--studies", "10", "--series-per-study", "2"])
-        .stdout(std::process::Stdio::null())
-        .status()
-        .expect("python3");
-    assert!(status.success(), "gen_ct.py failed");
+    let files = generate_cts(dir.path(), &["-n", &n.to_string(), "--studies", "10", "--series-per-study", "2"]);
     // The generated files are written back now, not while ingest is measured (their 500 MB
     // of writeback would compete with the server's syncs).
     let synced = std::process::Command::new("sync").status().expect("sync");
     assert!(synced.success(), "sync failed");
-    let files: Vec<PathBuf> = files_under(dir.path()).into_iter().filter(|p| p.extension().is_some_and(|e| e == "dcm")).collect();
     assert_eq!(files.len(), n);
     (dir, files)
 }

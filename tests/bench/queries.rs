@@ -126,15 +126,7 @@ pub async fn count_latency(backend: Backend) {
 pub async fn preview_latency() {
     let s = TestServer::start(Backend::Sqlite).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let status = std::process::Command::new("python3")
-        .arg(wasmpacs_tests::repo_root().join("tests/data/gen_ct.py"))
-        .arg(dir.path())
-        .args(["-n", "1"])
-        .stdout(std::process::Stdio::null())
-        .status()
-        .expect("python3 runs");
-    assert!(status.success(), "gen_ct.py (needs pydicom and numpy)");
-    let file = std::fs::read_dir(dir.path()).expect("dir").map(|e| e.expect("entry").path()).find(|p| p.is_file()).expect("a CT");
+    let file = wasmpacs_tests::generate_cts(dir.path(), &["-n", "1"]).into_iter().next().expect("a CT");
     let object = dicom_object::OpenFileOptions::new()
         .read_until(dicom_dictionary_std::tags::PIXEL_DATA)
         .open_file(&file)

@@ -704,6 +704,22 @@ impl TestServer {
 }
 
 /// Every file under `root`, sorted, medium `.staging` folders excluded.
+/// Generates CT instances into `dir` with tests/data/gen_ct.py (pydicom and numpy) and `args`
+/// (`-n`, `--studies`, `--rows`, ...); answers the files, sorted.
+pub fn generate_cts(dir: &Path, args: &[&str]) -> Vec<PathBuf> {
+    let status = std::process::Command::new("python3")
+        .arg(repo_root().join("tests/data/gen_ct.py"))
+        .arg(dir)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("python3 runs");
+    assert!(status.success(), "gen_ct.py failed (it needs pydicom and numpy)");
+    let mut files: Vec<PathBuf> = files_under(dir).into_iter().filter(|p| p.extension().is_some_and(|e| e == "dcm")).collect();
+    files.sort();
+    files
+}
+
 pub fn files_under(root: &Path) -> Vec<PathBuf> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
         for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
