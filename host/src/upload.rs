@@ -1,5 +1,5 @@
 //! Multipart uploads streamed to staging files on the default medium: each part is written as
-//! it arrives, digested (SHA-1 for forms, as the seed's `fileHash`; BLAKE3 for DICOM instances)
+//! it arrives, digested (SHA-1 for forms, as the seed's `fileHash`; XXH3-128 for DICOM instances)
 //! and counted on the fly, and synced before it is used. No part is held in memory, however
 //! large (a whole slide, a MIRAX archive).
 

@@ -299,7 +299,7 @@ async fn send_command(
 fn begin_store(app: &App, command: Command, context_id: u8, transfer_syntax: &str, calling: &str) -> anyhow::Result<Incoming> {
     let storage = app.ingest.storage();
     let mut file = storage.stage(storage.default_medium())?;
-    let mut writer = file.writer(Algorithm::Blake3)?;
+    let mut writer = file.writer(Algorithm::Xxh3)?;
     let meta = FileMetaTableBuilder::new()
         .media_storage_sop_class_uid(command.sop_class_uid.as_str())
         .media_storage_sop_instance_uid(command.sop_instance_uid.as_str())

@@ -196,7 +196,7 @@ impl Ingest {
         tokio::task::spawn_blocking(move || {
             let mut file = storage.stage(storage.default_medium())?;
             let mut write = || -> std::io::Result<(u64, String)> {
-                let mut writer = file.writer(Algorithm::Blake3)?;
+                let mut writer = file.writer(Algorithm::Xxh3)?;
                 writer.write_all(&bytes)?;
                 writer.finish()
             };

@@ -251,7 +251,7 @@ mod tests {
 
     fn staged(storage: &Storage, bytes: &[u8]) -> PathBuf {
         let mut file = storage.stage("default").expect("stage");
-        let mut writer = file.writer(Algorithm::Blake3).expect("writer");
+        let mut writer = file.writer(Algorithm::Xxh3).expect("writer");
         writer.write_all(bytes).expect("write");
         writer.finish().expect("finish");
         file.keep()

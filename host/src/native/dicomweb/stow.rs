@@ -70,7 +70,7 @@ async fn receive_all(app: &App, call: NativeCall) -> Result<Response<Body>, ApiE
             parts.push(Part::Done(PartOutcome::Failed { header: None, reason: reason::CANNOT_UNDERSTAND, unsupported_type: true }));
             continue;
         }
-        let staged = match stage_field(app.ingest.storage(), &mut field, u64::MAX, Algorithm::Blake3, StagedInstance::completed).await {
+        let staged = match stage_field(app.ingest.storage(), &mut field, u64::MAX, Algorithm::Xxh3, StagedInstance::completed).await {
             Ok(staged) => staged,
             Err(UploadError::Body(e)) => return Err(malformed(e, parts.len())),
             Err(UploadError::TooLarge(limit)) => return Err(ApiError::PayloadTooLarge(limit)),
