@@ -14,7 +14,8 @@ on_both_backends!(
     the_same_instances_sent_at_once_are_stored_once,
     study_totals_follow_what_several_associations_store,
     unknown_nodes_are_refused,
-    a_dropped_store_leaves_nothing
+    a_dropped_store_leaves_nothing,
+    the_storage_check_finds_what_is_missing_damaged_or_unnamed
 );
 
 /// The bytes of a Part-10 file after its meta group.
@@ -259,6 +260,69 @@ async fn a_dropped_store_leaves_nothing(backend: Backend) {
     let (ok, output) = s.storescu(NODE_A, &[file]).await;
     assert!(ok, "{output}");
     assert_eq!(s.archived_files().len(), 1);
+    s.stop().await;
+}
+
+/// `wasmpacs check`, run beside the server: a whole archive passes; then a missing file, a file
+/// with a byte changed, one cut short, a file no row names (from long ago, and from just now) and
+/// a file not of the archive's layout are each found for what they are, the old unnamed file is
+/// set aside (not deleted), and nothing else is touched.
+async fn the_storage_check_finds_what_is_missing_damaged_or_unnamed(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let files = wasmpacs_tests::generate_cts(dir.path(), &["-n", "4", "--studies", "1", "--series-per-study", "1", "--rows", "160", "--cols", "160"]);
+    let (ok, output) = s.storescu(NODE_A, &files).await;
+    assert!(ok, "{output}");
+
+    let (code, report) = s.check(&["--verify-digests"]);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!((report["rows_checked"].as_u64(), report["files_checked"].as_u64(), report["digests_verified"].as_u64()), (Some(4), Some(4), Some(4)));
+    for kind in ["missing", "wrong_size", "damaged", "unreadable", "orphans", "foreign"] {
+        assert_eq!(report[kind]["count"], 0, "{kind}: {report:#}");
+    }
+
+    let mut stored = rows(&s, "SELECT sop_instance_uid, file_path FROM instances WHERE tenant = 'alpha'").await;
+    stored.sort();
+    let path_of = |relative: &str| s.data_dir.path().join("archive").join(relative);
+    let [(gone, gone_path), (changed, changed_path), (cut, cut_path), (_, whole_path)] = stored.as_slice() else { panic!("{stored:?}") };
+    std::fs::remove_file(path_of(gone_path)).unwrap();
+    let mut bytes = std::fs::read(path_of(changed_path)).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x5a;
+    std::fs::write(path_of(changed_path), &bytes).unwrap();
+    let cut_bytes = std::fs::read(path_of(cut_path)).unwrap();
+    std::fs::write(path_of(cut_path), &cut_bytes[..cut_bytes.len() - 1]).unwrap();
+    let whole = std::fs::read(path_of(whole_path)).unwrap();
+    let folder = Path::new(whole_path).parent().unwrap();
+    let (old, recent) = (folder.join("9.9.9_left-by-a-crash.dcm"), folder.join("9.9.8_being-committed.dcm"));
+    std::fs::write(path_of(old.to_str().unwrap()), &whole).unwrap();
+    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    std::fs::File::options().write(true).open(path_of(old.to_str().unwrap())).unwrap().set_modified(two_hours_ago).unwrap();
+    std::fs::write(path_of(recent.to_str().unwrap()), &whole).unwrap();
+    std::fs::write(s.data_dir.path().join("archive/notes.txt"), b"not the archive's").unwrap();
+
+    let (code, report) = s.check(&["--verify-digests", "--set-aside-orphans"]);
+    assert_eq!(code, 1, "{report:#}");
+    let listed = |kind: &str| -> Vec<String> {
+        report[kind]["listed"].as_array().unwrap().iter().map(|f| f["sop_instance_uid"].as_str().unwrap_or_default().to_owned()).collect()
+    };
+    assert_eq!(listed("missing"), [gone.clone()], "{report:#}");
+    assert_eq!(listed("damaged"), [changed.clone()], "{report:#}");
+    assert_eq!(listed("wrong_size"), [cut.clone()], "{report:#}");
+    assert_eq!(report["unreadable"]["count"], 0);
+    assert_eq!(report["orphans"]["listed"], serde_json::json!([format!("default:{}", old.display())]), "{report:#}");
+    assert_eq!((report["orphans_set_aside"].as_u64(), report["unnamed_recent"].as_u64()), (Some(1), Some(1)), "{report:#}");
+    assert_eq!(report["foreign"]["listed"], serde_json::json!(["default:notes.txt"]), "{report:#}");
+
+    // Set aside whole, not deleted; everything else where it was.
+    assert!(!path_of(old.to_str().unwrap()).exists());
+    assert_eq!(std::fs::read(s.data_dir.path().join("archive/.orphans").join(&old)).unwrap(), whole);
+    assert_eq!(std::fs::read(path_of(recent.to_str().unwrap())).unwrap(), whole);
+    assert_eq!(std::fs::read(path_of(whole_path)).unwrap(), whole);
+    assert!(s.data_dir.path().join("archive/notes.txt").exists());
+    // The set-aside folder is not checked again.
+    let (_, again) = s.check(&[]);
+    assert_eq!((again["orphans"]["count"].as_u64(), again["files_checked"].as_u64()), (Some(0), Some(5)), "{again:#}");
     s.stop().await;
 }
 

@@ -6,11 +6,13 @@
 //! [`db`]) and turns its answer (or failure, [`error`]) into the [`response`]. Images arrive
 //! through the [`dicom`] server (or DICOMweb) and are archived by [`ingest`] onto [`storage`];
 //! [`forward`] sends queued series on to other DICOM nodes, and non-DICOM slides to other
-//! archives; [`upload`] streams multipart forms to staging files for plugins.
+//! archives; [`upload`] streams multipart forms to staging files for plugins. [`check`] compares
+//! the files on the media with the index (`wasmpacs check`).
 
 pub mod app;
 pub mod auth;
 pub mod capabilities;
+pub mod check;
 pub mod config;
 pub mod db;
 pub mod dicom;

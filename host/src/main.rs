@@ -1,11 +1,14 @@
-//! The `wasmpacs` command line: `wasmpacs serve --config wasmpacs.toml`.
+//! The `wasmpacs` command line: `wasmpacs serve --config wasmpacs.toml`, and the storage check
+//! `wasmpacs check --config wasmpacs.toml`.
 
-use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
+use wasmpacs::check::CheckOptions;
 use wasmpacs::{Config, RunningServer};
 
 /// wasmpacs: a PACS server (O3-DPACS REST APIs) whose business rules are WebAssembly plugins.
@@ -28,6 +31,27 @@ enum Command {
         #[arg(long, short, env = "WASMPACS_CONFIG", default_value = "wasmpacs.toml")]
         config: PathBuf,
     },
+    /// Compare the files on the storage media with the index, both ways, and print a JSON
+    /// report. Every file a row names must be there with its recorded size (and, with
+    /// --verify-digests, its recorded digest); every file of the archive's layout must be named
+    /// by a row. Files no row names are reported and, with --set-aside-orphans, moved to their
+    /// medium's `.orphans` folder; nothing is deleted. Safe beside a running server. Exits
+    /// with 1 when a named file is missing, of the wrong size, damaged or unreadable, and with
+    /// 2 when the check cannot run.
+    Check {
+        /// The config file (see wasmpacs.example.toml).
+        #[arg(long, short, env = "WASMPACS_CONFIG", default_value = "wasmpacs.toml")]
+        config: PathBuf,
+        /// Read every named file whole and compare its digest with the recorded one.
+        #[arg(long)]
+        verify_digests: bool,
+        /// Move files no row names, older than the grace period, to `<medium>/.orphans/`.
+        #[arg(long)]
+        set_aside_orphans: bool,
+        /// Minutes below which a file no row names is taken for one being committed.
+        #[arg(long, default_value_t = 60)]
+        grace_minutes: u64,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -36,11 +60,16 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_ansi(std::io::stdout().is_terminal())
-        .init();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    match &cli.command {
+        // The report goes to stdout; the log beside it to stderr.
+        Command::Check { .. } => {
+            tracing_subscriber::fmt().with_env_filter(filter).with_ansi(std::io::stderr().is_terminal()).with_writer(std::io::stderr).init()
+        }
+        Command::Serve { .. } => tracing_subscriber::fmt().with_env_filter(filter).with_ansi(std::io::stdout().is_terminal()).init(),
+    }
+    match cli.command {
         Command::Serve { config } => {
             let config = Config::load(&config).with_context(|| format!("loading {}", config.display()))?;
             let server = RunningServer::start(config).await?;
@@ -49,7 +78,29 @@ async fn run() -> anyhow::Result<()> {
             server.shutdown().await;
             Ok(())
         }
+        Command::Check { config, verify_digests, set_aside_orphans, grace_minutes } => {
+            let options = CheckOptions { verify_digests, set_aside_orphans, grace: Duration::from_secs(grace_minutes * 60) };
+            let code = match check(&config, &options).await {
+                Ok(true) => 0,
+                Ok(false) => 1,
+                Err(e) => {
+                    tracing::error!("the check could not run: {e:#}");
+                    2
+                }
+            };
+            std::process::exit(code)
+        }
     }
+}
+
+/// Runs the storage check and prints its report; true when the archive is whole.
+async fn check(config: &Path, options: &CheckOptions) -> anyhow::Result<bool> {
+    let config = Config::load(config).with_context(|| format!("loading {}", config.display()))?;
+    let report = wasmpacs::check::run(&config, options).await?;
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, &report)?;
+    writeln!(out)?;
+    Ok(report.is_whole())
 }
 
 async fn shutdown_signal() {

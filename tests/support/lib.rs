@@ -207,6 +207,8 @@ max_instances = 64
             manifest = manifest_path.display(),
             extra = options.extra_config,
         );
+        // Also on disk, for the command line (`wasmpacs check`) to read.
+        std::fs::write(data_dir.path().join("wasmpacs.toml"), &config_text)?;
         let config = Config::from_toml(&config_text, Vec::new(), data_dir.path())?;
         let started = RunningServer::start(config).await;
         let server = match started {
@@ -417,6 +419,23 @@ max_instances = 64
             text.push_str(&String::from_utf8_lossy(&output.stderr));
         }
         (ok, text)
+    }
+
+    /// Runs `wasmpacs check` (the release binary beside the test's) with `args` on this server's
+    /// config; returns its exit code and the JSON report it printed.
+    pub fn check(&self, args: &[&str]) -> (i32, Value) {
+        let test = std::env::current_exe().expect("test binary");
+        let binary = test.parent().and_then(Path::parent).expect("target folder").join("wasmpacs");
+        let output = std::process::Command::new(&binary)
+            .arg("check")
+            .arg("--config")
+            .arg(self.data_dir.path().join("wasmpacs.toml"))
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{}: {e} (built by `cargo build --release --workspace`)", binary.display()));
+        let report = serde_json::from_slice(&output.stdout)
+            .unwrap_or_else(|e| panic!("no JSON report ({e}): {}", String::from_utf8_lossy(&output.stderr)));
+        (output.status.code().expect("exit code"), report)
     }
 
     /// Stops the server (requests in flight finish) and drops its PostgreSQL database.

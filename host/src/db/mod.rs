@@ -2,6 +2,7 @@
 //! and units of work. The submodules hold the queries, written once for both dialects.
 
 pub mod archive;
+pub mod check;
 pub mod count;
 pub mod events;
 pub mod forward;
@@ -146,7 +147,11 @@ impl Database {
 }
 
 /// The file of a SQLite URL; `None` for an in-memory database.
-fn sqlite_path(url: &str) -> Option<PathBuf> {
+/// The file of a `sqlite:` URL (none for another URL, or an in-memory database).
+pub fn sqlite_path(url: &str) -> Option<PathBuf> {
+    if !url.starts_with("sqlite:") {
+        return None;
+    }
     let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
     let path = path.split('?').next().unwrap_or_default();
     (!path.is_empty() && !path.starts_with(":memory:")).then(|| PathBuf::from(path))

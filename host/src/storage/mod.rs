@@ -38,21 +38,28 @@ impl Storage {
     /// The configured media plus `default` (`<data_dir>/archive`) unless configured otherwise.
     /// Creates the roots and their staging folders.
     pub fn new(config: &StorageConfig) -> Result<Self, StorageError> {
-        let mut media = BTreeMap::new();
-        media.insert("default".to_owned(), config.data_dir.join("archive"));
-        for medium in &config.media {
-            media.insert(medium.name.clone(), medium.path.clone());
-        }
+        let media = Self::roots_of(config);
         let default = config.default_medium.clone().unwrap_or_else(|| "default".to_owned());
         if !media.contains_key(&default) {
             return Err(StorageError::UnknownMedium(default));
         }
         for root in media.values() {
-            let staging = root.join(".staging");
+            let staging = root.join(STAGING);
             std::fs::create_dir_all(&staging).map_err(io_at(&staging))?;
             sweep_staging(&staging, STALE_STAGING);
         }
         Ok(Self { media, default })
+    }
+
+    /// The root folder of each medium `config` names: `default` (`<data_dir>/archive`) unless
+    /// configured otherwise, and the configured ones.
+    pub fn roots_of(config: &StorageConfig) -> BTreeMap<String, PathBuf> {
+        let mut media = BTreeMap::new();
+        media.insert("default".to_owned(), config.data_dir.join("archive"));
+        for medium in &config.media {
+            media.insert(medium.name.clone(), medium.path.clone());
+        }
+        media
     }
 
     /// The medium new files go to.
@@ -65,13 +72,33 @@ impl Storage {
         self.media.keys().map(String::as_str)
     }
 
+    /// Every medium with its root folder.
+    pub fn roots(&self) -> impl Iterator<Item = (&str, &Path)> {
+        self.media.iter().map(|(name, root)| (name.as_str(), root.as_path()))
+    }
+
+    /// Moves a stored file that no row names to `<root>/.orphans/<relative>` on its medium (kept
+    /// for an operator to look at, never deleted), and syncs the folders that changed. Blocking.
+    pub fn set_aside(&self, medium: &str, relative: &str) -> Result<PathBuf, StorageError> {
+        let root = self.root(medium)?;
+        let (source, target) = (root.join(relative), root.join(ORPHANS).join(relative));
+        let folder = target.parent().expect("layout paths have folders");
+        let mut changed = BTreeSet::new();
+        create_folders(root, folder, &mut changed).map_err(io_at(folder))?;
+        std::fs::rename(&source, &target).map_err(io_at(&target))?;
+        changed.insert(folder.to_owned());
+        changed.extend(source.parent().map(Path::to_owned));
+        sync_folders(&changed)?;
+        Ok(target)
+    }
+
     fn root(&self, medium: &str) -> Result<&PathBuf, StorageError> {
         self.media.get(medium).ok_or_else(|| StorageError::UnknownMedium(medium.to_owned()))
     }
 
     /// A new staging file on `medium` (same filesystem, so the final rename is atomic).
     pub fn stage(&self, medium: &str) -> Result<StagingFile, StorageError> {
-        let dir = self.root(medium)?.join(".staging");
+        let dir = self.root(medium)?.join(STAGING);
         StagingFile::create(&dir).map_err(io_at(&dir))
     }
 
@@ -162,6 +189,12 @@ impl Storage {
         }
     }
 }
+
+/// The folder of a medium's root where files are staged before they are placed.
+pub const STAGING: &str = ".staging";
+
+/// The folder of a medium's root where the storage check sets aside files no row names.
+pub const ORPHANS: &str = ".orphans";
 
 /// Age after which a staging file is taken for the leftover of a crash: a file being received is
 /// written to far more often (and a slow upload of a whole slide well within it).

@@ -1,0 +1,393 @@
+//! The storage check (`wasmpacs check`): compares the archive's files with the index, both ways.
+//! Every file a row names must be on its medium with its recorded size (and, when asked, its
+//! recorded digest); every file on a medium must be named by a row. A file no row names (left
+//! by a crash between placing a file and committing its row, or by a lost COMMIT answer) is
+//! reported and, when asked, set aside in the medium's `.orphans` folder: the check never
+//! deletes a file. It reads through the reader pool and may run beside a live server: a file
+//! younger than the grace period may be one whose row is being committed right now, and is only
+//! counted.
+
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::config::Config;
+use crate::db::check::{self as index, IndexedFile};
+use crate::db::{Database, DbError};
+use crate::storage::digest::{Algorithm, Hasher};
+use crate::storage::{ORPHANS, STAGING, Storage, StorageError};
+
+/// What to do besides looking.
+#[derive(Debug, Clone)]
+pub struct CheckOptions {
+    /// Read every named file whole and compare its digest with the recorded one.
+    pub verify_digests: bool,
+    /// Move files no row names (and older than `grace`) to the medium's `.orphans` folder.
+    pub set_aside_orphans: bool,
+    /// Age below which a file no row names is taken for one being committed.
+    pub grace: Duration,
+}
+
+/// Why the check could not run to its end.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error(transparent)]
+    Database(#[from] DbError),
+    #[error("reading the index: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("listing {path}: {source}")]
+    Walk { path: PathBuf, source: io::Error },
+    #[error("a check task failed: {0}")]
+    Task(String),
+    #[error("there is no archive here: {0} does not exist")]
+    NoArchive(PathBuf),
+}
+
+/// Findings of each kind listed in the report, at most (all are counted).
+const LISTED: usize = 1000;
+
+/// Rows read from the index at a time.
+const PAGE: i64 = 500;
+
+/// Files found on a medium looked up in the index at a time.
+const BATCH: usize = 500;
+
+/// Files between two progress lines in the log.
+const PROGRESS_EVERY: u64 = 10_000;
+
+/// What the check found.
+#[derive(Debug, Default, Serialize)]
+pub struct CheckReport {
+    /// Files the index names (instances and slides), each looked at on its medium.
+    pub rows_checked: u64,
+    /// Files found on the media (staging and set-aside folders excluded).
+    pub files_checked: u64,
+    /// Named files read whole and digested.
+    pub digests_verified: u64,
+    /// A row names a file that is not there.
+    pub missing: Findings<Finding>,
+    /// The file's length is not the recorded one.
+    pub wrong_size: Findings<Finding>,
+    /// The file's digest is not the recorded one.
+    pub damaged: Findings<Finding>,
+    /// The file is there but cannot be read.
+    pub unreadable: Findings<Finding>,
+    /// Files of the archive's layout that no row names, older than the grace period.
+    pub orphans: Findings<String>,
+    /// Orphans moved to their medium's `.orphans` folder.
+    pub orphans_set_aside: u64,
+    /// Files no row names, younger than the grace period (maybe being committed): left alone.
+    pub unnamed_recent: u64,
+    /// Files on a medium that are not of the archive's layout: not the archive's, left alone.
+    pub foreign: Findings<String>,
+}
+
+impl CheckReport {
+    /// True when every file the index names is there, whole.
+    pub fn is_whole(&self) -> bool {
+        self.missing.count == 0 && self.wrong_size.count == 0 && self.damaged.count == 0 && self.unreadable.count == 0
+    }
+}
+
+/// A count, and the first [`LISTED`] of what was counted.
+#[derive(Debug, Serialize)]
+pub struct Findings<T> {
+    pub count: u64,
+    pub listed: Vec<T>,
+}
+
+impl<T> Default for Findings<T> {
+    fn default() -> Self {
+        Self { count: 0, listed: Vec::new() }
+    }
+}
+
+impl<T> Findings<T> {
+    fn add(&mut self, finding: T) {
+        self.count += 1;
+        if self.listed.len() < LISTED {
+            self.listed.push(finding);
+        }
+    }
+}
+
+/// A named file that is not as the index says.
+#[derive(Debug, Serialize)]
+pub struct Finding {
+    pub tenant: String,
+    pub sop_instance_uid: String,
+    /// The non-DICOM slide file stored beside the instance, rather than the instance's own.
+    pub slide: bool,
+    pub medium: String,
+    pub path: String,
+    pub detail: String,
+}
+
+impl Finding {
+    fn of(file: &IndexedFile, detail: String) -> Self {
+        Self {
+            tenant: file.tenant.clone(),
+            sop_instance_uid: file.sop_instance_uid.clone(),
+            slide: file.slide,
+            medium: file.medium.clone(),
+            path: file.relative_path.clone(),
+            detail,
+        }
+    }
+}
+
+/// Runs the check on the archive `config` describes.
+pub async fn run(config: &Config, options: &CheckOptions) -> Result<CheckReport, CheckError> {
+    // A check looks; it does not create an empty archive where a config points by mistake.
+    let url = config.database_url();
+    let expected = crate::db::sqlite_path(&url).into_iter().chain(Storage::roots_of(&config.storage).into_values());
+    if let Some(absent) = expected.into_iter().find(|path| !path.exists()) {
+        return Err(CheckError::NoArchive(absent));
+    }
+    let db = Database::connect(&config.database_url(), config.database.max_connections, config.database.sqlite_synchronous).await?;
+    let storage = Storage::new(&config.storage)?;
+    let mut report = CheckReport::default();
+    let result = async {
+        check_named_files(&db, &storage, options, &mut report).await?;
+        check_media(&db, &storage, options, &mut report).await
+    }
+    .await;
+    db.close().await;
+    result.map(|()| report)
+}
+
+/// How a named file was found.
+enum Verdict {
+    Intact,
+    Missing,
+    WrongSize(u64),
+    Damaged(String),
+    Unreadable(io::Error),
+}
+
+/// Looks at every file the index names, page by page.
+async fn check_named_files(db: &Database, storage: &Storage, options: &CheckOptions, report: &mut CheckReport) -> Result<(), CheckError> {
+    for slides in [false, true] {
+        let mut after = 0;
+        loop {
+            let page = match slides {
+                false => index::instance_files(db.reader(), after, PAGE).await?,
+                true => index::slide_files(db.reader(), after, PAGE).await?,
+            };
+            let Some(last) = page.last() else { break };
+            after = last.instance_key;
+            let (storage, verify) = (storage.clone(), options.verify_digests);
+            let verdicts = tokio::task::spawn_blocking(move || {
+                page.into_iter().map(|file| {
+                    let verdict = examine(&storage, &file, verify);
+                    (file, verdict)
+                }).collect::<Vec<_>>()
+            })
+            .await
+            .map_err(|e| CheckError::Task(e.to_string()))?;
+            for (file, verdict) in verdicts {
+                report.rows_checked += 1;
+                match verdict {
+                    Verdict::Intact => report.digests_verified += u64::from(options.verify_digests),
+                    // Unless a relocation moved it meanwhile.
+                    Verdict::Missing if moved_since(db, &file).await? => {}
+                    Verdict::Missing => {
+                        tracing::error!(sop = %file.sop_instance_uid, medium = %file.medium, path = %file.relative_path, "a file the index names is missing");
+                        report.missing.add(Finding::of(&file, "no such file".into()));
+                    }
+                    Verdict::WrongSize(len) => {
+                        tracing::error!(sop = %file.sop_instance_uid, path = %file.relative_path, len, recorded = file.size, "a stored file has the wrong size");
+                        report.wrong_size.add(Finding::of(&file, format!("{len} bytes, {} recorded", file.size)));
+                    }
+                    Verdict::Damaged(digest) => {
+                        tracing::error!(sop = %file.sop_instance_uid, path = %file.relative_path, digest, recorded = file.digest, "a stored file does not match its digest");
+                        report.damaged.add(Finding::of(&file, format!("digest {digest}, {} recorded", file.digest)));
+                    }
+                    Verdict::Unreadable(e) => {
+                        tracing::error!(sop = %file.sop_instance_uid, path = %file.relative_path, error = %e, "a stored file cannot be read");
+                        report.unreadable.add(Finding::of(&file, e.to_string()));
+                    }
+                }
+                if report.rows_checked % PROGRESS_EVERY == 0 {
+                    tracing::info!(rows = report.rows_checked, "checking the files the index names");
+                }
+            }
+        }
+    }
+    tracing::info!(rows = report.rows_checked, missing = report.missing.count, damaged = report.damaged.count, "files the index names checked");
+    Ok(())
+}
+
+/// True when the row of a file found missing names another place now.
+async fn moved_since(db: &Database, file: &IndexedFile) -> Result<bool, CheckError> {
+    let now = index::current_place(db.reader(), file).await?;
+    Ok(now.is_none_or(|(medium, path)| medium != file.medium || path != file.relative_path))
+}
+
+/// Looks at one named file: there, of its recorded length and (with `verify`) digest. Blocking.
+fn examine(storage: &Storage, file: &IndexedFile, verify: bool) -> Verdict {
+    let path = match storage.absolute(&file.medium, &file.relative_path) {
+        Ok(path) => path,
+        Err(_) => return Verdict::Missing,
+    };
+    let len = match std::fs::metadata(&path) {
+        Ok(meta) if meta.is_file() => meta.len(),
+        Ok(_) => return Verdict::Missing,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Verdict::Missing,
+        Err(e) => return Verdict::Unreadable(e),
+    };
+    if i64::try_from(len).ok() != Some(file.size) {
+        return Verdict::WrongSize(len);
+    }
+    if !verify {
+        return Verdict::Intact;
+    }
+    let Some(algorithm) = Algorithm::of_recorded(&file.digest) else {
+        return Verdict::Damaged(format!("(none: `{}` is not a digest)", file.digest));
+    };
+    match digest_of(&path, algorithm) {
+        Ok(digest) if digest == file.digest => Verdict::Intact,
+        Ok(digest) => Verdict::Damaged(digest),
+        Err(e) => Verdict::Unreadable(e),
+    }
+}
+
+fn digest_of(path: &Path, algorithm: Algorithm) -> io::Result<String> {
+    let mut input = std::fs::File::open(path)?;
+    let mut hasher = Hasher::new(algorithm);
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        match input.read(&mut buffer) {
+            Ok(0) => return Ok(hasher.finish()),
+            Ok(n) => hasher.update(&buffer[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// A file found on a medium.
+struct FoundFile {
+    relative: String,
+    modified: SystemTime,
+}
+
+/// Walks every medium and looks up each file found in the index, a batch at a time.
+async fn check_media(db: &Database, storage: &Storage, options: &CheckOptions, report: &mut CheckReport) -> Result<(), CheckError> {
+    let started = SystemTime::now();
+    for (medium, root) in storage.roots() {
+        let (sender, mut batches) = mpsc::channel::<Result<Vec<FoundFile>, CheckError>>(4);
+        let walk_root = root.to_owned();
+        let walker = tokio::task::spawn_blocking(move || walk(&walk_root, &sender));
+        while let Some(batch) = batches.recv().await {
+            let batch = batch?;
+            let mut ours = Vec::with_capacity(batch.len());
+            for file in batch {
+                report.files_checked += 1;
+                if report.files_checked % PROGRESS_EVERY == 0 {
+                    tracing::info!(medium, files = report.files_checked, "checking the files on the media");
+                }
+                if of_the_layout(&file.relative) {
+                    ours.push(file);
+                } else {
+                    report.foreign.add(format!("{medium}:{}", file.relative));
+                }
+            }
+            let paths: Vec<String> = ours.iter().map(|f| f.relative.clone()).collect();
+            let named = index::named_paths(db.reader(), medium, &paths).await?;
+            for file in ours.into_iter().filter(|f| !named.contains(&f.relative)) {
+                let age = started.duration_since(file.modified).unwrap_or_default();
+                if age < options.grace {
+                    report.unnamed_recent += 1;
+                    continue;
+                }
+                tracing::warn!(medium, path = %file.relative, "no row names this file");
+                report.orphans.add(format!("{medium}:{}", file.relative));
+                if options.set_aside_orphans {
+                    let (storage, on, relative) = (storage.clone(), medium.to_owned(), file.relative.clone());
+                    let moved = tokio::task::spawn_blocking(move || storage.set_aside(&on, &relative))
+                        .await
+                        .map_err(|e| CheckError::Task(e.to_string()))?;
+                    match moved {
+                        Ok(to) => {
+                            tracing::info!(to = %to.display(), "orphan set aside");
+                            report.orphans_set_aside += 1;
+                        }
+                        // Reported, and left where it is.
+                        Err(e) => tracing::error!(medium, path = %file.relative, error = %e, "cannot set an orphan aside"),
+                    }
+                }
+            }
+        }
+        walker.await.map_err(|e| CheckError::Task(e.to_string()))?;
+    }
+    tracing::info!(files = report.files_checked, orphans = report.orphans.count, "files on the media checked");
+    Ok(())
+}
+
+/// True for a path the archive's layout gives a stored file: `<tenant>/<study>/<series>/<name>`
+/// ending in `.dcm` (an instance) or `.slide` (a non-DICOM slide). Anything else on a medium was
+/// not put there by the archive, and the check leaves it alone.
+fn of_the_layout(relative: &str) -> bool {
+    relative.split('/').count() == 4 && (relative.ends_with(".dcm") || relative.ends_with(".slide"))
+}
+
+/// Lists the regular files under `root` (its staging and set-aside folders excluded), sending
+/// them in batches of [`BATCH`]. Blocking; stops when the receiver goes.
+fn walk(root: &Path, batches: &mpsc::Sender<Result<Vec<FoundFile>, CheckError>>) {
+    let mut folders = vec![root.to_owned()];
+    let mut batch = Vec::with_capacity(BATCH);
+    while let Some(folder) = folders.pop() {
+        let entries = match std::fs::read_dir(&folder) {
+            Ok(entries) => entries,
+            Err(source) => {
+                let _ = batches.blocking_send(Err(CheckError::Walk { path: folder, source }));
+                return;
+            }
+        };
+        for entry in entries {
+            let listed = entry.and_then(|entry| Ok((entry.path(), entry.file_type()?, entry.metadata()?.modified()?)));
+            let (path, kind, modified) = match listed {
+                Ok(listed) => listed,
+                Err(source) => {
+                    let _ = batches.blocking_send(Err(CheckError::Walk { path: folder, source }));
+                    return;
+                }
+            };
+            if folder == root && (path.ends_with(STAGING) || path.ends_with(ORPHANS)) {
+                continue;
+            }
+            if kind.is_dir() {
+                folders.push(path);
+            } else if kind.is_file() {
+                let relative = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().into_owned();
+                batch.push(FoundFile { relative, modified });
+                if batch.len() == BATCH && batches.blocking_send(Ok(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+    if !batch.is_empty() {
+        let _ = batches.blocking_send(Ok(batch));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_files_of_the_archive_layout_are_taken_for_its_own() {
+        assert!(of_the_layout("alpha/1.2/1.2.3/1.2.3.4_1f-2-3.dcm"));
+        assert!(of_the_layout("alpha/1.2/1.2.3/1.2.3.4.slide"));
+        assert!(!of_the_layout("wasmpacs.db"));
+        assert!(!of_the_layout("alpha/1.2/notes.txt"));
+        assert!(!of_the_layout("a/b/c/d/e.dcm"));
+    }
+}
