@@ -264,9 +264,9 @@ async fn a_dropped_store_leaves_nothing(backend: Backend) {
 }
 
 /// `wasmpacs check`, run beside the server: a whole archive passes; then a missing file, a file
-/// with a byte changed, one cut short, a file no row names (from long ago, and from just now) and
-/// a file not of the archive's layout are each found for what they are, the old unnamed file is
-/// set aside (not deleted), and nothing else is touched.
+/// with a byte changed, one cut short, files no row names and a file not of the archive's layout
+/// are each found for what they are; the unnamed files are left alone within the grace period
+/// and set aside (not deleted) past it; nothing else is touched.
 async fn the_storage_check_finds_what_is_missing_damaged_or_unnamed(backend: Backend) {
     let s = TestServer::start(backend).await;
     let dir = tempfile::tempdir().unwrap();
@@ -294,13 +294,14 @@ async fn the_storage_check_finds_what_is_missing_damaged_or_unnamed(backend: Bac
     std::fs::write(path_of(cut_path), &cut_bytes[..cut_bytes.len() - 1]).unwrap();
     let whole = std::fs::read(path_of(whole_path)).unwrap();
     let folder = Path::new(whole_path).parent().unwrap();
-    let (old, recent) = (folder.join("9.9.9_left-by-a-crash.dcm"), folder.join("9.9.8_being-committed.dcm"));
-    std::fs::write(path_of(old.to_str().unwrap()), &whole).unwrap();
-    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
-    std::fs::File::options().write(true).open(path_of(old.to_str().unwrap())).unwrap().set_modified(two_hours_ago).unwrap();
-    std::fs::write(path_of(recent.to_str().unwrap()), &whole).unwrap();
+    let unnamed = [folder.join("9.9.8_left-by-a-crash.dcm"), folder.join("9.9.9_left-by-a-crash.dcm")];
+    for file in &unnamed {
+        std::fs::write(path_of(file.to_str().unwrap()), &whole).unwrap();
+    }
     std::fs::write(s.data_dir.path().join("archive/notes.txt"), b"not the archive's").unwrap();
 
+    // Files no row names that changed within the grace period may be being committed: counted,
+    // not touched.
     let (code, report) = s.check(&["--verify-digests", "--set-aside-orphans"]);
     assert_eq!(code, 1, "{report:#}");
     let listed = |kind: &str| -> Vec<String> {
@@ -310,19 +311,26 @@ async fn the_storage_check_finds_what_is_missing_damaged_or_unnamed(backend: Bac
     assert_eq!(listed("damaged"), [changed.clone()], "{report:#}");
     assert_eq!(listed("wrong_size"), [cut.clone()], "{report:#}");
     assert_eq!(report["unreadable"]["count"], 0);
-    assert_eq!(report["orphans"]["listed"], serde_json::json!([format!("default:{}", old.display())]), "{report:#}");
-    assert_eq!((report["orphans_set_aside"].as_u64(), report["unnamed_recent"].as_u64()), (Some(1), Some(1)), "{report:#}");
+    assert_eq!((report["orphans"]["count"].as_u64(), report["unnamed_recent"].as_u64()), (Some(0), Some(2)), "{report:#}");
     assert_eq!(report["foreign"]["listed"], serde_json::json!(["default:notes.txt"]), "{report:#}");
+    assert!(unnamed.iter().all(|file| path_of(file.to_str().unwrap()).exists()));
 
-    // Set aside whole, not deleted; everything else where it was.
-    assert!(!path_of(old.to_str().unwrap()).exists());
-    assert_eq!(std::fs::read(s.data_dir.path().join("archive/.orphans").join(&old)).unwrap(), whole);
-    assert_eq!(std::fs::read(path_of(recent.to_str().unwrap())).unwrap(), whole);
+    // Past the grace period they are orphans, set aside whole, not deleted; nothing else moves.
+    let (code, report) = s.check(&["--set-aside-orphans", "--grace-minutes", "0"]);
+    assert_eq!(code, 1, "{report:#}");
+    let mut orphans: Vec<String> = report["orphans"]["listed"].as_array().unwrap().iter().map(|o| o.as_str().unwrap().to_owned()).collect();
+    orphans.sort();
+    assert_eq!(orphans, unnamed.iter().map(|file| format!("default:{}", file.display())).collect::<Vec<_>>(), "{report:#}");
+    assert_eq!(report["orphans_set_aside"].as_u64(), Some(2), "{report:#}");
+    for file in &unnamed {
+        assert!(!path_of(file.to_str().unwrap()).exists());
+        assert_eq!(std::fs::read(s.data_dir.path().join("archive/.orphans").join(file)).unwrap(), whole);
+    }
     assert_eq!(std::fs::read(path_of(whole_path)).unwrap(), whole);
     assert!(s.data_dir.path().join("archive/notes.txt").exists());
     // The set-aside folder is not checked again.
-    let (_, again) = s.check(&[]);
-    assert_eq!((again["orphans"]["count"].as_u64(), again["files_checked"].as_u64()), (Some(0), Some(5)), "{again:#}");
+    let (_, again) = s.check(&["--grace-minutes", "0"]);
+    assert_eq!((again["orphans"]["count"].as_u64(), again["files_checked"].as_u64()), (Some(0), Some(4)), "{again:#}");
     s.stop().await;
 }
 

@@ -4,8 +4,9 @@
 //! by a crash between placing a file and committing its row, or by a lost COMMIT answer) is
 //! reported and, when asked, set aside in the medium's `.orphans` folder: the check never
 //! deletes a file. It reads through the reader pool and may run beside a live server: a file
-//! younger than the grace period may be one whose row is being committed right now, and is only
-//! counted.
+//! placed or written within the grace period may be one whose row is being committed right now,
+//! and is only counted. (The old copies of a study relocated within `relocation_keep_s`, kept
+//! for readers that found them just before, are no longer named and may be set aside.)
 
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -274,7 +275,19 @@ fn digest_of(path: &Path, algorithm: Algorithm) -> io::Result<String> {
 /// A file found on a medium.
 struct FoundFile {
     relative: String,
-    modified: SystemTime,
+    /// When its content or its name last changed (see [`last_change`]).
+    changed: SystemTime,
+}
+
+/// The later of a file's modification and status change times. Placing a file renames it,
+/// which changes its status time but not its modification time: a file staged long ago (a
+/// slide converted for an hour) and placed just now is young by this measure.
+fn last_change(meta: &std::fs::Metadata) -> SystemTime {
+    use std::os::unix::fs::MetadataExt;
+    let changed = u64::try_from(meta.ctime())
+        .map(|s| SystemTime::UNIX_EPOCH + Duration::new(s, u32::try_from(meta.ctime_nsec()).unwrap_or(0)))
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    meta.modified().map_or(changed, |modified| modified.max(changed))
 }
 
 /// Walks every medium and looks up each file found in the index, a batch at a time.
@@ -301,7 +314,7 @@ async fn check_media(db: &Database, storage: &Storage, options: &CheckOptions, r
             let paths: Vec<String> = ours.iter().map(|f| f.relative.clone()).collect();
             let named = index::named_paths(db.reader(), medium, &paths).await?;
             for file in ours.into_iter().filter(|f| !named.contains(&f.relative)) {
-                let age = started.duration_since(file.modified).unwrap_or_default();
+                let age = started.duration_since(file.changed).unwrap_or_default();
                 if age < options.grace {
                     report.unnamed_recent += 1;
                     continue;
@@ -345,15 +358,18 @@ fn walk(root: &Path, batches: &mpsc::Sender<Result<Vec<FoundFile>, CheckError>>)
     while let Some(folder) = folders.pop() {
         let entries = match std::fs::read_dir(&folder) {
             Ok(entries) => entries,
+            // Gone since it was listed (beside a live server, files come and go).
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(source) => {
                 let _ = batches.blocking_send(Err(CheckError::Walk { path: folder, source }));
                 return;
             }
         };
         for entry in entries {
-            let listed = entry.and_then(|entry| Ok((entry.path(), entry.file_type()?, entry.metadata()?.modified()?)));
-            let (path, kind, modified) = match listed {
+            let listed = entry.and_then(|entry| Ok((entry.path(), entry.file_type()?, last_change(&entry.metadata()?))));
+            let (path, kind, changed) = match listed {
                 Ok(listed) => listed,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(source) => {
                     let _ = batches.blocking_send(Err(CheckError::Walk { path: folder, source }));
                     return;
@@ -366,7 +382,7 @@ fn walk(root: &Path, batches: &mpsc::Sender<Result<Vec<FoundFile>, CheckError>>)
                 folders.push(path);
             } else if kind.is_file() {
                 let relative = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().into_owned();
-                batch.push(FoundFile { relative, modified });
+                batch.push(FoundFile { relative, changed });
                 if batch.len() == BATCH && batches.blocking_send(Ok(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))).is_err() {
                     return;
                 }
