@@ -165,7 +165,8 @@ pub async fn run(config: &Config, options: &CheckOptions) -> Result<CheckReport,
 /// How a named file was found.
 enum Verdict {
     Intact,
-    Missing,
+    /// Not there, and why (no such file, or a medium the config no longer names).
+    Missing(&'static str),
     WrongSize(u64),
     Damaged(String),
     Unreadable(io::Error),
@@ -184,22 +185,19 @@ async fn check_named_files(db: &Database, storage: &Storage, options: &CheckOpti
             after = last.instance_key;
             let (storage, verify) = (storage.clone(), options.verify_digests);
             let verdicts = tokio::task::spawn_blocking(move || {
-                page.into_iter().map(|file| {
-                    let verdict = examine(&storage, &file, verify);
-                    (file, verdict)
-                }).collect::<Vec<_>>()
+                page.into_iter().map(|file| (examine(&storage, &file, verify), file)).collect::<Vec<_>>()
             })
             .await
             .map_err(|e| CheckError::Task(e.to_string()))?;
-            for (file, verdict) in verdicts {
+            for (verdict, file) in verdicts {
                 report.rows_checked += 1;
                 match verdict {
                     Verdict::Intact => report.digests_verified += u64::from(options.verify_digests),
                     // Unless a relocation moved it meanwhile.
-                    Verdict::Missing if moved_since(db, &file).await? => {}
-                    Verdict::Missing => {
-                        tracing::error!(sop = %file.sop_instance_uid, medium = %file.medium, path = %file.relative_path, "a file the index names is missing");
-                        report.missing.add(Finding::of(&file, "no such file".into()));
+                    Verdict::Missing(_) if moved_since(db, &file).await? => {}
+                    Verdict::Missing(why) => {
+                        tracing::error!(sop = %file.sop_instance_uid, medium = %file.medium, path = %file.relative_path, why, "a file the index names is missing");
+                        report.missing.add(Finding::of(&file, why.into()));
                     }
                     Verdict::WrongSize(len) => {
                         tracing::error!(sop = %file.sop_instance_uid, path = %file.relative_path, len, recorded = file.size, "a stored file has the wrong size");
@@ -234,12 +232,12 @@ async fn moved_since(db: &Database, file: &IndexedFile) -> Result<bool, CheckErr
 fn examine(storage: &Storage, file: &IndexedFile, verify: bool) -> Verdict {
     let path = match storage.absolute(&file.medium, &file.relative_path) {
         Ok(path) => path,
-        Err(_) => return Verdict::Missing,
+        Err(_) => return Verdict::Missing("the config names no such medium"),
     };
     let len = match std::fs::metadata(&path) {
         Ok(meta) if meta.is_file() => meta.len(),
-        Ok(_) => return Verdict::Missing,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Verdict::Missing,
+        Ok(_) => return Verdict::Missing("not a file"),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Verdict::Missing("no such file"),
         Err(e) => return Verdict::Unreadable(e),
     };
     if i64::try_from(len).ok() != Some(file.size) {
