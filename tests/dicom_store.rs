@@ -277,7 +277,7 @@ async fn the_storage_check_finds_what_is_missing_damaged_or_unnamed(backend: Bac
     let (code, report) = s.check(&["--verify-digests"]);
     assert_eq!(code, 0, "{report:#}");
     assert_eq!((report["rows_checked"].as_u64(), report["files_checked"].as_u64(), report["digests_verified"].as_u64()), (Some(4), Some(4), Some(4)));
-    for kind in ["missing", "wrong_size", "damaged", "unreadable", "orphans", "foreign"] {
+    for kind in ["missing", "wrong_size", "damaged", "unreadable", "orphans", "foreign", "unlisted"] {
         assert_eq!(report[kind]["count"], 0, "{kind}: {report:#}");
     }
 

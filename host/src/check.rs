@@ -3,7 +3,8 @@
 //! recorded digest); every file on a medium must be named by a row. A file no row names (left
 //! by a crash between placing a file and committing its row, or by a lost COMMIT answer) is
 //! reported and, when asked, set aside in the medium's `.orphans` folder: the check never
-//! deletes a file. It reads through the reader pool and may run beside a live server: a file
+//! deletes a file. It opens the index read-only (no migration, no file created) and may run
+//! beside a live server: a file
 //! placed or written within the grace period may be one whose row is being committed right now,
 //! and is only counted. (The old copies of a study relocated within `relocation_keep_s`, kept
 //! for readers that found them just before, are no longer named and may be set aside.)
@@ -15,11 +16,15 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
+use std::collections::BTreeMap;
+
+use sqlx::AnyPool;
+use sqlx::any::AnyPoolOptions;
+
 use crate::config::Config;
 use crate::db::check::{self as index, IndexedFile};
-use crate::db::{Database, DbError};
 use crate::storage::digest::{Algorithm, Hasher};
-use crate::storage::{ORPHANS, STAGING, Storage, StorageError};
+use crate::storage::{ORPHANS, STAGING, SetAside, Storage, StorageError, changed_at, set_aside};
 
 /// What to do besides looking.
 #[derive(Debug, Clone)]
@@ -35,14 +40,12 @@ pub struct CheckOptions {
 /// Why the check could not run to its end.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
-    #[error(transparent)]
-    Database(#[from] DbError),
+    #[error("cannot open the index {url}: {source}")]
+    Open { url: String, source: sqlx::Error },
     #[error("reading the index: {0}")]
     Sql(#[from] sqlx::Error),
     #[error(transparent)]
     Storage(#[from] StorageError),
-    #[error("listing {path}: {source}")]
-    Walk { path: PathBuf, source: io::Error },
     #[error("a check task failed: {0}")]
     Task(String),
     #[error("there is no archive here: {0} does not exist")]
@@ -86,12 +89,18 @@ pub struct CheckReport {
     pub unnamed_recent: u64,
     /// Files on a medium that are not of the archive's layout: not the archive's, left alone.
     pub foreign: Findings<String>,
+    /// Folders or entries on a medium that could not be listed (what is under them is unchecked).
+    pub unlisted: Findings<String>,
 }
 
 impl CheckReport {
     /// True when every file the index names is there, whole.
     pub fn is_whole(&self) -> bool {
-        self.missing.count == 0 && self.wrong_size.count == 0 && self.damaged.count == 0 && self.unreadable.count == 0
+        self.missing.count == 0
+            && self.wrong_size.count == 0
+            && self.damaged.count == 0
+            && self.unreadable.count == 0
+            && self.unlisted.count == 0
     }
 }
 
@@ -150,16 +159,27 @@ pub async fn run(config: &Config, options: &CheckOptions) -> Result<CheckReport,
     if let Some(absent) = expected.into_iter().find(|path| !path.exists()) {
         return Err(CheckError::NoArchive(absent));
     }
-    let db = Database::connect(&config.database_url(), config.database.max_connections, config.database.sqlite_synchronous).await?;
-    let storage = Storage::new(&config.storage)?;
+    let index = open_read_only(&url).await?;
+    let roots = Storage::roots_of(&config.storage);
     let mut report = CheckReport::default();
     let result = async {
-        check_named_files(&db, &storage, options, &mut report).await?;
-        check_media(&db, &storage, options, &mut report).await
+        check_named_files(&index, &roots, options, &mut report).await?;
+        check_media(&index, &roots, options, &mut report).await
     }
     .await;
-    db.close().await;
+    index.close().await;
     result.map(|()| report)
+}
+
+/// A pool that only reads the index: no migration (a server on an older version keeps its
+/// schema), no file created, read-only on SQLite.
+async fn open_read_only(url: &str) -> Result<AnyPool, CheckError> {
+    sqlx::any::install_default_drivers();
+    let url = match crate::db::sqlite_path(url) {
+        Some(path) => format!("sqlite://{}?mode=ro", path.display()),
+        None => url.to_owned(),
+    };
+    AnyPoolOptions::new().max_connections(2).connect(&url).await.map_err(|source| CheckError::Open { url, source })
 }
 
 /// How a named file was found.
@@ -173,19 +193,24 @@ enum Verdict {
 }
 
 /// Looks at every file the index names, page by page.
-async fn check_named_files(db: &Database, storage: &Storage, options: &CheckOptions, report: &mut CheckReport) -> Result<(), CheckError> {
+async fn check_named_files(
+    index: &AnyPool,
+    roots: &BTreeMap<String, PathBuf>,
+    options: &CheckOptions,
+    report: &mut CheckReport,
+) -> Result<(), CheckError> {
     for slides in [false, true] {
         let mut after = 0;
         loop {
             let page = match slides {
-                false => index::instance_files(db.reader(), after, PAGE).await?,
-                true => index::slide_files(db.reader(), after, PAGE).await?,
+                false => index::instance_files(index, after, PAGE).await?,
+                true => index::slide_files(index, after, PAGE).await?,
             };
             let Some(last) = page.last() else { break };
             after = last.instance_key;
-            let (storage, verify) = (storage.clone(), options.verify_digests);
+            let (roots, verify) = (roots.clone(), options.verify_digests);
             let verdicts = tokio::task::spawn_blocking(move || {
-                page.into_iter().map(|file| (examine(&storage, &file, verify), file)).collect::<Vec<_>>()
+                page.into_iter().map(|file| (examine(&roots, &file, verify), file)).collect::<Vec<_>>()
             })
             .await
             .map_err(|e| CheckError::Task(e.to_string()))?;
@@ -194,7 +219,7 @@ async fn check_named_files(db: &Database, storage: &Storage, options: &CheckOpti
                 match verdict {
                     Verdict::Intact => report.digests_verified += u64::from(options.verify_digests),
                     // Unless a relocation moved it meanwhile.
-                    Verdict::Missing(_) if moved_since(db, &file).await? => {}
+                    Verdict::Missing(_) if moved_since(index, &file).await? => {}
                     Verdict::Missing(why) => {
                         tracing::error!(sop = %file.sop_instance_uid, medium = %file.medium, path = %file.relative_path, why, "a file the index names is missing");
                         report.missing.add(Finding::of(&file, why.into()));
@@ -223,16 +248,15 @@ async fn check_named_files(db: &Database, storage: &Storage, options: &CheckOpti
 }
 
 /// True when the row of a file found missing names another place now.
-async fn moved_since(db: &Database, file: &IndexedFile) -> Result<bool, CheckError> {
-    let now = index::current_place(db.reader(), file).await?;
+async fn moved_since(index: &AnyPool, file: &IndexedFile) -> Result<bool, CheckError> {
+    let now = index::current_place(index, file).await?;
     Ok(now.is_none_or(|(medium, path)| medium != file.medium || path != file.relative_path))
 }
 
 /// Looks at one named file: there, of its recorded length and (with `verify`) digest. Blocking.
-fn examine(storage: &Storage, file: &IndexedFile, verify: bool) -> Verdict {
-    let path = match storage.absolute(&file.medium, &file.relative_path) {
-        Ok(path) => path,
-        Err(_) => return Verdict::Missing("the config names no such medium"),
+fn examine(roots: &BTreeMap<String, PathBuf>, file: &IndexedFile, verify: bool) -> Verdict {
+    let Some(path) = roots.get(&file.medium).map(|root| root.join(&file.relative_path)) else {
+        return Verdict::Missing("the config names no such medium");
     };
     let len = match std::fs::metadata(&path) {
         Ok(meta) if meta.is_file() => meta.len(),
@@ -270,74 +294,97 @@ fn digest_of(path: &Path, algorithm: Algorithm) -> io::Result<String> {
     }
 }
 
-/// A file found on a medium.
-struct FoundFile {
-    relative: String,
-    /// When its content or its name last changed (see [`last_change`]).
-    changed: SystemTime,
-}
-
-/// The later of a file's modification and status change times. Placing a file renames it,
-/// which changes its status time but not its modification time: a file staged long ago (a
-/// slide converted for an hour) and placed just now is young by this measure.
-fn last_change(meta: &std::fs::Metadata) -> SystemTime {
-    use std::os::unix::fs::MetadataExt;
-    let changed = u64::try_from(meta.ctime())
-        .map(|s| SystemTime::UNIX_EPOCH + Duration::new(s, u32::try_from(meta.ctime_nsec()).unwrap_or(0)))
-        .unwrap_or(SystemTime::UNIX_EPOCH);
-    meta.modified().map_or(changed, |modified| modified.max(changed))
+/// What the walk of a medium finds.
+enum Found {
+    File {
+        relative: String,
+        inode: u64,
+        /// When its content or its name last changed ([`changed_at`]).
+        changed: SystemTime,
+    },
+    /// A folder or entry that could not be listed.
+    Unlisted(String),
 }
 
 /// Walks every medium and looks up each file found in the index, a batch at a time.
-async fn check_media(db: &Database, storage: &Storage, options: &CheckOptions, report: &mut CheckReport) -> Result<(), CheckError> {
+async fn check_media(
+    index: &AnyPool,
+    roots: &BTreeMap<String, PathBuf>,
+    options: &CheckOptions,
+    report: &mut CheckReport,
+) -> Result<(), CheckError> {
     let started = SystemTime::now();
-    for (medium, root) in storage.roots() {
-        let (sender, mut batches) = mpsc::channel::<Result<Vec<FoundFile>, CheckError>>(4);
-        let walk_root = root.to_owned();
+    for (medium, root) in roots {
+        let (sender, mut batches) = mpsc::channel::<Vec<Found>>(4);
+        let walk_root = root.clone();
         let walker = tokio::task::spawn_blocking(move || walk(&walk_root, &sender));
         while let Some(batch) = batches.recv().await {
-            let batch = batch?;
             let mut ours = Vec::with_capacity(batch.len());
-            for file in batch {
-                report.files_checked += 1;
-                if report.files_checked % PROGRESS_EVERY == 0 {
-                    tracing::info!(medium, files = report.files_checked, "checking the files on the media");
-                }
-                if of_the_layout(&file.relative) {
-                    ours.push(file);
-                } else {
-                    report.foreign.add(format!("{medium}:{}", file.relative));
+            for found in batch {
+                match found {
+                    Found::Unlisted(what) => {
+                        tracing::error!(medium, what, "cannot list part of a medium");
+                        report.unlisted.add(format!("{medium}:{what}"));
+                    }
+                    Found::File { relative, inode, changed } => {
+                        report.files_checked += 1;
+                        if report.files_checked % PROGRESS_EVERY == 0 {
+                            tracing::info!(medium, files = report.files_checked, "checking the files on the media");
+                        }
+                        if of_the_layout(&relative) {
+                            ours.push((relative, inode, changed));
+                        } else {
+                            report.foreign.add(format!("{medium}:{relative}"));
+                        }
+                    }
                 }
             }
-            let paths: Vec<String> = ours.iter().map(|f| f.relative.clone()).collect();
-            let named = index::named_paths(db.reader(), medium, &paths).await?;
-            for file in ours.into_iter().filter(|f| !named.contains(&f.relative)) {
-                let age = started.duration_since(file.changed).unwrap_or_default();
-                if age < options.grace {
+            let paths: Vec<String> = ours.iter().map(|(relative, ..)| relative.clone()).collect();
+            let named = index::named_paths(index, medium, &paths).await?;
+            for (relative, inode, changed) in ours.into_iter().filter(|(relative, ..)| !named.contains(relative)) {
+                if started.duration_since(changed).unwrap_or_default() < options.grace {
                     report.unnamed_recent += 1;
                     continue;
                 }
-                tracing::warn!(medium, path = %file.relative, "no row names this file");
-                report.orphans.add(format!("{medium}:{}", file.relative));
+                tracing::warn!(medium, path = %relative, "no row names this file");
+                report.orphans.add(format!("{medium}:{relative}"));
                 if options.set_aside_orphans {
-                    let (storage, on, relative) = (storage.clone(), medium.to_owned(), file.relative.clone());
-                    let moved = tokio::task::spawn_blocking(move || storage.set_aside(&on, &relative))
-                        .await
-                        .map_err(|e| CheckError::Task(e.to_string()))?;
-                    match moved {
-                        Ok(to) => {
-                            tracing::info!(to = %to.display(), "orphan set aside");
-                            report.orphans_set_aside += 1;
-                        }
-                        // Reported, and left where it is.
-                        Err(e) => tracing::error!(medium, path = %file.relative, error = %e, "cannot set an orphan aside"),
-                    }
+                    set_aside_orphan(index, medium, root, &relative, inode, options.grace, report).await?;
                 }
             }
         }
         walker.await.map_err(|e| CheckError::Task(e.to_string()))?;
     }
     tracing::info!(files = report.files_checked, orphans = report.orphans.count, "files on the media checked");
+    Ok(())
+}
+
+/// Sets an orphan aside, unless a row names it by now or it changed since it was found.
+async fn set_aside_orphan(
+    index: &AnyPool,
+    medium: &str,
+    root: &Path,
+    relative: &str,
+    inode: u64,
+    grace: Duration,
+    report: &mut CheckReport,
+) -> Result<(), CheckError> {
+    if !index::named_paths(index, medium, &[relative.to_owned()]).await?.is_empty() {
+        return Ok(());
+    }
+    let (root, path) = (root.to_owned(), relative.to_owned());
+    let moved = tokio::task::spawn_blocking(move || set_aside(&root, &path, inode, grace))
+        .await
+        .map_err(|e| CheckError::Task(e.to_string()))?;
+    match moved {
+        Ok(SetAside::Moved(to)) => {
+            tracing::info!(to = %to.display(), "orphan set aside");
+            report.orphans_set_aside += 1;
+        }
+        Ok(SetAside::Changed) => tracing::info!(medium, path = relative, "left in place: it changed since it was found"),
+        // Reported, and left where it is.
+        Err(e) => tracing::error!(medium, path = relative, error = %e, "cannot set an orphan aside"),
+    }
     Ok(())
 }
 
@@ -349,46 +396,48 @@ fn of_the_layout(relative: &str) -> bool {
 }
 
 /// Lists the regular files under `root` (its staging and set-aside folders excluded), sending
-/// them in batches of [`BATCH`]. Blocking; stops when the receiver goes.
-fn walk(root: &Path, batches: &mpsc::Sender<Result<Vec<FoundFile>, CheckError>>) {
+/// them in batches of [`BATCH`], with what could not be listed. Files and folders gone since
+/// their folder was read (beside a live server, files come and go) are passed over. Blocking;
+/// stops when the receiver goes.
+fn walk(root: &Path, batches: &mpsc::Sender<Vec<Found>>) {
+    use std::os::unix::fs::MetadataExt;
+    let relative_of = |path: &Path| path.strip_prefix(root).unwrap_or(path).to_string_lossy().into_owned();
     let mut folders = vec![root.to_owned()];
     let mut batch = Vec::with_capacity(BATCH);
     while let Some(folder) = folders.pop() {
         let entries = match std::fs::read_dir(&folder) {
             Ok(entries) => entries,
-            // Gone since it was listed (beside a live server, files come and go).
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(source) => {
-                let _ = batches.blocking_send(Err(CheckError::Walk { path: folder, source }));
-                return;
+            Err(e) => {
+                batch.push(Found::Unlisted(format!("{}/ ({e})", relative_of(&folder))));
+                continue;
             }
         };
         for entry in entries {
-            let listed = entry.and_then(|entry| Ok((entry.path(), entry.file_type()?, last_change(&entry.metadata()?))));
-            let (path, kind, changed) = match listed {
+            let listed = entry.and_then(|entry| Ok((entry.path(), entry.metadata()?)));
+            let (path, meta) = match listed {
                 Ok(listed) => listed,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(source) => {
-                    let _ = batches.blocking_send(Err(CheckError::Walk { path: folder, source }));
-                    return;
+                Err(e) => {
+                    batch.push(Found::Unlisted(format!("{}/ ({e})", relative_of(&folder))));
+                    continue;
                 }
             };
-            if folder == root && (path.ends_with(STAGING) || path.ends_with(ORPHANS)) {
+            if folder == *root && (path.ends_with(STAGING) || path.ends_with(ORPHANS)) {
                 continue;
             }
-            if kind.is_dir() {
+            if meta.is_dir() {
                 folders.push(path);
-            } else if kind.is_file() {
-                let relative = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().into_owned();
-                batch.push(FoundFile { relative, changed });
-                if batch.len() == BATCH && batches.blocking_send(Ok(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))).is_err() {
-                    return;
-                }
+            } else if meta.is_file() {
+                batch.push(Found::File { relative: relative_of(&path), inode: meta.ino(), changed: changed_at(&meta) });
+            }
+            if batch.len() >= BATCH && batches.blocking_send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH))).is_err() {
+                return;
             }
         }
     }
     if !batch.is_empty() {
-        let _ = batches.blocking_send(Ok(batch));
+        let _ = batches.blocking_send(batch);
     }
 }
 

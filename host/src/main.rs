@@ -48,7 +48,8 @@ enum Command {
         /// Move files no row names, older than the grace period, to `<medium>/.orphans/`.
         #[arg(long)]
         set_aside_orphans: bool,
-        /// Minutes below which a file no row names is taken for one being committed.
+        /// Minutes below which a file no row names is taken for one being committed (0 only
+        /// when no server is running on the archive).
         #[arg(long, default_value_t = 60)]
         grace_minutes: u64,
     },

@@ -72,26 +72,6 @@ impl Storage {
         self.media.keys().map(String::as_str)
     }
 
-    /// Every medium with its root folder.
-    pub fn roots(&self) -> impl Iterator<Item = (&str, &Path)> {
-        self.media.iter().map(|(name, root)| (name.as_str(), root.as_path()))
-    }
-
-    /// Moves a stored file that no row names to `<root>/.orphans/<relative>` on its medium (kept
-    /// for an operator to look at, never deleted), and syncs the folders that changed. Blocking.
-    pub fn set_aside(&self, medium: &str, relative: &str) -> Result<PathBuf, StorageError> {
-        let root = self.root(medium)?;
-        let (source, target) = (root.join(relative), root.join(ORPHANS).join(relative));
-        let folder = target.parent().expect("layout paths have folders");
-        let mut changed = BTreeSet::new();
-        create_folders(root, folder, &mut changed).map_err(io_at(folder))?;
-        std::fs::rename(&source, &target).map_err(io_at(&target))?;
-        changed.insert(folder.to_owned());
-        changed.extend(source.parent().map(Path::to_owned));
-        sync_folders(&changed)?;
-        Ok(target)
-    }
-
     fn root(&self, medium: &str) -> Result<&PathBuf, StorageError> {
         self.media.get(medium).ok_or_else(|| StorageError::UnknownMedium(medium.to_owned()))
     }
@@ -216,6 +196,73 @@ fn sweep_staging(staging: &Path, stale: std::time::Duration) {
     }
 }
 
+/// What became of a file the storage check meant to set aside.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SetAside {
+    /// Moved to this path under `<root>/.orphans`.
+    Moved(PathBuf),
+    /// Left where it is: it changed since it was found (another file took its path, or it was
+    /// placed within `grace`), or it is gone.
+    Changed,
+}
+
+/// Moves `<root>/<relative>`, found as inode `inode` and taken for an orphan, to
+/// `<root>/.orphans/<relative>` (never replacing a file there: a later one gets a `.N` suffix),
+/// and syncs the folders that changed. Only if it is still that inode and unchanged for `grace`:
+/// a file placed at the same path since (a relocation back to this medium, a slide sent again)
+/// stays, and should one slip in between the look and the move, it is moved back. Blocking.
+pub fn set_aside(root: &Path, relative: &str, inode: u64, grace: std::time::Duration) -> Result<SetAside, StorageError> {
+    use std::os::unix::fs::MetadataExt;
+    let source = root.join(relative);
+    let still_it = |meta: &std::fs::Metadata| meta.ino() == inode && changed_at(meta).elapsed().is_ok_and(|age| age >= grace);
+    match std::fs::symlink_metadata(&source) {
+        Ok(meta) if still_it(&meta) => {}
+        Ok(_) => return Ok(SetAside::Changed),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(SetAside::Changed),
+        Err(e) => return Err(StorageError::Io { path: source, source: e }),
+    }
+    let mut target = root.join(ORPHANS).join(relative);
+    let folder = target.parent().expect("layout paths have folders").to_owned();
+    let mut changed = BTreeSet::new();
+    create_folders(root, &folder, &mut changed).map_err(io_at(&folder))?;
+    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    for n in 1.. {
+        match rename_no_replace(&source, &target) {
+            Ok(()) => break,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => target = folder.join(format!("{name}.{n}")),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(SetAside::Changed),
+            Err(e) => return Err(StorageError::Io { path: target, source: e }),
+        }
+    }
+    // A file placed at the path between the look and the move was moved instead: it goes back.
+    let moved = std::fs::symlink_metadata(&target).map_err(io_at(&target))?;
+    if moved.ino() != inode {
+        rename_no_replace(&target, &source).map_err(io_at(&source))?;
+        return Ok(SetAside::Changed);
+    }
+    changed.insert(folder);
+    changed.extend(source.parent().map(Path::to_owned));
+    sync_folders(&changed)?;
+    Ok(SetAside::Moved(target))
+}
+
+/// Renames `from` to `to` unless `to` exists.
+fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
+    rustix::fs::renameat_with(rustix::fs::CWD, from, rustix::fs::CWD, to, rustix::fs::RenameFlags::NOREPLACE).map_err(io::Error::from)
+}
+
+/// The later of a file's modification and status change times. Placing a file renames it, which
+/// changes its status time but not its modification time: a file staged long ago (a slide
+/// converted for an hour) and placed just now is young by this measure.
+pub fn changed_at(meta: &std::fs::Metadata) -> std::time::SystemTime {
+    use std::os::unix::fs::MetadataExt;
+    use std::time::{Duration, SystemTime};
+    let changed = u64::try_from(meta.ctime())
+        .map(|s| SystemTime::UNIX_EPOCH + Duration::new(s, u32::try_from(meta.ctime_nsec()).unwrap_or(0)))
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    meta.modified().map_or(changed, |modified| modified.max(changed))
+}
+
 /// Syncs folders whose entries changed (files placed, folders created), so that those entries
 /// survive a crash.
 pub fn sync_folders<'a>(folders: impl IntoIterator<Item = &'a PathBuf>) -> Result<(), StorageError> {
@@ -317,6 +364,31 @@ mod tests {
         ];
         assert!(storage.place_all("default", &moves).is_err());
         assert!(!dir.path().join("archive/t/1.2/1.2.3/1.2.3.1_a.dcm").exists(), "the first file was taken back");
+    }
+
+    #[test]
+    fn an_orphan_is_set_aside_only_while_it_is_the_file_found_and_never_over_another() {
+        use std::os::unix::fs::MetadataExt;
+        use std::time::Duration;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        let relative = "t/1.2/1.2.3/1.2.3.4_a.dcm";
+        let write = |bytes: &[u8]| {
+            std::fs::create_dir_all(root.join("t/1.2/1.2.3")).expect("folders");
+            std::fs::write(root.join(relative), bytes).expect("write");
+            std::fs::metadata(root.join(relative)).expect("metadata").ino()
+        };
+        let first = write(b"one");
+        assert_eq!(set_aside(root, relative, first, Duration::from_secs(3600)).expect("look"), SetAside::Changed, "young");
+        assert_eq!(set_aside(root, relative, first + 1, Duration::ZERO).expect("look"), SetAside::Changed, "another file");
+        assert!(root.join(relative).exists());
+        let orphans = root.join(ORPHANS).join("t/1.2/1.2.3");
+        assert_eq!(set_aside(root, relative, first, Duration::ZERO).expect("move"), SetAside::Moved(orphans.join("1.2.3.4_a.dcm")));
+        assert!(!root.join(relative).exists());
+        let second = write(b"two");
+        assert_eq!(set_aside(root, relative, second, Duration::ZERO).expect("move"), SetAside::Moved(orphans.join("1.2.3.4_a.dcm.1")));
+        assert_eq!(std::fs::read(orphans.join("1.2.3.4_a.dcm")).expect("first"), b"one");
+        assert_eq!(std::fs::read(orphans.join("1.2.3.4_a.dcm.1")).expect("second"), b"two");
     }
 
     #[test]
