@@ -9,7 +9,7 @@
 //! and is only counted. (The old copies of a study relocated within `relocation_keep_s`, kept
 //! for readers that found them just before, are no longer named and may be set aside.)
 
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -24,7 +24,7 @@ use sqlx::any::AnyPoolOptions;
 use crate::config::Config;
 use crate::db::check::{self as index, IndexedFile};
 use crate::storage::digest::{Algorithm, Hasher};
-use crate::storage::{ORPHANS, STAGING, SetAside, Storage, StorageError, changed_at, set_aside};
+use crate::storage::{ORPHANS, STAGING, SetAside, Storage, changed_at, set_aside};
 
 /// What to do besides looking.
 #[derive(Debug, Clone)]
@@ -44,8 +44,6 @@ pub enum CheckError {
     Open { url: String, source: sqlx::Error },
     #[error("reading the index: {0}")]
     Sql(#[from] sqlx::Error),
-    #[error(transparent)]
-    Storage(#[from] StorageError),
     #[error("a check task failed: {0}")]
     Task(String),
     #[error("there is no archive here: {0} does not exist")]
@@ -281,17 +279,9 @@ fn examine(roots: &BTreeMap<String, PathBuf>, file: &IndexedFile, verify: bool) 
 }
 
 fn digest_of(path: &Path, algorithm: Algorithm) -> io::Result<String> {
-    let mut input = std::fs::File::open(path)?;
     let mut hasher = Hasher::new(algorithm);
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        match input.read(&mut buffer) {
-            Ok(0) => return Ok(hasher.finish()),
-            Ok(n) => hasher.update(&buffer[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
+    io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
+    Ok(hasher.finish())
 }
 
 /// What the walk of a medium finds.
