@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use reqwest::StatusCode;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use wasmpacs_tests::{Backend, KEY_A, KEY_B, NODE_A, NODE_B, TestServer, on_both_backends, repo_root, sample, uids};
+use wasmpacs_tests::{Backend, KEY_A, KEY_B, NODE_A, NODE_B, TestServer, on_both_backends, parse_multipart, repo_root, sample, uids};
 
 on_both_backends!(
     stow_then_qido_finds_with_every_filter,
@@ -120,29 +120,6 @@ async fn execute(s: &TestServer, sql: &str, uid: &str) {
     let pool = s.connect_db().await;
     sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())).bind(uid).execute(&pool).await.unwrap();
     pool.close().await;
-}
-
-/// The parts of a multipart/related answer.
-fn parse_multipart(content_type: &str, body: &[u8]) -> Vec<Vec<u8>> {
-    let boundary = content_type
-        .split(';')
-        .filter_map(|p| p.trim().strip_prefix("boundary="))
-        .next()
-        .unwrap_or_else(|| panic!("no boundary in {content_type}"))
-        .trim_matches('"');
-    let delimiter = format!("--{boundary}").into_bytes();
-    let find = |from: usize, needle: &[u8]| body[from..].windows(needle.len()).position(|w| w == needle).map(|p| p + from);
-    let mut parts = Vec::new();
-    let mut pos = find(0, &delimiter).expect("first delimiter") + delimiter.len();
-    while !body[pos..].starts_with(b"--") {
-        let start = find(pos, b"\r\n\r\n").expect("part headers end") + 4;
-        let mut next_delimiter = b"\r\n".to_vec();
-        next_delimiter.extend_from_slice(&delimiter);
-        let end = find(start, &next_delimiter).expect("next delimiter");
-        parts.push(body[start..end].to_vec());
-        pos = end + next_delimiter.len();
-    }
-    parts
 }
 
 async fn stow_samples(s: &TestServer) -> Vec<PathBuf> {

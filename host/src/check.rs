@@ -8,11 +8,14 @@
 //! placed or written within the grace period may be one whose row is being committed right now,
 //! and is only counted. (The old copies of a study relocated within `relocation_keep_s`, kept
 //! for readers that found them just before, are no longer named and may be set aside.)
+//! Buckets are checked the same way, by their listing; an object no row names is reported, and
+//! never moved.
 
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use futures::StreamExt;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
@@ -24,7 +27,7 @@ use sqlx::any::AnyPoolOptions;
 use crate::config::Config;
 use crate::db::check::{self as index, IndexedFile};
 use crate::storage::digest::{Algorithm, Hasher};
-use crate::storage::{ORPHANS, STAGING, SetAside, Storage, changed_at, set_aside};
+use crate::storage::{Bucket, ORPHANS, STAGING, SetAside, Storage, StorageError, changed_at, set_aside};
 
 /// What to do besides looking.
 #[derive(Debug, Clone)]
@@ -48,6 +51,8 @@ pub enum CheckError {
     Task(String),
     #[error("there is no archive here: {0} does not exist")]
     NoArchive(PathBuf),
+    #[error("{0}")]
+    Bucket(#[from] StorageError),
 }
 
 /// Findings of each kind listed in the report, at most (all are counted).
@@ -159,10 +164,12 @@ pub async fn run(config: &Config, options: &CheckOptions) -> Result<CheckReport,
     }
     let index = open_read_only(&url).await?;
     let roots = Storage::roots_of(&config.storage);
+    let buckets = config.storage.buckets.iter().map(|b| Ok((b.name.clone(), Bucket::open(b)?))).collect::<Result<_, StorageError>>()?;
     let mut report = CheckReport::default();
     let result = async {
-        check_named_files(&index, &roots, options, &mut report).await?;
-        check_media(&index, &roots, options, &mut report).await
+        check_named_files(&index, &roots, &buckets, options, &mut report).await?;
+        check_media(&index, &roots, options, &mut report).await?;
+        check_buckets(&index, &buckets, options, &mut report).await
     }
     .await;
     index.close().await;
@@ -194,6 +201,7 @@ enum Verdict {
 async fn check_named_files(
     index: &AnyPool,
     roots: &BTreeMap<String, PathBuf>,
+    buckets: &BTreeMap<String, Bucket>,
     options: &CheckOptions,
     report: &mut CheckReport,
 ) -> Result<(), CheckError> {
@@ -206,12 +214,18 @@ async fn check_named_files(
             };
             let Some(last) = page.last() else { break };
             after = last.instance_key;
-            let (roots, verify) = (roots.clone(), options.verify_digests);
-            let verdicts = tokio::task::spawn_blocking(move || {
-                page.into_iter().map(|file| (examine(&roots, &file, verify), file)).collect::<Vec<_>>()
+            let verify = options.verify_digests;
+            let (in_buckets, on_disk): (Vec<IndexedFile>, Vec<IndexedFile>) = page.into_iter().partition(|f| buckets.contains_key(&f.medium));
+            let roots = roots.clone();
+            let mut verdicts = tokio::task::spawn_blocking(move || {
+                on_disk.into_iter().map(|file| (examine(&roots, &file, verify), file)).collect::<Vec<_>>()
             })
             .await
             .map_err(|e| CheckError::Task(e.to_string()))?;
+            let objects = futures::stream::iter(in_buckets)
+                .map(|file| async move { (examine_object(&buckets[&file.medium], &file, verify).await, file) })
+                .buffer_unordered(OBJECTS_IN_FLIGHT);
+            verdicts.extend(objects.collect::<Vec<_>>().await);
             for (verdict, file) in verdicts {
                 report.rows_checked += 1;
                 match verdict {
@@ -272,6 +286,40 @@ fn examine(roots: &BTreeMap<String, PathBuf>, file: &IndexedFile, verify: bool) 
         return Verdict::Damaged(format!("(none: `{}` is not a digest)", file.digest));
     };
     match digest_of(&path, algorithm) {
+        Ok(digest) if digest == file.digest => Verdict::Intact,
+        Ok(digest) => Verdict::Damaged(digest),
+        Err(e) => Verdict::Unreadable(e),
+    }
+}
+
+/// Objects of a bucket looked at at once.
+const OBJECTS_IN_FLIGHT: usize = 8;
+
+/// Looks at one named object in a bucket, as [`examine`] does a file.
+async fn examine_object(bucket: &Bucket, file: &IndexedFile, verify: bool) -> Verdict {
+    let len = match bucket.size(&file.relative_path).await {
+        Ok(Some(len)) => len,
+        Ok(None) => return Verdict::Missing("no such object"),
+        Err(e) => return Verdict::Unreadable(io::Error::other(e)),
+    };
+    if i64::try_from(len).ok() != Some(file.size) {
+        return Verdict::WrongSize(len);
+    }
+    if !verify {
+        return Verdict::Intact;
+    }
+    let Some(algorithm) = Algorithm::of_recorded(&file.digest) else {
+        return Verdict::Damaged(format!("(none: `{}` is not a digest)", file.digest));
+    };
+    let digested = async {
+        let (_, mut bytes) = bucket.read(&file.relative_path, None).await.map_err(io::Error::other)?;
+        let mut hasher = Hasher::new(algorithm);
+        while let Some(chunk) = bytes.next().await {
+            hasher.update(&chunk?);
+        }
+        Ok::<_, io::Error>(hasher.finish())
+    };
+    match digested.await {
         Ok(digest) if digest == file.digest => Verdict::Intact,
         Ok(digest) => Verdict::Damaged(digest),
         Err(e) => Verdict::Unreadable(e),
@@ -346,6 +394,51 @@ async fn check_media(
         walker.await.map_err(|e| CheckError::Task(e.to_string()))?;
     }
     tracing::info!(files = report.files_checked, orphans = report.orphans.count, "files on the media checked");
+    Ok(())
+}
+
+/// Lists every bucket and looks up each object in the index, a batch at a time. Objects no row
+/// names are reported only: set-aside is for filesystem media. A bucket whose listing fails is
+/// reported (`unlisted`) and the check goes on.
+async fn check_buckets(
+    index: &AnyPool,
+    buckets: &BTreeMap<String, Bucket>,
+    options: &CheckOptions,
+    report: &mut CheckReport,
+) -> Result<(), CheckError> {
+    let started = SystemTime::now();
+    for (name, bucket) in buckets {
+        let mut listing = bucket.list().ready_chunks(BATCH);
+        'listing: while let Some(batch) = listing.next().await {
+            let mut ours = Vec::with_capacity(batch.len());
+            for listed in batch {
+                let (relative, _, written) = match listed {
+                    Ok(listed) => listed,
+                    Err(e) => {
+                        tracing::error!(bucket = name, error = %e, "cannot list a bucket");
+                        report.unlisted.add(format!("{name}: ({e})"));
+                        break 'listing;
+                    }
+                };
+                report.files_checked += 1;
+                if of_the_layout(&relative) {
+                    ours.push((relative, written));
+                } else {
+                    report.foreign.add(format!("{name}:{relative}"));
+                }
+            }
+            let paths: Vec<String> = ours.iter().map(|(relative, _)| relative.clone()).collect();
+            let named = index::named_paths(index, name, &paths).await?;
+            for (relative, written) in ours.into_iter().filter(|(relative, _)| !named.contains(relative)) {
+                if started.duration_since(written).unwrap_or_default() < options.grace {
+                    report.unnamed_recent += 1;
+                } else {
+                    tracing::warn!(bucket = name, path = %relative, "no row names this object");
+                    report.orphans.add(format!("{name}:{relative}"));
+                }
+            }
+        }
+    }
     Ok(())
 }
 

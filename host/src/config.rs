@@ -173,6 +173,9 @@ pub struct StorageConfig {
     /// Further physical media (filesystem roots), by name.
     #[serde(default, rename = "medium")]
     pub media: Vec<MediumConfig>,
+    /// S3-compatible buckets, by name: studies can be relocated there (`bucketName`).
+    #[serde(default, rename = "bucket")]
+    pub buckets: Vec<BucketConfig>,
     /// The medium new instances are written to; default: `default` (`<data_dir>/archive`).
     pub default_medium: Option<String>,
     /// Seconds the old copies of a relocated study are kept for readers that found them just
@@ -191,6 +194,43 @@ fn default_relocation_keep() -> u64 {
 pub struct MediumConfig {
     pub name: String,
     pub path: PathBuf,
+}
+
+/// `[[storage.bucket]]`: a named S3-compatible bucket. Credentials not given here are taken from
+/// the standard `AWS_*` environment variables.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BucketConfig {
+    /// The name relocation requests use (`bucketName`), distinct from every medium's.
+    pub name: String,
+    /// The bucket's name on the S3 service; default: `name`.
+    pub bucket: Option<String>,
+    /// Folder of the bucket the archive's objects go under; default: the bucket's root.
+    #[serde(default)]
+    pub prefix: String,
+    /// The S3 service's URL, for a service other than AWS (MinIO, Garage, Ceph...).
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    /// Allow a plain `http://` endpoint.
+    #[serde(default)]
+    pub allow_http: bool,
+}
+
+impl std::fmt::Debug for BucketConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BucketConfig")
+            .field("name", &self.name)
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &self.secret_access_key.as_ref().map(|_| "***"))
+            .field("allow_http", &self.allow_http)
+            .finish()
+    }
 }
 
 /// `[database]`: the archive index.
@@ -320,7 +360,13 @@ impl Default for HttpConfig {
 }
 impl Default for StorageConfig {
     fn default() -> Self {
-        Self { data_dir: default_data_dir(), media: Vec::new(), default_medium: None, relocation_keep_s: default_relocation_keep() }
+        Self {
+            data_dir: default_data_dir(),
+            media: Vec::new(),
+            buckets: Vec::new(),
+            default_medium: None,
+            relocation_keep_s: default_relocation_keep(),
+        }
     }
 }
 impl Default for PluginsConfig {
@@ -425,6 +471,16 @@ impl Config {
         if self.dicom.ae_title.is_empty() || self.dicom.ae_title.len() > 16 {
             return Err(ConfigError::Invalid("dicom.ae_title must be 1 to 16 characters".into()));
         }
+        let mut media = std::collections::HashSet::from(["default"]);
+        let configured = self.storage.media.iter().map(|m| &m.name).filter(|name| *name != "default");
+        for name in configured.chain(self.storage.buckets.iter().map(|b| &b.name)) {
+            if name.is_empty() || !media.insert(name.as_str()) {
+                return Err(ConfigError::Invalid(format!("storage medium or bucket name `{name}` is empty or used twice")));
+            }
+        }
+        if let Some(bucket) = self.storage.buckets.iter().find(|b| self.storage.default_medium.as_ref() == Some(&b.name)) {
+            return Err(ConfigError::Invalid(format!("bucket `{}` cannot be the default medium: new files go to a filesystem medium", bucket.name)));
+        }
         if let Some(endpoint) = self.forward.as_ref().and_then(|f| f.slide_endpoint.as_deref()) {
             let url = reqwest::Url::parse(endpoint)
                 .map_err(|e| ConfigError::Invalid(format!("forward.slide_endpoint `{endpoint}` is not a URL: {e}")))?;
@@ -450,15 +506,30 @@ const SECTIONS: &[&str] = &["http", "storage", "database", "plugins", "reload", 
 /// Arrays of tables, addressed as `<NAME>_<index>_<KEY>`.
 const ARRAYS: &[&str] = &["tenant", "node"];
 
+/// Arrays of tables within a section, addressed as `<SECTION>_<NAME>_<index>_<KEY>`.
+const SECTION_ARRAYS: &[(&str, &str)] = &[("storage", "medium"), ("storage", "bucket")];
+
 /// Applies `SECTION_KEY=value` (or `TENANT_<index>_KEY=value`) to the parsed table.
 fn apply_override(table: &mut toml::Table, name: &str, value: &str) -> Result<(), ConfigError> {
     let lower = name.to_ascii_lowercase();
     let unknown = || ConfigError::Invalid(format!("unknown configuration variable WASMPACS_{name}"));
-    if let Some((array, rest)) =
-        ARRAYS.iter().find_map(|a| lower.strip_prefix(a).and_then(|r| r.strip_prefix('_')).map(|r| (*a, r)))
-    {
+    let prefixed = |text: &str, prefix: &str| text.strip_prefix(prefix).and_then(|r| r.strip_prefix('_')).map(str::to_owned);
+    let in_section = SECTION_ARRAYS.iter().find_map(|(section, array)| {
+        let rest = prefixed(&lower, section).and_then(|rest| prefixed(&rest, array))?;
+        Some((Some(*section), *array, rest))
+    });
+    let array = in_section.or_else(|| ARRAYS.iter().find_map(|a| prefixed(&lower, a).map(|rest| (None, *a, rest))));
+    if let Some((section, array, rest)) = array {
         let (index, key) = rest.split_once('_').ok_or_else(unknown)?;
         let index: usize = index.parse().map_err(|_| unknown())?;
+        let table = match section {
+            Some(section) => table
+                .entry(section)
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                .as_table_mut()
+                .ok_or_else(unknown)?,
+            None => table,
+        };
         let entries = table
             .entry(array)
             .or_insert_with(|| toml::Value::Array(Vec::new()))
@@ -521,6 +592,8 @@ mod tests {
             ("WASMPACS_TENANT_0_API_KEY".to_owned(), "12345".to_owned()),
             ("WASMPACS_RELOAD_ENABLED".to_owned(), "true".to_owned()),
             ("WASMPACS_STORAGE_DATA_DIR".to_owned(), "/var/lib/wasmpacs".to_owned()),
+            ("WASMPACS_STORAGE_BUCKET_0_NAME".to_owned(), "online".to_owned()),
+            ("WASMPACS_STORAGE_BUCKET_0_SECRET_ACCESS_KEY".to_owned(), "s3cr3t".to_owned()),
         ];
         let c = Config::from_toml(BASE, env, Path::new("/etc")).unwrap();
         assert_eq!(c.http.listen.port(), 9999);
@@ -528,6 +601,18 @@ mod tests {
         assert!(c.reload.enabled);
         assert_eq!(c.storage.data_dir, PathBuf::from("/var/lib/wasmpacs"));
         assert_eq!(c.plugins.manifest, PathBuf::from("/etc/plugins.toml"));
+        assert_eq!(c.storage.buckets[0].name, "online");
+        assert_eq!(c.storage.buckets[0].secret_access_key.as_deref(), Some("s3cr3t"));
+    }
+
+    #[test]
+    fn a_bucket_name_is_unique_among_media_and_never_the_default_medium() {
+        let twice = format!("{BASE}\n[[storage.medium]]\nname = \"a\"\npath = \"/a\"\n[[storage.bucket]]\nname = \"a\"");
+        let err = Config::from_toml(&twice, vec![], Path::new(".")).unwrap_err();
+        assert!(err.to_string().contains("used twice"), "{err}");
+        let default = format!("{BASE}\n[storage]\ndefault_medium = \"b\"\n[[storage.bucket]]\nname = \"b\"");
+        let err = Config::from_toml(&default, vec![], Path::new(".")).unwrap_err();
+        assert!(err.to_string().contains("default medium"), "{err}");
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! HTTP response bodies: one boxed body type for the whole server, JSON helpers, and files
-//! streamed from disk.
+//! HTTP response bodies: one boxed body type for the whole server, JSON helpers, and bodies
+//! streamed a chunk at a time (stored files, multipart).
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
@@ -13,23 +13,11 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into()).map_err(|never| match never {}).boxed()
 }
 
-/// Bytes read from a file per body chunk.
-const FILE_CHUNK: usize = 256 * 1024;
-
-/// A body streamed from an open file, a chunk at a time: the file is never held in memory.
-pub fn file(file: tokio::fs::File) -> Body {
+/// A body streamed from chunks as they come (a file read from a bucket, a multipart body).
+pub fn stream(chunks: impl futures::Stream<Item = std::io::Result<Bytes>> + Send + 'static) -> Body {
     use futures::StreamExt;
-    use tokio::io::AsyncReadExt;
-    let chunks = futures::stream::unfold(Some(file), |state| async move {
-        let mut file = state?;
-        let mut buffer = bytes::BytesMut::with_capacity(FILE_CHUNK);
-        match file.read_buf(&mut buffer).await {
-            Ok(0) => None,
-            Ok(_) => Some((Ok(buffer.freeze()), Some(file))),
-            Err(e) => Some((Err(e), None)),
-        }
-    });
-    BodyExt::boxed(http_body_util::StreamBody::new(chunks.map(|chunk| chunk.map(hyper::body::Frame::data))))
+    let frames = chunks.map(|chunk| chunk.map(hyper::body::Frame::data));
+    BodyExt::boxed(http_body_util::StreamBody::new(sync_wrapper::SyncStream::new(frames)))
 }
 
 /// A JSON response with the given status.

@@ -13,6 +13,8 @@ use sqlx::{AnyPool, Executor};
 use tempfile::TempDir;
 use wasmpacs::{Config, RunningServer};
 
+pub mod s3;
+
 /// API key of tenant "alpha", used by default.
 pub const KEY_A: &str = "key-alpha";
 /// API key of tenant "beta".
@@ -50,6 +52,29 @@ macro_rules! on_both_backends {
             )*
         }
     };
+}
+
+/// The parts of a multipart/related answer.
+pub fn parse_multipart(content_type: &str, body: &[u8]) -> Vec<Vec<u8>> {
+    let boundary = content_type
+        .split(';')
+        .filter_map(|p| p.trim().strip_prefix("boundary="))
+        .next()
+        .unwrap_or_else(|| panic!("no boundary in {content_type}"))
+        .trim_matches('"');
+    let delimiter = format!("--{boundary}").into_bytes();
+    let find = |from: usize, needle: &[u8]| body[from..].windows(needle.len()).position(|w| w == needle).map(|p| p + from);
+    let mut parts = Vec::new();
+    let mut pos = find(0, &delimiter).expect("first delimiter") + delimiter.len();
+    while !body[pos..].starts_with(b"--") {
+        let start = find(pos, b"\r\n\r\n").expect("part headers end") + 4;
+        let mut next_delimiter = b"\r\n".to_vec();
+        next_delimiter.extend_from_slice(&delimiter);
+        let end = find(start, &next_delimiter).expect("next delimiter");
+        parts.push(body[start..end].to_vec());
+        pos = end + next_delimiter.len();
+    }
+    parts
 }
 
 /// The repository root.

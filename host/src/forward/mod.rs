@@ -20,7 +20,7 @@ use crate::db::retrieve::{self, StoredFile};
 use crate::db::{Database, DbError, events};
 use crate::dicom::scu::{self, Outgoing, Peer};
 use crate::runtime::PluginRuntime;
-use crate::storage::Storage;
+use crate::storage::{Storage, StorageError};
 use slides::SlideEndpoint;
 
 /// How often due jobs (retries) are looked for when nothing wakes the worker.
@@ -126,15 +126,18 @@ impl Worker {
         tracing::info!(job = job.id, container = ?job.container_identifier, endpoint = endpoint.url(), slides = slides.len(), attempt = job.attempts, "forwarding slides");
         let mut sent = 0;
         for stored in &slides {
-            let paths = self
-                .storage
-                .absolute(&stored.sidecar_medium, &stored.sidecar_path)
-                .and_then(|sidecar| Ok((sidecar, self.storage.absolute(&stored.slide.medium, &stored.slide.file_path)?)));
-            let (sidecar, file) = match paths {
-                Ok(paths) => paths,
+            // On disk (fetched, for a study relocated to a bucket); a bucket that cannot be reached now may be later.
+            let sidecar = self.storage.local(&stored.sidecar_medium, &stored.sidecar_path).await;
+            let file = match sidecar {
+                Ok(sidecar) => self.storage.local(&stored.slide.medium, &stored.slide.file_path).await.map(|file| (sidecar, file)),
+                Err(e) => Err(e),
+            };
+            let (sidecar, file) = match file {
+                Ok(files) => files,
+                Err(e @ StorageError::Bucket { .. }) => return self.retry(&job, sent, e.to_string()).await,
                 Err(e) => return self.settle(&job, "failed", sent, Some(e.to_string()), 0).await,
             };
-            if let Err(e) = endpoint.send(&sidecar, &file, &stored.slide).await {
+            if let Err(e) = endpoint.send(sidecar.path(), file.path(), &stored.slide).await {
                 return self.retry(&job, sent, e).await;
             }
             sent += 1;
@@ -167,14 +170,20 @@ impl Worker {
             return self.settle(&job, "failed", 0, Some("the series has no instance to send".into()), 0).await;
         }
         let mut outgoing = Vec::with_capacity(files.len());
+        // On disk until sent (fetched, for a study relocated to a bucket).
+        let mut locals = Vec::with_capacity(files.len());
         for file in &files {
-            match self.storage.absolute(&file.medium, &file.relative_path) {
-                Ok(path) => outgoing.push(Outgoing {
-                    sop_class_uid: file.sop_class_uid.clone(),
-                    sop_instance_uid: file.sop_instance_uid.clone(),
-                    transfer_syntax: file.transfer_syntax.clone(),
-                    path,
-                }),
+            match self.storage.local(&file.medium, &file.relative_path).await {
+                Ok(local) => {
+                    outgoing.push(Outgoing {
+                        sop_class_uid: file.sop_class_uid.clone(),
+                        sop_instance_uid: file.sop_instance_uid.clone(),
+                        transfer_syntax: file.transfer_syntax.clone(),
+                        path: local.path().to_owned(),
+                    });
+                    locals.push(local);
+                }
+                Err(e @ StorageError::Bucket { .. }) => return self.retry(&job, 0, e.to_string()).await,
                 Err(e) => return self.settle(&job, "failed", 0, Some(e.to_string()), 0).await,
             }
         }

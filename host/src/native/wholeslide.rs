@@ -1,10 +1,8 @@
 //! `GET wholeslide?barcode=`: the slide whose container identifier is the barcode, streamed from
-//! disk with its file name in `Content-Disposition`. A non-DICOM slide (stored through
+//! its medium (disk or bucket) with its file name in `Content-Disposition`. A non-DICOM slide (stored through
 //! `pathoRsListener`) is answered with its file as sent: the WSI file or the MIRAX ZIP archive.
 //! A DICOM slide is answered with its baseline, the VOLUME instance of the highest resolution,
 //! as `application/dicom`.
-
-use std::path::{Path, PathBuf};
 
 use dicom_dictionary_std::tags;
 use dicom_object::OpenFileOptions;
@@ -18,6 +16,10 @@ use crate::db::query::{self, StoredFile};
 use crate::db::{self, slides::SlideFile};
 use crate::error::ApiError;
 use crate::response::{self, Body};
+use crate::storage::LocalFile;
+
+/// Bytes fetched from a bucket to read a slide instance's header: the tags before Pixel Data.
+const HEADER_BYTES: u64 = 8 << 20;
 
 pub async fn serve(app: &App, tenant: &Tenant, query: &[(String, String)]) -> Result<Response<Body>, ApiError> {
     let barcode = single_param(query, "barcode")?
@@ -44,36 +46,36 @@ pub async fn serve(app: &App, tenant: &Tenant, query: &[(String, String)]) -> Re
     }
     let mut candidates = Vec::with_capacity(files.len());
     for (_, file) in files {
-        let path = storage.absolute(&file.medium, &file.file_path).map_err(|e| ApiError::Internal(e.to_string()))?;
-        candidates.push((file, path));
+        match storage.local_prefix(&file.medium, &file.file_path, Some(HEADER_BYTES)).await {
+            Ok(local) => candidates.push((file, local)),
+            Err(e) => tracing::warn!(sop = %file.sop_instance_uid, error = %e, "slide instance cannot be read"),
+        }
     }
-    let (file, path) = tokio::task::spawn_blocking(move || baseline(candidates))
+    let file = tokio::task::spawn_blocking(move || baseline(candidates))
         .await
         .map_err(|e| ApiError::Internal(format!("reading the slide failed: {e}")))??;
     tracing::info!(tenant = tenant.name(), barcode, sop = %file.sop_instance_uid, "whole slide served");
-    attachment_response(&path, "application/dicom", &format!("{}.dcm", file.sop_instance_uid)).await
+    attachment_response(app, &file.medium, &file.file_path, "application/dicom", &format!("{}.dcm", file.sop_instance_uid)).await
 }
 
 /// Streams a non-DICOM slide's file as it was sent.
 async fn serve_file(app: &App, tenant: &Tenant, barcode: &str, slide: SlideFile) -> Result<Response<Body>, ApiError> {
-    let path = app.ingest.storage().absolute(&slide.medium, &slide.file_path).map_err(|e| ApiError::Internal(e.to_string()))?;
     tracing::info!(tenant = tenant.name(), barcode, file = %slide.file_name, bytes = slide.size, "whole slide served");
-    attachment_response(&path, slide.media_type(), &slide.file_name).await
+    attachment_response(app, &slide.medium, &slide.file_path, slide.media_type(), &slide.file_name).await
 }
 
-/// The file at `path`, streamed from disk as an attachment named `file_name`.
-async fn attachment_response(path: &Path, content_type: &str, file_name: &str) -> Result<Response<Body>, ApiError> {
-    let opened = tokio::fs::File::open(path).await.map_err(|e| {
-        tracing::error!(path = %path.display(), error = %e, "stored slide file cannot be read");
+/// The stored file `relative` on `medium`, streamed as an attachment named `file_name`.
+async fn attachment_response(app: &App, medium: &str, relative: &str, content_type: &str, file_name: &str) -> Result<Response<Body>, ApiError> {
+    let (length, bytes) = app.ingest.storage().read(medium, relative).await.map_err(|e| {
+        tracing::error!(medium, path = relative, error = %e, "stored slide file cannot be read");
         ApiError::Internal(format!("the slide file `{file_name}` cannot be read"))
     })?;
-    let length = opened.metadata().await.map(|m| m.len()).map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(Response::builder()
         .status(StatusCode::OK)
         .header(CONTENT_TYPE, content_type)
         .header(CONTENT_LENGTH, length)
         .header(CONTENT_DISPOSITION, attachment(file_name))
-        .body(response::file(opened))
+        .body(response::stream(bytes))
         .expect("checked response parts are valid"))
 }
 
@@ -112,11 +114,11 @@ mod tests {
 /// The baseline among a slide's instances: the largest total pixel matrix (or frame, for an
 /// image that has none) among VOLUME images; LABEL, OVERVIEW and THUMBNAIL images are not levels.
 /// An instance whose header cannot be read is passed over.
-fn baseline(candidates: Vec<(StoredFile, PathBuf)>) -> Result<(StoredFile, PathBuf), ApiError> {
-    let mut best: Option<(u64, bool, StoredFile, PathBuf)> = None;
-    for (file, path) in candidates {
-        let Ok(object) = OpenFileOptions::new().read_until(tags::PIXEL_DATA).open_file(&path) else {
-            tracing::warn!(path = %path.display(), "slide instance header cannot be read");
+fn baseline(candidates: Vec<(StoredFile, LocalFile)>) -> Result<StoredFile, ApiError> {
+    let mut best: Option<(u64, bool, StoredFile)> = None;
+    for (file, local) in candidates {
+        let Ok(object) = OpenFileOptions::new().read_until(tags::PIXEL_DATA).open_file(local.path()) else {
+            tracing::warn!(sop = %file.sop_instance_uid, "slide instance header cannot be read");
             continue;
         };
         let number = |tag| object.get(tag).and_then(|e| e.to_int::<u64>().ok());
@@ -128,12 +130,12 @@ fn baseline(candidates: Vec<(StoredFile, PathBuf)>) -> Result<(StoredFile, PathB
         let level = !image_type.iter().any(|t| matches!(t.trim(), "LABEL" | "OVERVIEW" | "THUMBNAIL"));
         let better = match &best {
             None => true,
-            Some((best_area, best_level, _, _)) => (level, area) > (*best_level, *best_area),
+            Some((best_area, best_level, _)) => (level, area) > (*best_level, *best_area),
         };
         if better {
-            best = Some((area, level, file, path));
+            best = Some((area, level, file));
         }
     }
-    best.map(|(_, _, file, path)| (file, path))
+    best.map(|(_, _, file)| file)
         .ok_or_else(|| ApiError::Internal("no instance of the slide can be read".into()))
 }

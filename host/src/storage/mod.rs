@@ -1,7 +1,10 @@
 //! Storage media: named filesystem roots where instance files live, the layout of files under a
 //! root, and the one way a file gets there: staged beside the medium, fsynced, then renamed
-//! into place, so a reader never sees a partial file.
+//! into place, so a reader never sees a partial file. Buckets ([`bucket`]) are media too, which
+//! studies are relocated to; readers reach a file on either through [`Storage::read`] and
+//! [`Storage::local`].
 
+pub mod bucket;
 pub mod digest;
 mod staged;
 
@@ -9,8 +12,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::{Path, PathBuf};
 
+pub use bucket::Bucket;
 pub use digest::Algorithm;
 pub use staged::{StagedWriter, StagingFile};
+
+use bytes::Bytes;
+use futures::stream::{BoxStream, StreamExt};
 
 use crate::config::StorageConfig;
 
@@ -18,6 +25,7 @@ use crate::config::StorageConfig;
 #[derive(Debug, Clone)]
 pub struct Storage {
     media: BTreeMap<String, PathBuf>,
+    buckets: BTreeMap<String, Bucket>,
     default: String,
 }
 
@@ -28,6 +36,8 @@ pub enum StorageError {
     UnknownMedium(String),
     #[error("storage I/O on {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    #[error("bucket `{name}`: {source}")]
+    Bucket { name: String, source: object_store::Error },
 }
 
 fn io_at(path: &Path) -> impl FnOnce(io::Error) -> StorageError + '_ {
@@ -48,7 +58,8 @@ impl Storage {
             std::fs::create_dir_all(&staging).map_err(io_at(&staging))?;
             sweep_staging(&staging, STALE_STAGING);
         }
-        Ok(Self { media, default })
+        let buckets = config.buckets.iter().map(|b| Ok((b.name.clone(), Bucket::open(b)?))).collect::<Result<_, StorageError>>()?;
+        Ok(Self { media, buckets, default })
     }
 
     /// The root folder of each medium `config` names: `default` (`<data_dir>/archive`) unless
@@ -67,9 +78,65 @@ impl Storage {
         &self.default
     }
 
-    /// Names of every medium.
+    /// Names of every filesystem medium.
     pub fn media(&self) -> impl Iterator<Item = &str> {
         self.media.keys().map(String::as_str)
+    }
+
+    /// The bucket named `name`, if `name` is one.
+    pub fn bucket(&self, name: &str) -> Option<&Bucket> {
+        self.buckets.get(name)
+    }
+
+    /// Every bucket.
+    pub fn buckets(&self) -> impl Iterator<Item = &Bucket> {
+        self.buckets.values()
+    }
+
+    /// The size of a stored file, on a filesystem medium or in a bucket; `None` when it is not there.
+    pub async fn size(&self, medium: &str, relative: &str) -> Result<Option<u64>, StorageError> {
+        if let Some(bucket) = self.bucket(medium) {
+            return bucket.size(relative).await;
+        }
+        let path = self.absolute(medium, relative)?;
+        match tokio::fs::metadata(&path).await {
+            Ok(meta) if meta.is_file() => Ok(Some(meta.len())),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StorageError::Io { path, source: e }),
+        }
+    }
+
+    /// A stored file as its length and a stream of chunks of its bytes.
+    pub async fn read(&self, medium: &str, relative: &str) -> Result<(u64, BoxStream<'static, io::Result<Bytes>>), StorageError> {
+        if let Some(bucket) = self.bucket(medium) {
+            return bucket.read(relative, None).await;
+        }
+        let path = self.absolute(medium, relative)?;
+        let file = tokio::fs::File::open(&path).await.map_err(io_at(&path))?;
+        let len = file.metadata().await.map_err(io_at(&path))?.len();
+        Ok((len, tokio_util::io::ReaderStream::with_capacity(file, READ_CHUNK).boxed()))
+    }
+
+    /// A stored file as a file on disk, for readers that need one (a DICOM parser): the file
+    /// itself on a filesystem medium; for a bucket, a copy fetched into staging on the default
+    /// medium, removed when the [`LocalFile`] is dropped.
+    pub async fn local(&self, medium: &str, relative: &str) -> Result<LocalFile, StorageError> {
+        self.local_prefix(medium, relative, None).await
+    }
+
+    /// Like [`Storage::local`], but of a file in a bucket only its first `first` bytes are
+    /// fetched: enough to read the header of a large image.
+    pub async fn local_prefix(&self, medium: &str, relative: &str, first: Option<u64>) -> Result<LocalFile, StorageError> {
+        let Some(bucket) = self.bucket(medium) else {
+            return Ok(LocalFile { path: self.absolute(medium, relative)?, _fetched: None });
+        };
+        let (storage, default) = (self.clone(), self.default.clone());
+        let mut fetched = tokio::task::spawn_blocking(move || storage.stage(&default))
+            .await
+            .map_err(|e| StorageError::Io { path: PathBuf::from(STAGING), source: io::Error::other(e) })??;
+        bucket.download(relative, &mut fetched, Algorithm::Xxh3, first).await?;
+        Ok(LocalFile { path: fetched.path().to_owned(), _fetched: Some(fetched) })
     }
 
     fn root(&self, medium: &str) -> Result<&PathBuf, StorageError> {
@@ -160,8 +227,17 @@ impl Storage {
         Ok((file, len, digest))
     }
 
-    /// Removes a stored file (used when its database row could not be committed).
+    /// Removes a stored file (used when its database row could not be committed, and for the
+    /// old copies of a relocated study). An object in a bucket is deleted by a task of its own.
     pub fn remove(&self, medium: &str, relative: &str) {
+        if let Some(bucket) = self.bucket(medium) {
+            let (bucket, relative) = (bucket.clone(), relative.to_owned());
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => drop(runtime.spawn(async move { bucket.remove(&relative).await })),
+                Err(_) => tracing::warn!(bucket = bucket.name(), path = relative, "object left: no runtime to remove it"),
+            }
+            return;
+        }
         if let Ok(path) = self.absolute(medium, relative) {
             if let Err(e) = std::fs::remove_file(&path) {
                 tracing::warn!(path = %path.display(), error = %e, "cannot remove stored file");
@@ -169,6 +245,23 @@ impl Storage {
         }
     }
 }
+
+/// A stored file on disk (see [`Storage::local`]).
+#[derive(Debug)]
+pub struct LocalFile {
+    path: PathBuf,
+    /// The copy fetched from a bucket, removed on drop.
+    _fetched: Option<StagingFile>,
+}
+
+impl LocalFile {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Bytes per chunk when a stored file is read as a stream.
+const READ_CHUNK: usize = 256 * 1024;
 
 /// The folder of a medium's root where files are staged before they are placed.
 pub const STAGING: &str = ".staging";

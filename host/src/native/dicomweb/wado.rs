@@ -1,30 +1,25 @@
-//! WADO-RS: the stored files of a study, series or instance streamed from disk as
-//! `multipart/related; type="application/dicom"` (bytes as stored, no transcoding), and their
-//! metadata as DICOM JSON read from each file's header (no pixel data, no bulk data URIs).
+//! WADO-RS: the stored files of a study, series or instance streamed from their medium (disk or
+//! bucket) as `multipart/related; type="application/dicom"` (bytes as stored, no transcoding),
+//! and their metadata as DICOM JSON read from each file's header (no pixel data, no bulk data
+//! URIs).
 
 use std::io;
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use dicom_dictionary_std::tags;
 use dicom_object::OpenFileOptions;
-use futures::stream::{self, Stream, StreamExt};
-use http_body_util::{BodyExt, StreamBody};
-use hyper::body::Frame;
+use futures::stream::{self, BoxStream, Stream, StreamExt};
 use hyper::header::{ACCEPT, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
-use tokio::io::AsyncReadExt;
 
 use super::{NativeCall, path_uid};
 use crate::app::App;
 use crate::db::qido::Level;
 use crate::db::retrieve::{self, StoredFile};
 use crate::error::ApiError;
-use crate::response::Body;
-
-/// Bytes read from a file per body chunk.
-const CHUNK: usize = 256 * 1024;
+use crate::response::{self, Body};
+use crate::storage::Storage;
 
 /// Serves the instances of the study, series or instance in the path, one part per file.
 pub async fn instances(app: &App, call: &NativeCall, level: Level) -> Result<Response<Body>, ApiError> {
@@ -38,10 +33,11 @@ pub async fn instances(app: &App, call: &NativeCall, level: Level) -> Result<Res
             f.sop_instance_uid, f.transfer_syntax, f.transfer_syntax
         )));
     }
-    let parts = paths(app, &files).await?;
+    let parts = present(app, &files).await?;
     let boundary = boundary();
     tracing::debug!(tenant = call.tenant.name(), ?level, instances = parts.len(), "WADO retrieve");
-    let body = BodyExt::boxed(StreamBody::new(multipart(parts, boundary.clone()).map(|chunk| chunk.map(Frame::data))));
+    let storage = app.ingest.storage().clone();
+    let body = response::stream(multipart(storage, parts, boundary.clone()));
     Ok(Response::builder()
         .status(StatusCode::OK)
         .header(CONTENT_TYPE, format!("multipart/related; type=\"application/dicom\"; boundary={boundary}"))
@@ -53,10 +49,14 @@ pub async fn instances(app: &App, call: &NativeCall, level: Level) -> Result<Res
 /// dataset per instance, written as each header is read.
 pub async fn metadata(app: &App, call: &NativeCall, level: Level) -> Result<Response<Body>, ApiError> {
     let files = lookup(app, call, level).await?;
-    let parts = paths(app, &files).await?;
+    let parts = present(app, &files).await?;
     let count = parts.len();
-    let items = stream::iter(parts.into_iter().enumerate()).then(move |(n, (_, path))| async move {
-        let json = tokio::task::spawn_blocking(move || header_json(&path))
+    let storage = app.ingest.storage().clone();
+    let items = stream::iter(parts.into_iter().enumerate()).then(move |(n, part)| {
+        let storage = storage.clone();
+        async move {
+        let local = storage.local(&part.medium, &part.relative_path).await.map_err(io::Error::other)?;
+        let json = tokio::task::spawn_blocking(move || header_json(local.path()))
             .await
             .map_err(|e| io::Error::other(format!("metadata task failed: {e}")))??;
         let mut chunk = Vec::with_capacity(json.len() + 2);
@@ -66,8 +66,9 @@ pub async fn metadata(app: &App, call: &NativeCall, level: Level) -> Result<Resp
             chunk.push(b']');
         }
         Ok::<_, io::Error>(Bytes::from(chunk))
+        }
     });
-    let body = BodyExt::boxed(StreamBody::new(items.map(|chunk| chunk.map(Frame::data))));
+    let body = response::stream(items);
     Ok(Response::builder()
         .status(StatusCode::OK)
         .header(CONTENT_TYPE, super::DICOM_JSON)
@@ -97,20 +98,25 @@ async fn lookup(app: &App, call: &NativeCall, level: Level) -> Result<Vec<Stored
     Ok(files)
 }
 
-/// The absolute path of each file, checked to exist before anything is sent (a 500 then is an
+/// The files, each checked to be on its medium before anything is sent (a 500 then is an
 /// answer; a file missing half way through a stream could only cut the connection).
-async fn paths(app: &App, files: &[StoredFile]) -> Result<Vec<(String, PathBuf)>, ApiError> {
+async fn present(app: &App, files: &[StoredFile]) -> Result<Vec<StoredFile>, ApiError> {
     let storage = app.ingest.storage();
-    let mut paths = Vec::with_capacity(files.len());
-    for f in files {
-        let path = storage.absolute(&f.medium, &f.relative_path).map_err(|e| ApiError::Internal(e.to_string()))?;
-        if tokio::fs::metadata(&path).await.is_err() {
-            tracing::error!(sop = %f.sop_instance_uid, path = %path.display(), "stored file is missing");
-            return Err(ApiError::Internal(format!("the file of instance `{}` is missing from storage", f.sop_instance_uid)));
+    let checks = files.iter().map(|f| async move { (f, storage.size(&f.medium, &f.relative_path).await) });
+    for (f, size) in futures::future::join_all(checks).await {
+        match size {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                tracing::error!(sop = %f.sop_instance_uid, medium = %f.medium, path = %f.relative_path, "stored file is missing");
+                return Err(ApiError::Internal(format!("the file of instance `{}` is missing from storage", f.sop_instance_uid)));
+            }
+            Err(e) => {
+                tracing::error!(sop = %f.sop_instance_uid, error = %e, "stored file cannot be reached");
+                return Err(ApiError::Internal(format!("the file of instance `{}` cannot be read: {e}", f.sop_instance_uid)));
+            }
         }
-        paths.push((f.transfer_syntax.clone(), path));
     }
-    Ok(paths)
+    Ok(files.to_vec())
 }
 
 /// The transfer syntaxes the `Accept` header allows, `None` meaning any (as stored). 406 when
@@ -187,43 +193,37 @@ fn boundary() -> String {
 enum Step {
     /// About to send the headers of part `n`.
     Part(usize),
-    /// Sending the bytes of part `n` from this file.
-    Bytes(usize, tokio::fs::File),
+    /// Sending the bytes of part `n`.
+    Bytes(usize, BoxStream<'static, io::Result<Bytes>>),
     /// About to send the closing delimiter.
     Close,
     Done,
 }
 
-/// The multipart body over `parts` (transfer syntax, path), read `CHUNK` bytes at a time.
-fn multipart(parts: Vec<(String, PathBuf)>, boundary: String) -> impl Stream<Item = io::Result<Bytes>> + Send + Sync + 'static {
-    let shared = Arc::new((parts, boundary));
+/// The multipart body over `parts`, each file read from its medium a chunk at a time.
+fn multipart(storage: Storage, parts: Vec<StoredFile>, boundary: String) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
+    let shared = Arc::new((storage, parts, boundary));
     stream::unfold(Step::Part(0), move |step| {
         let shared = shared.clone();
         async move {
-            let (parts, boundary) = &*shared;
+            let (storage, parts, boundary) = &*shared;
             let (chunk, next) = match step {
                 Step::Done => return None,
                 Step::Close => (Ok(Bytes::from(format!("\r\n--{boundary}--\r\n"))), Step::Done),
-                Step::Part(n) => match tokio::fs::File::open(&parts[n].1).await {
-                    Ok(file) => {
+                Step::Part(n) => match storage.read(&parts[n].medium, &parts[n].relative_path).await {
+                    Ok((_, bytes)) => {
                         let lead = if n == 0 { "" } else { "\r\n" };
-                        let syntax = &parts[n].0;
+                        let syntax = &parts[n].transfer_syntax;
                         let head = format!("{lead}--{boundary}\r\nContent-Type: application/dicom; transfer-syntax={syntax}\r\n\r\n");
-                        (Ok(Bytes::from(head)), Step::Bytes(n, file))
+                        (Ok(Bytes::from(head)), Step::Bytes(n, bytes))
                     }
-                    Err(e) => (Err(e), Step::Done),
+                    Err(e) => (Err(io::Error::other(e)), Step::Done),
                 },
-                Step::Bytes(n, mut file) => {
-                    let mut buffer = BytesMut::zeroed(CHUNK);
-                    match file.read(&mut buffer).await {
-                        Ok(0) => (Ok(Bytes::new()), if n + 1 == parts.len() { Step::Close } else { Step::Part(n + 1) }),
-                        Ok(read) => {
-                            buffer.truncate(read);
-                            (Ok(buffer.freeze()), Step::Bytes(n, file))
-                        }
-                        Err(e) => (Err(e), Step::Done),
-                    }
-                }
+                Step::Bytes(n, mut bytes) => match bytes.next().await {
+                    None => (Ok(Bytes::new()), if n + 1 == parts.len() { Step::Close } else { Step::Part(n + 1) }),
+                    Some(Ok(chunk)) => (Ok(chunk), Step::Bytes(n, bytes)),
+                    Some(Err(e)) => (Err(e), Step::Done),
+                },
             };
             if let Err(e) = &chunk {
                 tracing::warn!(error = %e, "WADO stream cut short");

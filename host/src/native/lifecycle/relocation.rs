@@ -1,13 +1,16 @@
 //! `POST studies/relocation`: every file of a study (by UID or accession number), instances and
-//! non-DICOM slide files alike, is moved to another physical medium. Files are copied and checked against their recorded SHA-1 first,
-//! without holding the index's write lock; then, in one unit of work, files that arrived
-//! meanwhile are copied too, the copies are placed, the index is pointed at them and the event
-//! recorded. Only once that commits are the old files removed, a minute later and only if no row
-//! points at them: a failure at any point leaves the study whole where it was.
+//! non-DICOM slide files alike, is moved to another physical medium or to a bucket. Files are
+//! copied and checked against their recorded digest first, without holding the index's write
+//! lock; then, in one unit of work, files that arrived meanwhile are copied too, the copies are
+//! placed, the index is pointed at them and the event recorded. Only once that commits are the
+//! old files removed, a minute later and only if no row points at them: a failure at any point
+//! leaves the study whole where it was. A study in a bucket moves to a physical medium, never
+//! to another bucket (the seed's "relocation not supported").
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 
+use futures::StreamExt;
 use hyper::Response;
 use serde_json::json;
 
@@ -20,7 +23,7 @@ use crate::error::ApiError;
 use crate::ingest::PlacedFile;
 use crate::native::NativeCall;
 use crate::response::Body;
-use crate::storage::{Algorithm, StagingFile, Storage};
+use crate::storage::{Algorithm, StagingFile, Storage, StorageError};
 
 /// Files copied between two progress lines in the log.
 const PROGRESS_EVERY: usize = 200;
@@ -38,11 +41,12 @@ pub async fn relocate_study(app: &App, call: NativeCall) -> Result<Response<Body
     let (target_kind, target) = fields.one_of("bucketName", "physicalMediumName");
     let author = fields.required("author");
     fields.check("relocation")?;
-    if target_kind == "bucketName" {
+    let storage = app.ingest.storage().clone();
+    let to_bucket = target_kind == "bucketName";
+    if to_bucket && storage.bucket(&target).is_none() {
         return Err(ApiError::Conflict(format!("bucket error: no bucket named `{target}` is configured")));
     }
-    let storage = app.ingest.storage().clone();
-    if !storage.media().any(|m| m == target) {
+    if !to_bucket && !storage.media().any(|m| m == target) {
         return Err(ApiError::NotFoundMessage(format!("physical medium not found: no medium named `{target}`")));
     }
     let key = if by == "studyInstanceUid" { StudyKey::Uid(&value) } else { StudyKey::Accession(&value) };
@@ -58,6 +62,7 @@ pub async fn relocate_study(app: &App, call: NativeCall) -> Result<Response<Body
         let files = lifecycle::study_files(&mut conn, study.key).await.map_err(system_error)?;
         (study, files)
     };
+    refuse_bucket_to_bucket(&storage, &files, &target)?;
     tracing::info!(tenant, study = %study.study_uid, target, files = files.len(), author, "relocating study");
     let mut copies = copy_all(&storage, files, &target).await?;
     // Files that arrived meanwhile are copied too, still without the lock, a few rounds at most.
@@ -75,7 +80,7 @@ pub async fn relocate_study(app: &App, call: NativeCall) -> Result<Response<Body
     // The rest runs to its end even if the client goes away: a commit must be followed by its
     // clean-up, never cut between the two.
     let keep = std::time::Duration::from_secs(app.config.storage.relocation_keep_s);
-    let relocation = Relocation { db: app.db.clone(), storage, tenant: tenant.clone(), study, target, author, keep };
+    let relocation = Relocation { db: app.db.clone(), storage, tenant: tenant.clone(), study, target, target_kind, author, keep };
     let event = tokio::spawn(relocation.commit(copies)).await.map_err(system_error)??;
     if let Some(event) = event {
         app.deliver_events(&tenant, vec![event]);
@@ -93,6 +98,8 @@ struct Relocation {
     tenant: String,
     study: StudyRow,
     target: String,
+    /// `physicalMediumName` or `bucketName`, as the request named the target.
+    target_kind: &'static str,
     author: String,
     /// How long the old copies stay after the commit, for readers that found them just before
     /// (a WADO stream opens its files one after another): `[storage] relocation_keep_s`.
@@ -103,39 +110,51 @@ impl Relocation {
     /// In one unit of work: copies what is still missing, places the copies, points the index at
     /// them and records the event; then removes the old copies a while later. `None` when the
     /// study was on the target already.
-    async fn commit(self, mut copies: HashMap<FileKey, StagingFile>) -> Result<Option<StudyEvent>, ApiError> {
-        let Relocation { db, storage, tenant, study, target, author, keep } = self;
+    async fn commit(self, mut copies: HashMap<FileKey, Copied>) -> Result<Option<StudyEvent>, ApiError> {
+        let Relocation { db, storage, tenant, study, target, target_kind, author, keep } = self;
         let mut unit = db.begin().await.map_err(system_error)?;
         let files = lifecycle::study_files(&mut unit, study.key).await.map_err(system_error)?;
+        refuse_bucket_to_bucket(&storage, &files, &target)?;
         let moving: Vec<StoredFile> = files.into_iter().filter(|f| f.medium != target).collect();
         let late: Vec<StoredFile> = moving.iter().filter(|f| !copies.contains_key(&f.key())).cloned().collect();
         copies.extend(copy_all(&storage, late, &target).await?);
+        // Files another relocation moved to the target meanwhile: an object copied for them is at
+        // the very key that relocation's rows name now, and stays.
+        let moving_keys: std::collections::HashSet<FileKey> = moving.iter().map(StoredFile::key).collect();
+        for (_, copy) in copies.extract_if(|key, _| !moving_keys.contains(key)) {
+            if let Copied::Uploaded(object) = copy {
+                object.keep();
+            }
+        }
         if moving.is_empty() {
             tracing::info!(tenant, study = %study.study_uid, target, "study already on the medium");
             return Ok(None);
         }
-        let moves: Vec<(PathBuf, String)> =
-            moving.iter().map(|f| (copies[&f.key()].path().to_owned(), f.relative_path.clone())).collect();
-        let (storage_c, target_c) = (storage.clone(), target.clone());
-        tokio::task::spawn_blocking(move || storage_c.place_all(&target_c, &moves))
-            .await
-            .map_err(system_error)?
-            .map_err(system_error)?;
-        // Placed: the copies are no longer in staging; until the unit commits they are removed on failure.
-        let placed: Vec<PlacedFile> = moving
-            .iter()
-            .map(|f| {
-                if let Some(copy) = copies.remove(&f.key()) {
-                    copy.keep();
-                }
-                PlacedFile::new(storage.clone(), target.clone(), f.relative_path.clone())
-            })
-            .collect();
+        let mut placed = Vec::with_capacity(moving.len());
+        let mut moves: Vec<(PathBuf, String)> = Vec::new();
+        for file in &moving {
+            match copies.remove(&file.key()).expect("every moving file was copied") {
+                // Already where it goes (a bucket's object): removed on failure until the unit commits.
+                Copied::Uploaded(object) => placed.push(object),
+                Copied::Staged(copy) => moves.push((copy.keep(), file.relative_path.clone())),
+            }
+        }
+        if !moves.is_empty() {
+            let (storage_c, target_c, moved) = (storage.clone(), target.clone(), moves.clone());
+            let result = tokio::task::spawn_blocking(move || storage_c.place_all(&target_c, &moved)).await.map_err(system_error);
+            if let Err(e) = result.and_then(|r| r.map_err(system_error)) {
+                moves.iter().for_each(|(staged, _)| drop(std::fs::remove_file(staged)));
+                return Err(e);
+            }
+            // Placed: no longer in staging; until the unit commits they are removed on failure.
+            placed.extend(moves.into_iter().map(|(_, relative)| PlacedFile::new(storage.clone(), target.clone(), relative)));
+        }
         for file in &moving {
             lifecycle::set_medium(&mut unit, file, &target).await.map_err(system_error)?;
         }
         let from: BTreeSet<&str> = moving.iter().map(|f| f.medium.as_str()).collect();
-        let detail = json!({ "physicalMediumName": target, "from": from, "instances": moving.len(), "author": author });
+        let mut detail = json!({ "from": from, "instances": moving.len(), "author": author });
+        detail[target_kind] = json!(target);
         let event = events::record(&mut unit, db.backend(), &tenant, "STUDY_RELOCATED", &study.study_uid, detail)
             .await
             .map_err(system_error)?;
@@ -167,34 +186,91 @@ async fn remove_old_copies(db: Database, storage: Storage, files: Vec<StoredFile
     tracing::info!(removed, "old copies of a relocated study removed");
 }
 
-/// Copies files not on `target` yet into staging files there, each checked against its recorded
-/// digest, off the async threads, logging progress. Copies are removed if dropped unused.
-async fn copy_all(storage: &Storage, files: Vec<StoredFile>, target: &str) -> Result<HashMap<FileKey, StagingFile>, ApiError> {
-    let (storage, target) = (storage.clone(), target.to_owned());
-    tokio::task::spawn_blocking(move || {
-        let pending: Vec<&StoredFile> = files.iter().filter(|f| f.medium != target).collect();
-        let mut copies = HashMap::with_capacity(pending.len());
-        let mut bytes = 0u64;
-        for (done, file) in pending.iter().enumerate() {
-            let algorithm = Algorithm::of_recorded(&file.digest).ok_or_else(|| {
-                system_error(format!("`{}` on medium `{}` has no digest to check a copy against", file.relative_path, file.medium))
-            })?;
-            let (copy, len, digest) =
-                storage.copy_to_staging(&file.medium, &file.relative_path, &target, algorithm).map_err(system_error)?;
-            if digest != file.digest {
-                return Err(system_error(format!(
-                    "`{}` on medium `{}` does not match its recorded digest: the stored file may be damaged",
-                    file.relative_path, file.medium
-                )));
-            }
-            bytes += len;
-            copies.insert(file.key(), copy);
-            if (done + 1) % PROGRESS_EVERY == 0 {
-                tracing::info!(copied = done + 1, of = pending.len(), bytes, target, "relocation in progress");
-            }
+/// A file copied for a relocation, not yet named by the index.
+enum Copied {
+    /// In a staging file on the target medium, to be placed.
+    Staged(StagingFile),
+    /// In the target bucket already.
+    Uploaded(PlacedFile),
+}
+
+/// The seed's 409 "relocation not supported": a file in a bucket goes to a physical medium only.
+fn refuse_bucket_to_bucket(storage: &Storage, files: &[StoredFile], target: &str) -> Result<(), ApiError> {
+    if storage.bucket(target).is_none() {
+        return Ok(());
+    }
+    match files.iter().find(|f| f.medium != target && storage.bucket(&f.medium).is_some()) {
+        Some(file) => Err(ApiError::Conflict(format!(
+            "relocation not supported: the study is in bucket `{}` and cannot move to another bucket; relocate it to a physical medium first",
+            file.medium
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Files copied at once (the round trips to a bucket overlap).
+const COPIES_IN_FLIGHT: usize = 4;
+
+/// Copies the files not on `target` yet there, each checked against its recorded digest:
+/// into staging files on a physical medium, or straight into a bucket, logging progress.
+/// Copies are removed if dropped unused.
+async fn copy_all(storage: &Storage, files: Vec<StoredFile>, target: &str) -> Result<HashMap<FileKey, Copied>, ApiError> {
+    let pending: Vec<StoredFile> = files.into_iter().filter(|f| f.medium != target).collect();
+    let total = pending.len();
+    let mut copying = futures::stream::iter(pending).map(|file| copy_one(storage, file, target)).buffer_unordered(COPIES_IN_FLIGHT);
+    let (mut copies, mut bytes) = (HashMap::with_capacity(total), 0u64);
+    while let Some(copied) = copying.next().await {
+        let (key, copy, len) = copied?;
+        copies.insert(key, copy);
+        bytes += len;
+        if copies.len() % PROGRESS_EVERY == 0 {
+            tracing::info!(copied = copies.len(), of = total, bytes, target, "relocation in progress");
         }
-        Ok(copies)
-    })
-    .await
-    .map_err(system_error)?
+    }
+    Ok(copies)
+}
+
+/// Copies one file to `target` and checks the bytes read against its recorded digest.
+async fn copy_one(storage: &Storage, file: StoredFile, target: &str) -> Result<(FileKey, Copied, u64), ApiError> {
+    let algorithm = Algorithm::of_recorded(&file.digest).ok_or_else(|| {
+        system_error(format!("`{}` on medium `{}` has no digest to check a copy against", file.relative_path, file.medium))
+    })?;
+    let (copy, len, digest) = if let Some(bucket) = storage.bucket(target) {
+        let source = storage.absolute(&file.medium, &file.relative_path).map_err(system_error)?;
+        // Removed again unless the relocation commits, also when the digest does not match.
+        let object = PlacedFile::new(storage.clone(), target.to_owned(), file.relative_path.clone());
+        let (len, digest) = bucket.upload(&source, &file.relative_path, algorithm).await.map_err(copy_failed(target))?;
+        (Copied::Uploaded(object), len, digest)
+    } else if let Some(bucket) = storage.bucket(&file.medium) {
+        let (stage, target_c) = (storage.clone(), target.to_owned());
+        let mut copy = tokio::task::spawn_blocking(move || stage.stage(&target_c)).await.map_err(system_error)?.map_err(system_error)?;
+        let (len, digest) = bucket.download(&file.relative_path, &mut copy, algorithm, None).await.map_err(copy_failed(target))?;
+        (Copied::Staged(copy), len, digest)
+    } else {
+        let (storage, relative, medium, target) = (storage.clone(), file.relative_path.clone(), file.medium.clone(), target.to_owned());
+        let (copy, len, digest) = tokio::task::spawn_blocking(move || storage.copy_to_staging(&medium, &relative, &target, algorithm))
+            .await
+            .map_err(system_error)?
+            .map_err(system_error)?;
+        (Copied::Staged(copy), len, digest)
+    };
+    if digest != file.digest {
+        return Err(system_error(format!(
+            "`{}` on medium `{}` does not match its recorded digest: the stored file may be damaged",
+            file.relative_path, file.medium
+        )));
+    }
+    Ok((file.key(), copy, len))
+}
+
+/// A copy to or from a bucket failed: the seed's "bucket error" when the bucket refused or
+/// could not be reached, a system error otherwise.
+fn copy_failed(target: &str) -> impl FnOnce(StorageError) -> ApiError + '_ {
+    move |e| match e {
+        StorageError::Bucket { .. } => {
+            tracing::error!(error = %e, target, "relocation failed");
+            ApiError::Conflict(format!("bucket error: {e}"))
+        }
+        e => system_error(e),
+    }
 }

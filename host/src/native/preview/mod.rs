@@ -32,15 +32,14 @@ pub async fn serve(app: &App, tenant: &Tenant, query: &[(String, String)]) -> Re
             .ok_or_else(|| ApiError::NotFoundMessage(format!("no series `{series}` with instances")))?,
         (None, None) => return Err(ApiError::BadRequest("parameter `objectUID` or `seriesUID` is required".into())),
     };
-    let path = app
-        .ingest
-        .storage()
-        .absolute(&file.medium, &file.file_path)
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let local = app.ingest.storage().local(&file.medium, &file.file_path).await.map_err(|e| {
+        tracing::error!(sop = %file.sop_instance_uid, error = %e, "stored file cannot be read");
+        ApiError::Internal(format!("the file of instance `{}` cannot be read: {e}", file.sop_instance_uid))
+    })?;
     let thumbnail = Thumbnail { max_side: app.config.preview.max_side, quality: app.config.preview.quality };
     let sop = file.sop_instance_uid.clone();
     let started = std::time::Instant::now();
-    let rendered = tokio::task::spawn_blocking(move || thumbnail.render(&path, &sop))
+    let rendered = tokio::task::spawn_blocking(move || thumbnail.render(local.path(), &sop))
         .await
         .map_err(|e| ApiError::Internal(format!("preview task failed: {e}")))?;
     let jpeg = rendered.map_err(|e| {
