@@ -96,12 +96,17 @@ async fn a_study_relocated_to_a_bucket_is_served_from_it_and_comes_back_whole(ba
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body, json!({"message": "relocation successful", "request": request}));
 
-    // In the bucket under its prefix, byte for byte, and gone from the disk.
-    let keys: Vec<String> = ct_files.keys().map(|k| format!("archive/{k}")).collect();
-    assert_eq!(s3.keys("pacs-online").await, keys);
-    for (key, bytes) in keys.iter().zip(ct_files.values()) {
-        assert!(s3.object("pacs-online", key).await == *bytes, "{key} is not the stored file");
+    // In the bucket under its prefix, in the study's folder, byte for byte (each object under a
+    // name of its own), and gone from the disk.
+    let keys = s3.keys("pacs-online").await;
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    let mut objects = BTreeSet::new();
+    for key in &keys {
+        let folder = key.rsplit_once('/').unwrap().0;
+        assert!(ct_files.keys().any(|k| format!("archive/{}", k.rsplit_once('/').unwrap().0) == folder), "{key}");
+        objects.insert(s3.object("pacs-online", key).await);
     }
+    assert!(objects == ct_files.values().cloned().collect(), "the objects are the stored files");
     files_become(&archive, 1).await;
     assert!(staging_empty(&archive));
 
@@ -139,7 +144,9 @@ async fn a_study_relocated_to_a_bucket_is_served_from_it_and_comes_back_whole(ba
     let request = json!({"studyInstanceUid": ct_study, "physicalMediumName": "default", "author": "JohnDoe"});
     let (status, body) = s.post("studies/relocation", &request).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert!(files_under(&archive) == before, "back where they were, byte for byte");
+    let back = files_under(&archive);
+    assert_eq!(back.len(), 3);
+    assert!(back.values().collect::<BTreeSet<_>>() == before.values().collect(), "back on the disk, byte for byte");
     keys_become(&s3, "pacs-online", &[]).await;
     let (status, content_type, body) = get(&s, &format!("rs/studies/{ct_study}")).await;
     assert_eq!(status, StatusCode::OK);
@@ -157,9 +164,9 @@ async fn a_study_relocated_to_a_bucket_is_served_from_it_and_comes_back_whole(ba
     let request = json!({"studyInstanceUid": large_study, "bucketName": "other-bucket", "author": "JaneDoe"});
     let (status, body) = s.post("studies/relocation", &request).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let keys = s3.keys("pacs-other").await;
-    assert_eq!(keys.len(), 1);
-    assert!(s3.object("pacs-other", &keys[0]).await == bytes, "the object is the file");
+    let large_keys = s3.keys("pacs-other").await;
+    assert_eq!(large_keys.len(), 1);
+    assert!(s3.object("pacs-other", &large_keys[0]).await == bytes, "the object is the file");
     let request = json!({"studyInstanceUid": large_study, "physicalMediumName": "default", "author": "JaneDoe"});
     let (status, body) = s.post("studies/relocation", &request).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -200,6 +207,19 @@ async fn bucket_errors_leave_the_study_where_it_was(backend: Backend) {
     assert!(relocated(&s.events_as(KEY_A).await).is_empty());
     let (status, _, _) = get(&s, &format!("preview?objectUID={ct_sop}")).await;
     assert_eq!(status, StatusCode::OK);
+
+    // A damaged file met half way: 409, and what was already written to the bucket goes again.
+    let (ct_path, ct_bytes) = before.iter().find(|(k, _)| k.contains(&ct_study)).map(|(k, v)| (archive.join(k), v.clone())).unwrap();
+    let mut damaged = ct_bytes.clone();
+    let last = damaged.len() - 1;
+    damaged[last] ^= 0xFF;
+    std::fs::write(&ct_path, &damaged).unwrap();
+    let (status, body) = s.post("studies/relocation", &base("online-bucket")).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("does not match its recorded digest"), "{body}");
+    keys_become(&s3, "pacs-online", &[]).await;
+    std::fs::write(&ct_path, &ct_bytes).unwrap();
+    assert!(files_under(&archive) == before);
 
     // In the bucket, then an object lost and a stray one added: the check finds both.
     let (status, body) = s.post("studies/relocation", &base("online-bucket")).await;

@@ -27,7 +27,7 @@ use sqlx::any::AnyPoolOptions;
 use crate::config::Config;
 use crate::db::check::{self as index, IndexedFile};
 use crate::storage::digest::{Algorithm, Hasher};
-use crate::storage::{Bucket, ORPHANS, STAGING, SetAside, Storage, StorageError, changed_at, set_aside};
+use crate::storage::{Bucket, ORPHANS, STAGING, SetAside, Storage, changed_at, set_aside};
 
 /// What to do besides looking.
 #[derive(Debug, Clone)]
@@ -51,8 +51,6 @@ pub enum CheckError {
     Task(String),
     #[error("there is no archive here: {0} does not exist")]
     NoArchive(PathBuf),
-    #[error("{0}")]
-    Bucket(#[from] StorageError),
 }
 
 /// Findings of each kind listed in the report, at most (all are counted).
@@ -164,7 +162,8 @@ pub async fn run(config: &Config, options: &CheckOptions) -> Result<CheckReport,
     }
     let index = open_read_only(&url).await?;
     let roots = Storage::roots_of(&config.storage);
-    let buckets = config.storage.buckets.iter().map(|b| Ok((b.name.clone(), Bucket::open(b)?))).collect::<Result<_, StorageError>>()?;
+    let buckets: BTreeMap<String, Result<Bucket, String>> =
+        config.storage.buckets.iter().map(|b| (b.name.clone(), Bucket::open(b).map_err(|e| e.to_string()))).collect();
     let mut report = CheckReport::default();
     let result = async {
         check_named_files(&index, &roots, &buckets, options, &mut report).await?;
@@ -201,7 +200,7 @@ enum Verdict {
 async fn check_named_files(
     index: &AnyPool,
     roots: &BTreeMap<String, PathBuf>,
-    buckets: &BTreeMap<String, Bucket>,
+    buckets: &BTreeMap<String, Result<Bucket, String>>,
     options: &CheckOptions,
     report: &mut CheckReport,
 ) -> Result<(), CheckError> {
@@ -296,7 +295,11 @@ fn examine(roots: &BTreeMap<String, PathBuf>, file: &IndexedFile, verify: bool) 
 const OBJECTS_IN_FLIGHT: usize = 8;
 
 /// Looks at one named object in a bucket, as [`examine`] does a file.
-async fn examine_object(bucket: &Bucket, file: &IndexedFile, verify: bool) -> Verdict {
+async fn examine_object(bucket: &Result<Bucket, String>, file: &IndexedFile, verify: bool) -> Verdict {
+    let bucket = match bucket {
+        Ok(bucket) => bucket,
+        Err(why) => return Verdict::Unreadable(io::Error::other(format!("the bucket's configuration cannot be loaded: {why}"))),
+    };
     let len = match bucket.size(&file.relative_path).await {
         Ok(Some(len)) => len,
         Ok(None) => return Verdict::Missing("no such object"),
@@ -402,12 +405,20 @@ async fn check_media(
 /// reported (`unlisted`) and the check goes on.
 async fn check_buckets(
     index: &AnyPool,
-    buckets: &BTreeMap<String, Bucket>,
+    buckets: &BTreeMap<String, Result<Bucket, String>>,
     options: &CheckOptions,
     report: &mut CheckReport,
 ) -> Result<(), CheckError> {
     let started = SystemTime::now();
     for (name, bucket) in buckets {
+        let bucket = match bucket {
+            Ok(bucket) => bucket,
+            Err(why) => {
+                tracing::error!(bucket = name, why, "bucket configuration cannot be loaded");
+                report.unlisted.add(format!("{name}: (configuration cannot be loaded: {why})"));
+                continue;
+            }
+        };
         let mut listing = bucket.list().ready_chunks(BATCH);
         'listing: while let Some(batch) = listing.next().await {
             let mut ours = Vec::with_capacity(batch.len());

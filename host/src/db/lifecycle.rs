@@ -188,14 +188,14 @@ pub async fn study_files(conn: &mut AnyConnection, study_key: i64) -> Result<Vec
         .collect()
 }
 
-/// Records that a file is now on `medium`.
-pub async fn set_medium(conn: &mut AnyConnection, file: &StoredFile, medium: &str) -> Result<(), sqlx::Error> {
+/// Records that a file is now at `relative_path` on `medium`.
+pub async fn set_place(conn: &mut AnyConnection, file: &StoredFile, medium: &str, relative_path: &str) -> Result<(), sqlx::Error> {
     let sql = if file.slide {
-        "UPDATE slide_files SET medium = $2 WHERE instance_fk = $1"
+        "UPDATE slide_files SET medium = $2, file_path = $3 WHERE instance_fk = $1"
     } else {
-        "UPDATE instances SET medium = $2 WHERE id = $1"
+        "UPDATE instances SET medium = $2, file_path = $3 WHERE id = $1"
     };
-    sqlx::query(sql).bind(file.instance_key).bind(medium).execute(&mut *conn).await?;
+    sqlx::query(sql).bind(file.instance_key).bind(medium).bind(relative_path).execute(&mut *conn).await?;
     Ok(())
 }
 

@@ -20,7 +20,7 @@ use crate::db::retrieve::{self, StoredFile};
 use crate::db::{Database, DbError, events};
 use crate::dicom::scu::{self, Outgoing, Peer};
 use crate::runtime::PluginRuntime;
-use crate::storage::{Storage, StorageError};
+use crate::storage::Storage;
 use slides::SlideEndpoint;
 
 /// How often due jobs (retries) are looked for when nothing wakes the worker.
@@ -134,7 +134,7 @@ impl Worker {
             };
             let (sidecar, file) = match file {
                 Ok(files) => files,
-                Err(e @ StorageError::Bucket { .. }) => return self.retry(&job, sent, e.to_string()).await,
+                Err(e) if e.is_transient() => return self.retry(&job, sent, e.to_string()).await,
                 Err(e) => return self.settle(&job, "failed", sent, Some(e.to_string()), 0).await,
             };
             if let Err(e) = endpoint.send(sidecar.path(), file.path(), &stored.slide).await {
@@ -183,7 +183,7 @@ impl Worker {
                     });
                     locals.push(local);
                 }
-                Err(e @ StorageError::Bucket { .. }) => return self.retry(&job, 0, e.to_string()).await,
+                Err(e) if e.is_transient() => return self.retry(&job, 0, e.to_string()).await,
                 Err(e) => return self.settle(&job, "failed", 0, Some(e.to_string()), 0).await,
             }
         }

@@ -16,7 +16,7 @@ use crate::db::query::{self, StoredFile};
 use crate::db::{self, slides::SlideFile};
 use crate::error::ApiError;
 use crate::response::{self, Body};
-use crate::storage::LocalFile;
+use crate::storage::Storage;
 
 /// Bytes fetched from a bucket to read a slide instance's header: the tags before Pixel Data.
 const HEADER_BYTES: u64 = 8 << 20;
@@ -44,16 +44,20 @@ pub async fn serve(app: &App, tenant: &Tenant, query: &[(String, String)]) -> Re
     {
         return serve_file(app, tenant, barcode, slide).await;
     }
-    let mut candidates = Vec::with_capacity(files.len());
+    // The baseline: the largest total pixel matrix (or frame, for an image that has none) among
+    // VOLUME images; LABEL, OVERVIEW and THUMBNAIL images are not levels. An instance whose
+    // header cannot be read is passed over.
+    let mut best: Option<((bool, u64), StoredFile)> = None;
     for (_, file) in files {
-        match storage.local_prefix(&file.medium, &file.file_path, Some(HEADER_BYTES)).await {
-            Ok(local) => candidates.push((file, local)),
-            Err(e) => tracing::warn!(sop = %file.sop_instance_uid, error = %e, "slide instance cannot be read"),
+        let Some(measured) = measure(storage, &file).await else {
+            tracing::warn!(sop = %file.sop_instance_uid, "slide instance header cannot be read");
+            continue;
+        };
+        if best.as_ref().is_none_or(|(best, _)| measured > *best) {
+            best = Some((measured, file));
         }
     }
-    let file = tokio::task::spawn_blocking(move || baseline(candidates))
-        .await
-        .map_err(|e| ApiError::Internal(format!("reading the slide failed: {e}")))??;
+    let (_, file) = best.ok_or_else(|| ApiError::Internal("no instance of the slide can be read".into()))?;
     tracing::info!(tenant = tenant.name(), barcode, sop = %file.sop_instance_uid, "whole slide served");
     attachment_response(app, &file.medium, &file.file_path, "application/dicom", &format!("{}.dcm", file.sop_instance_uid)).await
 }
@@ -111,31 +115,38 @@ mod tests {
     }
 }
 
-/// The baseline among a slide's instances: the largest total pixel matrix (or frame, for an
-/// image that has none) among VOLUME images; LABEL, OVERVIEW and THUMBNAIL images are not levels.
-/// An instance whose header cannot be read is passed over.
-fn baseline(candidates: Vec<(StoredFile, LocalFile)>) -> Result<StoredFile, ApiError> {
-    let mut best: Option<(u64, bool, StoredFile)> = None;
-    for (file, local) in candidates {
-        let Ok(object) = OpenFileOptions::new().read_until(tags::PIXEL_DATA).open_file(local.path()) else {
-            tracing::warn!(sop = %file.sop_instance_uid, "slide instance header cannot be read");
-            continue;
+/// Whether a slide instance is a level and its area, from its header: read from the first
+/// [`HEADER_BYTES`] of a file in a bucket, or from the whole file when its header is longer.
+async fn measure(storage: &Storage, file: &StoredFile) -> Option<(bool, u64)> {
+    for first in [Some(HEADER_BYTES), None] {
+        let local = match storage.local_prefix(&file.medium, &file.file_path, first).await {
+            Ok(local) => local,
+            Err(e) => {
+                tracing::warn!(sop = %file.sop_instance_uid, error = %e, "slide instance cannot be read");
+                return None;
+            }
         };
-        let number = |tag| object.get(tag).and_then(|e| e.to_int::<u64>().ok());
-        let area = match (number(tags::TOTAL_PIXEL_MATRIX_COLUMNS), number(tags::TOTAL_PIXEL_MATRIX_ROWS)) {
-            (Some(columns), Some(rows)) => columns * rows,
-            _ => number(tags::COLUMNS).unwrap_or(0) * number(tags::ROWS).unwrap_or(0),
-        };
-        let image_type = object.get(tags::IMAGE_TYPE).and_then(|e| e.to_multi_str().ok().map(|v| v.to_vec())).unwrap_or_default();
-        let level = !image_type.iter().any(|t| matches!(t.trim(), "LABEL" | "OVERVIEW" | "THUMBNAIL"));
-        let better = match &best {
-            None => true,
-            Some((best_area, best_level, _)) => (level, area) > (*best_level, *best_area),
-        };
-        if better {
-            best = Some((area, level, file));
+        let whole = local.is_whole();
+        let measured = tokio::task::spawn_blocking(move || level_and_area(local.path(), !whole)).await.ok().flatten();
+        if measured.is_some() || whole {
+            return measured;
         }
     }
-    best.map(|(_, _, file)| file)
-        .ok_or_else(|| ApiError::Internal("no instance of the slide can be read".into()))
+    None
+}
+
+/// Whether the image at `path` is a level (not a LABEL, OVERVIEW or THUMBNAIL) and its total
+/// pixel matrix (or frame) area. From the first bytes of a file only (`partial`), a header
+/// without a total pixel matrix may be cut short and counts as unread. Blocking.
+fn level_and_area(path: &std::path::Path, partial: bool) -> Option<(bool, u64)> {
+    let object = OpenFileOptions::new().read_until(tags::PIXEL_DATA).open_file(path).ok()?;
+    let number = |tag| object.get(tag).and_then(|e| e.to_int::<u64>().ok());
+    let area = match (number(tags::TOTAL_PIXEL_MATRIX_COLUMNS), number(tags::TOTAL_PIXEL_MATRIX_ROWS)) {
+        (Some(columns), Some(rows)) => columns * rows,
+        _ if partial => return None,
+        _ => number(tags::COLUMNS).unwrap_or(0) * number(tags::ROWS).unwrap_or(0),
+    };
+    let image_type = object.get(tags::IMAGE_TYPE).and_then(|e| e.to_multi_str().ok().map(|v| v.to_vec())).unwrap_or_default();
+    let level = !image_type.iter().any(|t| matches!(t.trim(), "LABEL" | "OVERVIEW" | "THUMBNAIL"));
+    Some((level, area))
 }

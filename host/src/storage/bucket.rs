@@ -1,7 +1,8 @@
 //! S3-compatible buckets as media: a study relocated to a bucket keeps its files there under the
 //! same layout as on a filesystem medium. An object appears only once it is whole (S3 writes are
-//! atomic), is written from a file in bounded chunks, and is read back as a stream of chunks:
-//! no file passes through memory whole.
+//! atomic) and is read back as a stream of chunks. A file up to [`SINGLE_PUT`] is sent in one
+//! request from memory; a larger one in parts of [`PART`], [`PARTS_IN_FLIGHT`] at a time, so an
+//! upload holds at most about 24 MiB whatever the file's size.
 
 use std::io::{self, Read as _};
 use std::path::Path;
@@ -14,11 +15,11 @@ use object_store::path::Path as ObjectPath;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 
 use super::digest::{Algorithm, Hasher};
-use super::{StagingFile, StorageError};
+use super::{StagedWriter, StagingFile, StorageError};
 use crate::config::BucketConfig;
 
 /// Files up to this size are sent in one request; larger ones in parts of [`PART`].
-const SINGLE_PUT: u64 = 16 << 20;
+const SINGLE_PUT: u64 = 8 << 20;
 /// Size of each part of a multipart upload (S3 wants at least 5 MiB but for the last).
 const PART: usize = 8 << 20;
 /// Parts of one file in flight at once.
@@ -85,10 +86,14 @@ impl Bucket {
     /// The object at `relative`, as its length and a stream of its bytes (of its first
     /// `first` bytes only, when given).
     pub async fn read(&self, relative: &str, first: Option<u64>) -> Result<(u64, BoxStream<'static, io::Result<Bytes>>), StorageError> {
+        let (size, chunks) = self.get(relative, first).await?;
+        Ok((size, chunks.map_err(io::Error::other).boxed()))
+    }
+
+    async fn get(&self, relative: &str, first: Option<u64>) -> Result<(u64, BoxStream<'static, object_store::Result<Bytes>>), StorageError> {
         let options = GetOptions { range: first.map(|n| GetRange::Bounded(0..n)), ..GetOptions::default() };
         let got = self.store.get_opts(&self.key(relative), options).await.map_err(self.failed())?;
-        let size = got.meta.size;
-        Ok((size, got.into_stream().map_err(io::Error::other).boxed()))
+        Ok((got.meta.size, got.into_stream()))
     }
 
     /// Writes the file at `source` to `relative`, digesting it (with `algorithm`) as it is read;
@@ -157,23 +162,42 @@ impl Bucket {
         Ok(reader)
     }
 
-    /// Writes the object at `relative` (its first `first` bytes only, when given) into `file`
-    /// (a staging file), digesting it with `algorithm` and syncing it; returns its length and
-    /// digest.
-    pub async fn download(
+    /// Writes the object at `relative` into `file` (a staging file), digesting it with
+    /// `algorithm` and syncing it; returns its length and digest.
+    pub async fn download(&self, relative: &str, file: &mut StagingFile, algorithm: Algorithm) -> Result<(u64, String), StorageError> {
+        let (writer, _) = self.write_into(relative, file, algorithm, None).await?;
+        let path = file.path().to_owned();
+        tokio::task::spawn_blocking(move || writer.finish())
+            .await
+            .map_err(io::Error::other)
+            .and_then(|r| r)
+            .map_err(|source| StorageError::Io { path, source })
+    }
+
+    /// Writes the object at `relative` (its first `first` bytes only, when given) into `file`, to
+    /// be read once and removed (not synced); returns the bytes written and the object's size.
+    pub async fn fetch(&self, relative: &str, file: &mut StagingFile, first: Option<u64>) -> Result<(u64, u64), StorageError> {
+        let (writer, size) = self.write_into(relative, file, Algorithm::Xxh3, first).await?;
+        let written = writer.finish_unsynced().map_err(|source| StorageError::Io { path: file.path().to_owned(), source })?.1;
+        Ok((written, size))
+    }
+
+    /// Streams the object (or its first `first` bytes) into `file`, a batch at a time on a
+    /// blocking thread; returns the writer and the object's size.
+    async fn write_into(
         &self,
         relative: &str,
         file: &mut StagingFile,
         algorithm: Algorithm,
         first: Option<u64>,
-    ) -> Result<(u64, String), StorageError> {
+    ) -> Result<(StagedWriter, u64), StorageError> {
         let path = file.path().to_owned();
         let io_failed = |e: io::Error| StorageError::Io { path: path.clone(), source: e };
         let mut writer = Some(file.writer(algorithm).map_err(io_failed)?);
-        let (_, mut stream) = self.read(relative, first).await?;
+        let (size, mut chunks) = self.get(relative, first).await?;
         let mut batch = BytesMut::new();
         loop {
-            let chunk = stream.next().await.transpose().map_err(io_failed)?;
+            let chunk = chunks.next().await.transpose().map_err(self.failed())?;
             let last = chunk.is_none();
             if let Some(chunk) = chunk {
                 batch.extend_from_slice(&chunk);
@@ -188,11 +212,9 @@ impl Bucket {
                 writer = Some(w);
             }
             if last {
-                break;
+                return Ok((writer.take().expect("writer is back after each batch"), size));
             }
         }
-        let w = writer.take().expect("writer is back after each batch");
-        tokio::task::spawn_blocking(move || w.finish()).await.map_err(io::Error::other).and_then(|r| r).map_err(io_failed)
     }
 
     /// Deletes the object at `relative`; a failure is logged (it leaves an unnamed object behind,

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 pub use bucket::Bucket;
 pub use digest::Algorithm;
-pub use staged::{StagedWriter, StagingFile};
+pub use staged::{StagedWriter, StagingFile, unique_token};
 
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
@@ -26,6 +26,9 @@ use crate::config::StorageConfig;
 pub struct Storage {
     media: BTreeMap<String, PathBuf>,
     buckets: BTreeMap<String, Bucket>,
+    /// Buckets whose configuration cannot be loaded, with why: named in config, but unusable
+    /// (the seed's "bucket error" when a request names one).
+    unusable: BTreeMap<String, String>,
     default: String,
 }
 
@@ -38,6 +41,14 @@ pub enum StorageError {
     Io { path: PathBuf, source: io::Error },
     #[error("bucket `{name}`: {source}")]
     Bucket { name: String, source: object_store::Error },
+}
+
+impl StorageError {
+    /// True for a failure that may pass: a bucket that could not be reached or refused for now,
+    /// rather than one without the object.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StorageError::Bucket { source, .. } if !matches!(source, object_store::Error::NotFound { .. }))
+    }
 }
 
 fn io_at(path: &Path) -> impl FnOnce(io::Error) -> StorageError + '_ {
@@ -58,8 +69,17 @@ impl Storage {
             std::fs::create_dir_all(&staging).map_err(io_at(&staging))?;
             sweep_staging(&staging, STALE_STAGING);
         }
-        let buckets = config.buckets.iter().map(|b| Ok((b.name.clone(), Bucket::open(b)?))).collect::<Result<_, StorageError>>()?;
-        Ok(Self { media, buckets, default })
+        let (mut buckets, mut unusable) = (BTreeMap::new(), BTreeMap::new());
+        for config in &config.buckets {
+            match Bucket::open(config) {
+                Ok(bucket) => drop(buckets.insert(config.name.clone(), bucket)),
+                Err(e) => {
+                    tracing::error!(bucket = %config.name, error = %e, "bucket configuration cannot be loaded");
+                    unusable.insert(config.name.clone(), e.to_string());
+                }
+            }
+        }
+        Ok(Self { media, buckets, unusable, default })
     }
 
     /// The root folder of each medium `config` names: `default` (`<data_dir>/archive`) unless
@@ -88,9 +108,9 @@ impl Storage {
         self.buckets.get(name)
     }
 
-    /// Every bucket.
-    pub fn buckets(&self) -> impl Iterator<Item = &Bucket> {
-        self.buckets.values()
+    /// Why the configured bucket `name` cannot be used, if it cannot.
+    pub fn unusable_bucket(&self, name: &str) -> Option<&str> {
+        self.unusable.get(name).map(String::as_str)
     }
 
     /// The size of a stored file, on a filesystem medium or in a bucket; `None` when it is not there.
@@ -129,14 +149,14 @@ impl Storage {
     /// fetched: enough to read the header of a large image.
     pub async fn local_prefix(&self, medium: &str, relative: &str, first: Option<u64>) -> Result<LocalFile, StorageError> {
         let Some(bucket) = self.bucket(medium) else {
-            return Ok(LocalFile { path: self.absolute(medium, relative)?, _fetched: None });
+            return Ok(LocalFile { path: self.absolute(medium, relative)?, fetched: None, whole: true });
         };
         let (storage, default) = (self.clone(), self.default.clone());
         let mut fetched = tokio::task::spawn_blocking(move || storage.stage(&default))
             .await
             .map_err(|e| StorageError::Io { path: PathBuf::from(STAGING), source: io::Error::other(e) })??;
-        bucket.download(relative, &mut fetched, Algorithm::Xxh3, first).await?;
-        Ok(LocalFile { path: fetched.path().to_owned(), _fetched: Some(fetched) })
+        let (len, size) = bucket.fetch(relative, &mut fetched, first).await?;
+        Ok(LocalFile { path: fetched.path().to_owned(), fetched: Some(fetched), whole: len == size })
     }
 
     fn root(&self, medium: &str) -> Result<&PathBuf, StorageError> {
@@ -251,13 +271,42 @@ impl Storage {
 pub struct LocalFile {
     path: PathBuf,
     /// The copy fetched from a bucket, removed on drop.
-    _fetched: Option<StagingFile>,
+    fetched: Option<StagingFile>,
+    /// False for the first bytes of a file only ([`Storage::local_prefix`]).
+    whole: bool,
 }
 
 impl LocalFile {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// True when the file on disk is the whole stored file.
+    pub fn is_whole(&self) -> bool {
+        self.whole
+    }
+}
+
+impl Drop for LocalFile {
+    /// A fetched copy (maybe a whole slide) is removed on a blocking thread, off the async ones.
+    fn drop(&mut self) {
+        if let Some(fetched) = self.fetched.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            drop(runtime.spawn_blocking(move || drop(fetched)));
+        }
+    }
+}
+
+/// The path of a new copy of the stored file `relative`: in the same folder, under a name of its
+/// own (`<sop>_<token>.<extension>`), so that a copy never takes the place of a file or object a
+/// row names, or of another copy in the making.
+pub fn renamed(relative: &str) -> String {
+    let (folder, name) = relative.rsplit_once('/').unwrap_or(("", relative));
+    let (stem, extension) = name.rsplit_once('.').unwrap_or((name, "dcm"));
+    let sop = stem.rsplit_once('_').map_or(stem, |(sop, _)| sop);
+    let renamed = format!("{sop}_{}.{extension}", unique_token());
+    if folder.is_empty() { renamed } else { format!("{folder}/{renamed}") }
 }
 
 /// Bytes per chunk when a stored file is read as a stream.
@@ -410,6 +459,17 @@ fn safe(part: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_copy_is_renamed_in_its_folder_and_never_takes_another_name() {
+        let first = renamed("alpha/1.2/1.2.3/1.2.3.4_1f-2-3.dcm");
+        let second = renamed("alpha/1.2/1.2.3/1.2.3.4_1f-2-3.dcm");
+        assert!(first.starts_with("alpha/1.2/1.2.3/1.2.3.4_") && first.ends_with(".dcm"), "{first}");
+        assert_ne!(first, second);
+        assert_eq!(renamed(&first).matches('_').count(), 1, "tokens do not pile up");
+        let slide = renamed("alpha/1.2/1.2.3/1.2.3.4.slide");
+        assert!(slide.starts_with("alpha/1.2/1.2.3/1.2.3.4_") && slide.ends_with(".slide"), "{slide}");
+    }
 
     #[test]
     fn layout_is_by_study_series_instance_and_cannot_escape_the_root() {

@@ -18,6 +18,16 @@ const WRITE_BUFFER: usize = 32 * 1024;
 /// next (see [`StagedWriter::finish`]).
 const HEADER_CACHED: u64 = 64 * 1024;
 
+/// A name part no other file of any server sharing the media has: process, sequence, time.
+pub fn unique_token() -> String {
+    format!(
+        "{:x}-{:x}-{:x}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+    )
+}
+
 /// A file under a medium's `.staging` folder that removes itself unless kept.
 #[derive(Debug)]
 pub struct StagingFile {
@@ -30,13 +40,7 @@ pub struct StagingFile {
 
 impl StagingFile {
     pub(super) fn create(dir: &Path) -> io::Result<Self> {
-        let name = format!(
-            "{:x}-{:x}-{:x}.part",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed),
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
-        );
-        let path = dir.join(name);
+        let path = dir.join(format!("{}.part", unique_token()));
         let created = File::create_new(&path)?;
         Ok(Self { path, keep: false, created: Some(created) })
     }
@@ -96,11 +100,18 @@ impl StagedWriter {
     /// index's and the readers' (and, on a virtual machine that hands free memory back to its
     /// host, draw every new page from the host at a cost). Advice only: a failure is ignored.
     pub fn finish(self) -> io::Result<(u64, String)> {
-        let file = self.file.into_inner().map_err(|e| e.into_error())?;
+        let (file, len, digest) = self.finish_unsynced()?;
         file.sync_all()?;
-        if self.len > HEADER_CACHED {
+        if len > HEADER_CACHED {
             let _ = rustix::fs::fadvise(&file, HEADER_CACHED, None, rustix::fs::Advice::DontNeed);
         }
-        Ok((self.len, self.digest.finish()))
+        Ok((len, digest))
+    }
+
+    /// Flushes without syncing, for a copy that is read once and removed (a file fetched from a
+    /// bucket to be read): the file, its length and digest.
+    pub fn finish_unsynced(self) -> io::Result<(File, u64, String)> {
+        let file = self.file.into_inner().map_err(|e| e.into_error())?;
+        Ok((file, self.len, self.digest.finish()))
     }
 }

@@ -98,12 +98,23 @@ async fn lookup(app: &App, call: &NativeCall, level: Level) -> Result<Vec<Stored
     Ok(files)
 }
 
+/// Files looked up at once (in a bucket, each is a request).
+const CHECKS_IN_FLIGHT: usize = 16;
+
 /// The files, each checked to be on its medium before anything is sent (a 500 then is an
 /// answer; a file missing half way through a stream could only cut the connection).
 async fn present(app: &App, files: &[StoredFile]) -> Result<Vec<StoredFile>, ApiError> {
-    let storage = app.ingest.storage();
-    let checks = files.iter().map(|f| async move { (f, storage.size(&f.medium, &f.relative_path).await) });
-    for (f, size) in futures::future::join_all(checks).await {
+    let storage = app.ingest.storage().clone();
+    let looked_up = move |f: StoredFile| {
+        let storage = storage.clone();
+        async move {
+            let size = storage.size(&f.medium, &f.relative_path).await;
+            (f, size)
+        }
+    };
+    let mut checks = stream::iter(files.to_vec()).map(looked_up).buffered(CHECKS_IN_FLIGHT);
+    let mut present = Vec::with_capacity(files.len());
+    while let Some((f, size)) = checks.next().await {
         match size {
             Ok(Some(_)) => {}
             Ok(None) => {
@@ -115,8 +126,9 @@ async fn present(app: &App, files: &[StoredFile]) -> Result<Vec<StoredFile>, Api
                 return Err(ApiError::Internal(format!("the file of instance `{}` cannot be read: {e}", f.sop_instance_uid)));
             }
         }
+        present.push(f);
     }
-    Ok(files.to_vec())
+    Ok(present)
 }
 
 /// The transfer syntaxes the `Accept` header allows, `None` meaning any (as stored). 406 when

@@ -3,12 +3,14 @@
 //! copied and checked against their recorded digest first, without holding the index's write
 //! lock; then, in one unit of work, files that arrived meanwhile are copied too, the copies are
 //! placed, the index is pointed at them and the event recorded. Only once that commits are the
-//! old files removed, a minute later and only if no row points at them: a failure at any point
-//! leaves the study whole where it was. A study in a bucket moves to a physical medium, never
-//! to another bucket (the seed's "relocation not supported").
+//! old files removed, `relocation_keep_s` later and only if no row points at them: a failure at any point
+//! leaves the study whole where it was. A copy to a bucket is an object of a name of its own
+//! (see [`renamed`]), so that no other relocation's clean-up can take it, nor it another's. A
+//! study in a bucket moves to a physical medium, never to another bucket (the seed's
+//! "relocation not supported").
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::StreamExt;
 use hyper::Response;
@@ -23,7 +25,7 @@ use crate::error::ApiError;
 use crate::ingest::PlacedFile;
 use crate::native::NativeCall;
 use crate::response::Body;
-use crate::storage::{Algorithm, StagingFile, Storage, StorageError};
+use crate::storage::{Algorithm, StagingFile, Storage, StorageError, renamed};
 
 /// Files copied between two progress lines in the log.
 const PROGRESS_EVERY: usize = 200;
@@ -42,16 +44,17 @@ pub async fn relocate_study(app: &App, call: NativeCall) -> Result<Response<Body
     let author = fields.required("author");
     fields.check("relocation")?;
     let storage = app.ingest.storage().clone();
-    let to_bucket = target_kind == "bucketName";
-    if to_bucket && storage.bucket(&target).is_none() {
-        return Err(ApiError::Conflict(format!("bucket error: no bucket named `{target}` is configured")));
-    }
-    if !to_bucket && !storage.media().any(|m| m == target) {
+    if target_kind == "bucketName" {
+        if let Some(why) = storage.unusable_bucket(&target) {
+            return Err(ApiError::Conflict(format!("bucket error: the configuration of bucket `{target}` cannot be loaded: {why}")));
+        }
+        if storage.bucket(&target).is_none() {
+            return Err(ApiError::Conflict(format!("bucket error: no bucket named `{target}` is configured")));
+        }
+    } else if !storage.media().any(|m| m == target) {
         return Err(ApiError::NotFoundMessage(format!("physical medium not found: no medium named `{target}`")));
     }
     let key = if by == "studyInstanceUid" { StudyKey::Uid(&value) } else { StudyKey::Accession(&value) };
-
-    // First, without the write lock: copy every file that is not on the target yet.
     let (study, files) = {
         let mut conn = app.db.reader().acquire().await.map_err(system_error)?;
         let study = match lifecycle::find_study(&mut conn, &tenant, key).await.map_err(system_error)? {
@@ -63,25 +66,13 @@ pub async fn relocate_study(app: &App, call: NativeCall) -> Result<Response<Body
         (study, files)
     };
     refuse_bucket_to_bucket(&storage, &files, &target)?;
-    tracing::info!(tenant, study = %study.study_uid, target, files = files.len(), author, "relocating study");
-    let mut copies = copy_all(&storage, files, &target).await?;
-    // Files that arrived meanwhile are copied too, still without the lock, a few rounds at most.
-    for _ in 0..COPY_ROUNDS {
-        let mut conn = app.db.reader().acquire().await.map_err(system_error)?;
-        let files = lifecycle::study_files(&mut conn, study.key).await.map_err(system_error)?;
-        drop(conn);
-        let late: Vec<StoredFile> = files.into_iter().filter(|f| !copies.contains_key(&f.key())).collect();
-        if late.iter().all(|f| f.medium == target) {
-            break;
-        }
-        copies.extend(copy_all(&storage, late, &target).await?);
-    }
 
-    // The rest runs to its end even if the client goes away: a commit must be followed by its
-    // clean-up, never cut between the two.
+    // The rest runs to its end even if the client goes away: copies in flight finish (an upload
+    // cut half way would leave its parts in the bucket) and are kept or removed, and a commit is
+    // followed by its clean-up.
     let keep = std::time::Duration::from_secs(app.config.storage.relocation_keep_s);
     let relocation = Relocation { db: app.db.clone(), storage, tenant: tenant.clone(), study, target, target_kind, author, keep };
-    let event = tokio::spawn(relocation.commit(copies)).await.map_err(system_error)??;
+    let event = tokio::spawn(relocation.run(files)).await.map_err(system_error)??;
     if let Some(event) = event {
         app.deliver_events(&tenant, vec![event]);
     }
@@ -91,7 +82,7 @@ pub async fn relocate_study(app: &App, call: NativeCall) -> Result<Response<Body
 /// Rounds of copying files that arrived while the study was being copied, before the lock.
 const COPY_ROUNDS: usize = 3;
 
-/// A relocation whose files are copied, ready to be committed.
+/// A relocation of a study to a medium or bucket.
 struct Relocation {
     db: Database,
     storage: Storage,
@@ -107,6 +98,26 @@ struct Relocation {
 }
 
 impl Relocation {
+    /// Copies the study's `files` without holding the index's write lock, then those that
+    /// arrived meanwhile (a few rounds at most), then commits.
+    async fn run(self, files: Vec<StoredFile>) -> Result<Option<StudyEvent>, ApiError> {
+        let (storage, target) = (&self.storage, self.target.as_str());
+        tracing::info!(tenant = self.tenant, study = %self.study.study_uid, target, files = files.len(), author = self.author, "relocating study");
+        let mut copies = copy_all(storage, files, target).await?;
+        for _ in 0..COPY_ROUNDS {
+            let mut conn = self.db.reader().acquire().await.map_err(system_error)?;
+            let files = lifecycle::study_files(&mut conn, self.study.key).await.map_err(system_error)?;
+            drop(conn);
+            refuse_bucket_to_bucket(storage, &files, target)?;
+            let late: Vec<StoredFile> = files.into_iter().filter(|f| !copies.contains_key(&f.key())).collect();
+            if late.iter().all(|f| f.medium == target) {
+                break;
+            }
+            copies.extend(copy_all(storage, late, target).await?);
+        }
+        self.commit(copies).await
+    }
+
     /// In one unit of work: copies what is still missing, places the copies, points the index at
     /// them and records the event; then removes the old copies a while later. `None` when the
     /// study was on the target already.
@@ -118,25 +129,23 @@ impl Relocation {
         let moving: Vec<StoredFile> = files.into_iter().filter(|f| f.medium != target).collect();
         let late: Vec<StoredFile> = moving.iter().filter(|f| !copies.contains_key(&f.key())).cloned().collect();
         copies.extend(copy_all(&storage, late, &target).await?);
-        // Files another relocation moved to the target meanwhile: an object copied for them is at
-        // the very key that relocation's rows name now, and stays.
-        let moving_keys: std::collections::HashSet<FileKey> = moving.iter().map(StoredFile::key).collect();
-        for (_, copy) in copies.extract_if(|key, _| !moving_keys.contains(key)) {
-            if let Copied::Uploaded(object) = copy {
-                object.keep();
-            }
-        }
         if moving.is_empty() {
             tracing::info!(tenant, study = %study.study_uid, target, "study already on the medium");
             return Ok(None);
         }
+        // Until the unit commits, what is placed is removed again on failure.
         let mut placed = Vec::with_capacity(moving.len());
-        let mut moves: Vec<(PathBuf, String)> = Vec::new();
+        let (mut moves, mut places) = (Vec::new(), Vec::with_capacity(moving.len()));
         for file in &moving {
             match copies.remove(&file.key()).expect("every moving file was copied") {
-                // Already where it goes (a bucket's object): removed on failure until the unit commits.
-                Copied::Uploaded(object) => placed.push(object),
-                Copied::Staged(copy) => moves.push((copy.keep(), file.relative_path.clone())),
+                Copied::Uploaded { object, relative } => {
+                    placed.push(object);
+                    places.push((file, relative));
+                }
+                Copied::Staged(copy) => {
+                    moves.push((copy.keep(), file.relative_path.clone()));
+                    places.push((file, file.relative_path.clone()));
+                }
             }
         }
         if !moves.is_empty() {
@@ -146,11 +155,10 @@ impl Relocation {
                 moves.iter().for_each(|(staged, _)| drop(std::fs::remove_file(staged)));
                 return Err(e);
             }
-            // Placed: no longer in staging; until the unit commits they are removed on failure.
             placed.extend(moves.into_iter().map(|(_, relative)| PlacedFile::new(storage.clone(), target.clone(), relative)));
         }
-        for file in &moving {
-            lifecycle::set_medium(&mut unit, file, &target).await.map_err(system_error)?;
+        for (file, relative) in &places {
+            lifecycle::set_place(&mut unit, file, &target, relative).await.map_err(system_error)?;
         }
         let from: BTreeSet<&str> = moving.iter().map(|f| f.medium.as_str()).collect();
         let mut detail = json!({ "from": from, "instances": moving.len(), "author": author });
@@ -168,7 +176,7 @@ impl Relocation {
 
 /// Removes the old copies of relocated files after `keep`, each only if no row
 /// points at it again by then (a relocation back, say). A stop before that leaves them behind,
-/// unreferenced, which loses nothing.
+/// unreferenced, which loses nothing (`wasmpacs check` finds them).
 async fn remove_old_copies(db: Database, storage: Storage, files: Vec<StoredFile>, keep: std::time::Duration) {
     tokio::time::sleep(keep).await;
     let mut removed = 0usize;
@@ -183,15 +191,15 @@ async fn remove_old_copies(db: Database, storage: Storage, files: Vec<StoredFile
             Err(e) => tracing::warn!(path = %file.relative_path, error = %e, "old copy kept: cannot check whether it is referenced"),
         }
     }
-    tracing::info!(removed, "old copies of a relocated study removed");
+    tracing::info!(removed, "old copies of a relocated study removed (objects in a bucket: asked)");
 }
 
 /// A file copied for a relocation, not yet named by the index.
 enum Copied {
-    /// In a staging file on the target medium, to be placed.
+    /// In a staging file on the target medium, to be placed at the file's path.
     Staged(StagingFile),
-    /// In the target bucket already.
-    Uploaded(PlacedFile),
+    /// In the target bucket already, as the object `relative` (removed unless kept).
+    Uploaded { object: PlacedFile, relative: String },
 }
 
 /// The seed's 409 "relocation not supported": a file in a bucket goes to a physical medium only.
@@ -199,7 +207,7 @@ fn refuse_bucket_to_bucket(storage: &Storage, files: &[StoredFile], target: &str
     if storage.bucket(target).is_none() {
         return Ok(());
     }
-    match files.iter().find(|f| f.medium != target && storage.bucket(&f.medium).is_some()) {
+    match files.iter().find(|f| f.medium != target && (storage.bucket(&f.medium).is_some() || storage.unusable_bucket(&f.medium).is_some())) {
         Some(file) => Err(ApiError::Conflict(format!(
             "relocation not supported: the study is in bucket `{}` and cannot move to another bucket; relocate it to a physical medium first",
             file.medium
@@ -212,22 +220,37 @@ fn refuse_bucket_to_bucket(storage: &Storage, files: &[StoredFile], target: &str
 const COPIES_IN_FLIGHT: usize = 4;
 
 /// Copies the files not on `target` yet there, each checked against its recorded digest:
-/// into staging files on a physical medium, or straight into a bucket, logging progress.
-/// Copies are removed if dropped unused.
+/// into staging files on a physical medium, or straight into a bucket, logging progress. After
+/// a failure no further copy starts and those in flight run to their end; then every copy made
+/// is removed. Copies are removed if dropped unused.
 async fn copy_all(storage: &Storage, files: Vec<StoredFile>, target: &str) -> Result<HashMap<FileKey, Copied>, ApiError> {
     let pending: Vec<StoredFile> = files.into_iter().filter(|f| f.medium != target).collect();
     let total = pending.len();
-    let mut copying = futures::stream::iter(pending).map(|file| copy_one(storage, file, target)).buffer_unordered(COPIES_IN_FLIGHT);
-    let (mut copies, mut bytes) = (HashMap::with_capacity(total), 0u64);
+    let failed = AtomicBool::new(false);
+    let mut copying = futures::stream::iter(pending)
+        .take_while(|_| std::future::ready(!failed.load(Ordering::Relaxed)))
+        .map(|file| copy_one(storage, file, target))
+        .buffer_unordered(COPIES_IN_FLIGHT);
+    let (mut copies, mut bytes, mut first_error) = (HashMap::with_capacity(total), 0u64, None);
     while let Some(copied) = copying.next().await {
-        let (key, copy, len) = copied?;
-        copies.insert(key, copy);
-        bytes += len;
-        if copies.len() % PROGRESS_EVERY == 0 {
-            tracing::info!(copied = copies.len(), of = total, bytes, target, "relocation in progress");
+        match copied {
+            Ok((key, copy, len)) => {
+                copies.insert(key, copy);
+                bytes += len;
+                if copies.len() % PROGRESS_EVERY == 0 {
+                    tracing::info!(copied = copies.len(), of = total, bytes, target, "relocation in progress");
+                }
+            }
+            Err(e) => {
+                failed.store(true, Ordering::Relaxed);
+                first_error.get_or_insert(e);
+            }
         }
     }
-    Ok(copies)
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(copies),
+    }
 }
 
 /// Copies one file to `target` and checks the bytes read against its recorded digest.
@@ -237,14 +260,15 @@ async fn copy_one(storage: &Storage, file: StoredFile, target: &str) -> Result<(
     })?;
     let (copy, len, digest) = if let Some(bucket) = storage.bucket(target) {
         let source = storage.absolute(&file.medium, &file.relative_path).map_err(system_error)?;
+        let relative = renamed(&file.relative_path);
         // Removed again unless the relocation commits, also when the digest does not match.
-        let object = PlacedFile::new(storage.clone(), target.to_owned(), file.relative_path.clone());
-        let (len, digest) = bucket.upload(&source, &file.relative_path, algorithm).await.map_err(copy_failed(target))?;
-        (Copied::Uploaded(object), len, digest)
+        let object = PlacedFile::new(storage.clone(), target.to_owned(), relative.clone());
+        let (len, digest) = bucket.upload(&source, &relative, algorithm).await.map_err(copy_failed(target))?;
+        (Copied::Uploaded { object, relative }, len, digest)
     } else if let Some(bucket) = storage.bucket(&file.medium) {
         let (stage, target_c) = (storage.clone(), target.to_owned());
         let mut copy = tokio::task::spawn_blocking(move || stage.stage(&target_c)).await.map_err(system_error)?.map_err(system_error)?;
-        let (len, digest) = bucket.download(&file.relative_path, &mut copy, algorithm, None).await.map_err(copy_failed(target))?;
+        let (len, digest) = bucket.download(&file.relative_path, &mut copy, algorithm).await.map_err(copy_failed(&file.medium))?;
         (Copied::Staged(copy), len, digest)
     } else {
         let (storage, relative, medium, target) = (storage.clone(), file.relative_path.clone(), file.medium.clone(), target.to_owned());
@@ -263,12 +287,12 @@ async fn copy_one(storage: &Storage, file: StoredFile, target: &str) -> Result<(
     Ok((file.key(), copy, len))
 }
 
-/// A copy to or from a bucket failed: the seed's "bucket error" when the bucket refused or
+/// A copy to or from `bucket` failed: the seed's "bucket error" when the bucket refused or
 /// could not be reached, a system error otherwise.
-fn copy_failed(target: &str) -> impl FnOnce(StorageError) -> ApiError + '_ {
+fn copy_failed(bucket: &str) -> impl FnOnce(StorageError) -> ApiError + '_ {
     move |e| match e {
         StorageError::Bucket { .. } => {
-            tracing::error!(error = %e, target, "relocation failed");
+            tracing::error!(error = %e, bucket, "relocation failed");
             ApiError::Conflict(format!("bucket error: {e}"))
         }
         e => system_error(e),
