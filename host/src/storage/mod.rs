@@ -478,7 +478,7 @@ mod tests {
     }
 
     fn storage_in(dir: &Path) -> Storage {
-        let config = StorageConfig { data_dir: dir.to_owned(), media: Vec::new(), default_medium: None, relocation_keep_s: 0 };
+        let config = StorageConfig { data_dir: dir.to_owned(), media: Vec::new(), buckets: Vec::new(), default_medium: None, relocation_keep_s: 0 };
         Storage::new(&config).expect("storage")
     }
 
