@@ -22,16 +22,20 @@ impl S3Server {
     /// Starts a server and waits until it answers.
     pub async fn start() -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
-        let process = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        // As a module of the python3 that pip installed it for, whatever its scripts folder.
+        let process = Command::new("python3")
+            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("moto_server runs (pip install 'moto[server]')");
-        let server = Self { endpoint: format!("http://127.0.0.1:{port}"), process, http: reqwest::Client::new() };
+            .expect("python3 runs");
+        let mut server = Self { endpoint: format!("http://127.0.0.1:{port}"), process, http: reqwest::Client::new() };
         let deadline = Instant::now() + Duration::from_secs(30);
         while server.http.get(&server.endpoint).send().await.is_err() {
-            assert!(Instant::now() < deadline, "moto_server did not answer on {}", server.endpoint);
+            if let Ok(Some(status)) = server.process.try_wait() {
+                panic!("moto_server exited ({status}): is it installed? (pip install 'moto[server]')");
+            }
+            assert!(Instant::now() < deadline, "moto_server did not answer on {} (pip install 'moto[server]')", server.endpoint);
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         server
