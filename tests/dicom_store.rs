@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use dicom_ul::association::client::ClientAssociationOptions;
 use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu};
 use sqlx::Row;
-use wasmpacs_tests::{Backend, NODE_A, NODE_B, SERVER_AE, TestServer, on_both_backends, testset, transfer_syntax_of};
+use wasmpacs_tests::commit_cut::CommitCut;
+use wasmpacs_tests::{Backend, NODE_A, NODE_B, Options, SERVER_AE, TestServer, on_both_backends, postgres_admin_url, testset, transfer_syntax_of};
 
 on_both_backends!(
     every_transfer_syntax_is_archived_unchanged,
@@ -260,6 +261,53 @@ async fn a_dropped_store_leaves_nothing(backend: Backend) {
     let (ok, output) = s.storescu(NODE_A, &[file]).await;
     assert!(ok, "{output}");
     assert_eq!(s.archived_files().len(), 1);
+    s.stop().await;
+}
+
+/// Sends `file` with `storescu -v`, which prints the status of each response; its output.
+async fn storescu_verbose(s: &TestServer, file: &Path) -> String {
+    let output = tokio::process::Command::new("storescu")
+        .env("TCP_NODELAY", "1")
+        .args(["-v", "-aet", NODE_A, "-aec", SERVER_AE, "127.0.0.1"])
+        .arg(s.dicom_port.to_string())
+        .arg(file)
+        .output()
+        .await
+        .expect("storescu runs (apt-get install dcmtk)");
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
+/// PostgreSQL: the answer to an ingest unit's COMMIT is lost (a proxy passes the COMMIT on and
+/// cuts the connection before the answer). The instance is answered with a failure, since the
+/// server cannot know it is stored, but its file stays: its row was committed, and the archive
+/// stays whole. Sent again, it is a success that changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_commit_answer_keeps_the_file_its_row_may_name() {
+    let admin = reqwest::Url::parse(&postgres_admin_url()).unwrap();
+    let cut = CommitCut::start(format!("{}:{}", admin.host_str().unwrap(), admin.port().unwrap_or(5432))).await;
+    let mut options = Options::new(Backend::Postgres);
+    options.postgres_port = Some(cut.port);
+    let s = TestServer::start_with(options).await.expect("server starts");
+    let file = testset().into_iter().find(|f| transfer_syntax_of(f) == "1.2.840.10008.1.2.1").unwrap();
+    let uid = sop_instance_uid(&file);
+
+    cut.arm();
+    let output = storescu_verbose(&s, &file).await;
+    assert_eq!(cut.cuts(), 1, "the COMMIT was cut: {output}");
+    assert!(output.contains("Received Store Response (Refused"), "the instance is answered with a failure: {output}");
+    let stored = rows(&s, &format!("SELECT sop_instance_uid, tenant FROM instances WHERE sop_instance_uid = '{uid}'")).await;
+    assert_eq!(stored.len(), 1, "the COMMIT reached the database");
+    assert_eq!(s.archived_files().len(), 1, "the file its row names stays");
+    let (code, report) = s.check(&[]);
+    assert_eq!(code, 0, "the archive is whole: {report}");
+
+    // Sent again: a success that changes nothing.
+    let output = storescu_verbose(&s, &file).await;
+    assert!(output.contains("Received Store Response (Success)"), "{output}");
+    assert_eq!(rows(&s, "SELECT sop_instance_uid, tenant FROM instances").await.len(), 1);
+    assert_eq!(s.archived_files().len(), 1);
+    let (code, report) = s.check(&["--grace-minutes", "0"]);
+    assert_eq!((code, report["orphans"]["count"].as_u64()), (0, Some(0)), "{report}");
     s.stop().await;
 }
 

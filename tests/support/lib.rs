@@ -13,6 +13,7 @@ use sqlx::{AnyPool, Executor};
 use tempfile::TempDir;
 use wasmpacs::{Config, RunningServer};
 
+pub mod commit_cut;
 pub mod s3;
 
 /// API key of tenant "alpha", used by default.
@@ -137,11 +138,13 @@ pub struct Options {
     /// Extra config TOML appended to the generated config, right after its `[runtime]` table
     /// (bare keys land there; start with a table header for anything else).
     pub extra_config: String,
+    /// PostgreSQL only: the server reaches its database through this local port (a proxy).
+    pub postgres_port: Option<u16>,
 }
 
 impl Options {
     pub fn new(backend: Backend) -> Self {
-        Self { backend, manifest: None, extra_config: String::new() }
+        Self { backend, manifest: None, extra_config: String::new(), postgres_port: None }
     }
 }
 
@@ -192,6 +195,15 @@ impl TestServer {
                 (url, Some(name))
             }
         };
+        let server_database_url = match options.postgres_port {
+            Some(port) => {
+                let mut url = reqwest::Url::parse(&database_url)?;
+                url.set_host(Some("127.0.0.1"))?;
+                url.set_port(Some(port)).map_err(|()| anyhow::anyhow!("cannot set the port of {database_url}"))?;
+                url.to_string()
+            }
+            None => database_url.clone(),
+        };
         let manifest = options.manifest.unwrap_or_else(|| patients_manifest(&component("patients")));
         let manifest_path = data_dir.path().join("plugins.toml");
         std::fs::write(&manifest_path, manifest)?;
@@ -203,7 +215,7 @@ listen = "127.0.0.1:0"
 data_dir = "{data}"
 relocation_keep_s = 0
 [database]
-url = "{database_url}"
+url = "{server_database_url}"
 max_connections = 8
 [[tenant]]
 name = "alpha"
