@@ -275,16 +275,27 @@ fn examine(roots: &BTreeMap<String, PathBuf>, file: &IndexedFile, verify: bool) 
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Verdict::Missing("no such file"),
         Err(e) => return Verdict::Unreadable(e),
     };
+    match digest_to_check(file, len, verify) {
+        Ok(algorithm) => digest_verdict(file, digest_of(&path, algorithm)),
+        Err(verdict) => verdict,
+    }
+}
+
+/// What a named file of `len` bytes still needs: its digest, with the algorithm its recorded
+/// one names; or the verdict already (wrong size, intact without `verify`, no digest recorded).
+fn digest_to_check(file: &IndexedFile, len: u64, verify: bool) -> Result<Algorithm, Verdict> {
     if i64::try_from(len).ok() != Some(file.size) {
-        return Verdict::WrongSize(len);
+        return Err(Verdict::WrongSize(len));
     }
     if !verify {
-        return Verdict::Intact;
+        return Err(Verdict::Intact);
     }
-    let Some(algorithm) = Algorithm::of_recorded(&file.digest) else {
-        return Verdict::Damaged(format!("(none: `{}` is not a digest)", file.digest));
-    };
-    match digest_of(&path, algorithm) {
+    Algorithm::of_recorded(&file.digest).ok_or_else(|| Verdict::Damaged(format!("(none: `{}` is not a digest)", file.digest)))
+}
+
+/// The verdict on a named file from the digest of its bytes.
+fn digest_verdict(file: &IndexedFile, digest: io::Result<String>) -> Verdict {
+    match digest {
         Ok(digest) if digest == file.digest => Verdict::Intact,
         Ok(digest) => Verdict::Damaged(digest),
         Err(e) => Verdict::Unreadable(e),
@@ -305,14 +316,9 @@ async fn examine_object(bucket: &Result<Bucket, String>, file: &IndexedFile, ver
         Ok(None) => return Verdict::Missing("no such object"),
         Err(e) => return Verdict::Unreadable(io::Error::other(e)),
     };
-    if i64::try_from(len).ok() != Some(file.size) {
-        return Verdict::WrongSize(len);
-    }
-    if !verify {
-        return Verdict::Intact;
-    }
-    let Some(algorithm) = Algorithm::of_recorded(&file.digest) else {
-        return Verdict::Damaged(format!("(none: `{}` is not a digest)", file.digest));
+    let algorithm = match digest_to_check(file, len, verify) {
+        Ok(algorithm) => algorithm,
+        Err(verdict) => return verdict,
     };
     let digested = async {
         let (_, mut bytes) = bucket.read(&file.relative_path, None).await.map_err(io::Error::other)?;
@@ -322,11 +328,7 @@ async fn examine_object(bucket: &Result<Bucket, String>, file: &IndexedFile, ver
         }
         Ok::<_, io::Error>(hasher.finish())
     };
-    match digested.await {
-        Ok(digest) if digest == file.digest => Verdict::Intact,
-        Ok(digest) => Verdict::Damaged(digest),
-        Err(e) => Verdict::Unreadable(e),
-    }
+    digest_verdict(file, digested.await)
 }
 
 fn digest_of(path: &Path, algorithm: Algorithm) -> io::Result<String> {
