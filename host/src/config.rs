@@ -239,7 +239,7 @@ impl std::fmt::Debug for BucketConfig {
 pub struct DatabaseConfig {
     /// `sqlite://path` or `postgres://...`; default: `wasmpacs.db` in the data directory.
     pub url: Option<String>,
-    /// Connections in the pool (PostgreSQL, and SQLite readers).
+    /// Connections in each pool (PostgreSQL: units of work, and queries), or SQLite readers.
     #[serde(default = "default_max_connections")]
     pub max_connections: u32,
     /// How durable each SQLite commit is (see [`SqliteSync`]).

@@ -87,15 +87,14 @@ impl Database {
                 Database { backend, writer, reader, sqlite_file }
             }
             Backend::Postgres => {
-                let pool = AnyPoolOptions::new()
-                    .test_before_acquire(false)
-                    .max_connections(max_connections.max(2))
-                    .acquire_timeout(Duration::from_secs(30))
-                    .connect(url)
-                    .await
-                    .map_err(DbError::Connect)?;
-                sqlx::migrate!("../migrations/postgres").run(&pool).await?;
-                Database { backend, writer: pool.clone(), reader: pool, sqlite_file: None }
+                // Units of work look rows up by key: each of their statements is planned once
+                // per connection (a generic plan) rather than at every execution, as PostgreSQL
+                // would for ingest's registering statement. Queries (ranges, patterns) keep
+                // plans made for their values.
+                let writer = postgres_pool(url, max_connections, Some("SET plan_cache_mode = force_generic_plan")).await?;
+                sqlx::migrate!("../migrations/postgres").run(&writer).await?;
+                let reader = postgres_pool(url, max_connections, None).await?;
+                Database { backend, writer, reader, sqlite_file: None }
             }
         };
         Ok(db)
@@ -171,6 +170,25 @@ fn sqlite_url(url: &str) -> Result<String, DbError> {
     } else {
         format!("{url}?mode=rwc")
     })
+}
+
+/// A PostgreSQL pool of `max` connections (at least two), each set up with `setup` when given.
+async fn postgres_pool(url: &str, max: u32, setup: Option<&'static str>) -> Result<AnyPool, DbError> {
+    AnyPoolOptions::new()
+        .test_before_acquire(false)
+        .max_connections(max.max(2))
+        .acquire_timeout(Duration::from_secs(30))
+        .after_connect(move |conn, _meta| {
+            Box::pin(async move {
+                if let Some(setup) = setup {
+                    conn.execute(setup).await?;
+                }
+                Ok(())
+            })
+        })
+        .connect(url)
+        .await
+        .map_err(DbError::Connect)
 }
 
 async fn sqlite_pool(url: &str, max: u32, sync: SqliteSync) -> Result<AnyPool, DbError> {
