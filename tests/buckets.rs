@@ -45,26 +45,23 @@ fn staging_empty(root: &Path) -> bool {
     std::fs::read_dir(root.join(".staging")).map(|d| d.count() == 0).unwrap_or(true)
 }
 
-/// Waits (up to 10 s) until the keys of `bucket` are `expected`.
-async fn keys_become(s3: &S3Server, bucket: &str, expected: &[String]) {
+/// Waits (up to 10 s) until `condition` holds; `what` says what did not.
+async fn eventually<F: Future<Output = bool>>(mut condition: impl FnMut() -> F, what: impl Fn() -> String) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let keys = s3.keys(bucket).await;
-        if keys == expected {
-            return;
-        }
-        assert!(Instant::now() < deadline, "bucket {bucket} holds {keys:?}, not {expected:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    while !condition().await {
+        assert!(Instant::now() < deadline, "{}", what());
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
-/// Waits (up to 10 s) until `root` holds `n` files.
+/// Waits until the keys of `bucket` are `expected`.
+async fn keys_become(s3: &S3Server, bucket: &str, expected: &[String]) {
+    eventually(|| async { s3.keys(bucket).await == expected }, || format!("bucket {bucket} does not hold {expected:?}")).await;
+}
+
+/// Waits until `root` holds `n` files.
 async fn files_become(root: &Path, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while wasmpacs_tests::files_under(root).len() != n {
-        assert!(Instant::now() < deadline, "{} holds {} files, not {n}", root.display(), wasmpacs_tests::files_under(root).len());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(|| async { wasmpacs_tests::files_under(root).len() == n }, || format!("{} does not hold {n} files", root.display())).await;
 }
 
 async fn get(s: &TestServer, path: &str) -> (StatusCode, String, Vec<u8>) {
@@ -125,7 +122,7 @@ async fn a_study_relocated_to_a_bucket_is_served_from_it_and_comes_back_whole(ba
     assert!(image::load_from_memory(&body).is_ok(), "the preview is a JPEG");
     let (_, count) = s.get("studies/count").await;
     assert_eq!(count["study_count"], 2);
-    assert!(staging_empty(&archive), "what was fetched to be read is gone");
+    eventually(|| async { staging_empty(&archive) }, || "what was fetched to be read is gone".into()).await;
 
     // The check looks into the bucket: everything named is there, whole.
     let (code, report) = s.check(&["--verify-digests"]);

@@ -162,8 +162,7 @@ pub async fn run(config: &Config, options: &CheckOptions) -> Result<CheckReport,
     }
     let index = open_read_only(&url).await?;
     let roots = Storage::roots_of(&config.storage);
-    let buckets: BTreeMap<String, Result<Bucket, String>> =
-        config.storage.buckets.iter().map(|b| (b.name.clone(), Bucket::open(b).map_err(|e| e.to_string()))).collect();
+    let buckets = Storage::buckets_of(&config.storage);
     let mut report = CheckReport::default();
     let result = async {
         check_named_files(&index, &roots, &buckets, options, &mut report).await?;

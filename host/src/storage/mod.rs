@@ -25,10 +25,9 @@ use crate::config::StorageConfig;
 #[derive(Debug, Clone)]
 pub struct Storage {
     media: BTreeMap<String, PathBuf>,
-    buckets: BTreeMap<String, Bucket>,
-    /// Buckets whose configuration cannot be loaded, with why: named in config, but unusable
-    /// (the seed's "bucket error" when a request names one).
-    unusable: BTreeMap<String, String>,
+    /// Every configured bucket, or why its configuration cannot be loaded (the seed's "bucket
+    /// error" when a request names it).
+    buckets: BTreeMap<String, Result<Bucket, String>>,
     default: String,
 }
 
@@ -69,17 +68,19 @@ impl Storage {
             std::fs::create_dir_all(&staging).map_err(io_at(&staging))?;
             sweep_staging(&staging, STALE_STAGING);
         }
-        let (mut buckets, mut unusable) = (BTreeMap::new(), BTreeMap::new());
-        for config in &config.buckets {
-            match Bucket::open(config) {
-                Ok(bucket) => drop(buckets.insert(config.name.clone(), bucket)),
-                Err(e) => {
-                    tracing::error!(bucket = %config.name, error = %e, "bucket configuration cannot be loaded");
-                    unusable.insert(config.name.clone(), e.to_string());
-                }
-            }
-        }
-        Ok(Self { media, buckets, unusable, default })
+        Ok(Self { media, buckets: Self::buckets_of(config), default })
+    }
+
+    /// The client of each bucket `config` names, or why its configuration cannot be loaded
+    /// (logged). Nothing is sent until a bucket is used.
+    pub fn buckets_of(config: &StorageConfig) -> BTreeMap<String, Result<Bucket, String>> {
+        let open = |config: &crate::config::BucketConfig| {
+            Bucket::open(config).map_err(|e| {
+                tracing::error!(bucket = %config.name, error = %e, "bucket configuration cannot be loaded");
+                e.to_string()
+            })
+        };
+        config.buckets.iter().map(|b| (b.name.clone(), open(b))).collect()
     }
 
     /// The root folder of each medium `config` names: `default` (`<data_dir>/archive`) unless
@@ -105,12 +106,12 @@ impl Storage {
 
     /// The bucket named `name`, if `name` is one.
     pub fn bucket(&self, name: &str) -> Option<&Bucket> {
-        self.buckets.get(name)
+        self.buckets.get(name)?.as_ref().ok()
     }
 
     /// Why the configured bucket `name` cannot be used, if it cannot.
     pub fn unusable_bucket(&self, name: &str) -> Option<&str> {
-        self.unusable.get(name).map(String::as_str)
+        self.buckets.get(name)?.as_ref().err().map(String::as_str)
     }
 
     /// The size of a stored file, on a filesystem medium or in a bucket; `None` when it is not there.
