@@ -36,6 +36,13 @@ pub async fn stage_field<T: Send + 'static>(
     algorithm: Algorithm,
     complete: impl FnOnce(StagingFile, u64, String) -> T + Send + 'static,
 ) -> Result<T, UploadError> {
+    write_field(storage, field, limit, algorithm).await?.finish(complete).await
+}
+
+/// Streams one part of at most `limit` bytes to a new staging file, digested with `algorithm`,
+/// and leaves it to be synced ([`WrittenPart::finish`]), so that a caller may read the next part
+/// meanwhile. A failure removes the staging file.
+pub async fn write_field(storage: &Storage, field: &mut multer::Field<'_>, limit: u64, algorithm: Algorithm) -> Result<WrittenPart, UploadError> {
     let storage = storage.clone();
     let (file, writer) = blocking(move || {
         let mut file = storage.stage(storage.default_medium()).map_err(|e| e.to_string())?;
@@ -57,11 +64,26 @@ pub async fn stage_field<T: Send + 'static>(
         }
     }
     let writer = write(writer, pending).await?;
-    blocking(move || {
-        let (size, sha1) = writer.finish().map_err(|e| e.to_string())?;
-        Ok(complete(file, size, sha1))
-    })
-    .await
+    Ok(WrittenPart { file, writer })
+}
+
+/// A part written whole to its staging file, not synced yet; dropped, the file is removed.
+pub struct WrittenPart {
+    file: StagingFile,
+    writer: StagedWriter,
+}
+
+impl WrittenPart {
+    /// Syncs the file on a blocking thread, then runs `complete` there with the file, its length
+    /// and digest. A failure removes the staging file.
+    pub async fn finish<T: Send + 'static>(self, complete: impl FnOnce(StagingFile, u64, String) -> T + Send + 'static) -> Result<T, UploadError> {
+        let Self { file, writer } = self;
+        blocking(move || {
+            let (size, digest) = writer.finish().map_err(|e| e.to_string())?;
+            Ok(complete(file, size, digest))
+        })
+        .await
+    }
 }
 
 async fn write(mut writer: StagedWriter, chunks: Vec<Bytes>) -> Result<StagedWriter, UploadError> {

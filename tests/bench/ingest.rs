@@ -30,13 +30,15 @@ async fn storescu(s: &TestServer, files: &[PathBuf]) {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
 }
 
-/// Every ingest figure on both backends, or on the one named (`sqlite`, `postgres`). The
-/// servers' files are removed only at the end.
-pub async fn all(only: Option<&str>) {
+/// Every ingest figure on both backends, or on the one named (`sqlite`, `postgres`); with
+/// `stow_only`, the STOW-RS figures alone. The servers' files are removed only at the end.
+pub async fn all(only: Option<&str>, stow_only: bool) {
     let mut kept = Vec::new();
     let backends = [Backend::Sqlite, Backend::Postgres];
     for backend in backends.into_iter().filter(|b| only.is_none_or(|name| format!("{b:?}").eq_ignore_ascii_case(name))) {
-        kept.extend(cstore(backend).await);
+        if !stow_only {
+            kept.extend(cstore(backend).await);
+        }
         kept.push(stow(backend, 1).await);
         kept.push(stow(backend, 50).await);
     }

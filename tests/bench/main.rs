@@ -298,7 +298,12 @@ fn main() {
 async fn bench() {
     // `bench ingest [sqlite|postgres]`: only the C-STORE and STOW-RS figures.
     if std::env::args().nth(1).as_deref() == Some("ingest") {
-        ingest::all(std::env::args().nth(2).as_deref()).await;
+        ingest::all(std::env::args().nth(2).as_deref(), false).await;
+        return;
+    }
+    // `bench stow [sqlite|postgres]`: only the STOW-RS figures.
+    if std::env::args().nth(1).as_deref() == Some("stow") {
+        ingest::all(std::env::args().nth(2).as_deref(), true).await;
         return;
     }
     // `bench worklist`: only the orders and worklist figures.
@@ -342,7 +347,7 @@ async fn bench() {
     queries::count_latency(Backend::Sqlite).await;
     queries::count_latency(Backend::Postgres).await;
     queries::preview_latency().await;
-    ingest::all(None).await;
+    ingest::all(None, false).await;
     // Last: removing its gigabyte slows file creation for a few minutes on some filesystems.
     pathology::upload_and_download().await;
 }

@@ -17,7 +17,7 @@ use crate::db::events::StudyEvent;
 use crate::ingest::{Ingest, IngestError, StagedInstance};
 use crate::response::Body;
 use crate::storage::Algorithm;
-use crate::upload::{UploadError, stage_field};
+use crate::upload::{UploadError, write_field};
 
 /// Failure reasons (0008,1197) of PS3.18 / PS3.4.
 mod reason {
@@ -70,8 +70,8 @@ async fn receive_all(app: &App, call: NativeCall) -> Result<Response<Body>, ApiE
             parts.push(Part::Done(PartOutcome::Failed { header: None, reason: reason::CANNOT_UNDERSTAND, unsupported_type: true }));
             continue;
         }
-        let staged = match stage_field(app.ingest.storage(), &mut field, u64::MAX, Algorithm::Xxh3, StagedInstance::completed).await {
-            Ok(staged) => staged,
+        let written = match write_field(app.ingest.storage(), &mut field, u64::MAX, Algorithm::Xxh3).await {
+            Ok(written) => written,
             Err(UploadError::Body(e)) => return Err(malformed(e, parts.len())),
             Err(UploadError::TooLarge(limit)) => return Err(ApiError::PayloadTooLarge(limit)),
             Err(UploadError::Storage(e)) => {
@@ -81,10 +81,18 @@ async fn receive_all(app: &App, call: NativeCall) -> Result<Response<Body>, ApiE
             }
         };
         drop(field);
-        // The part is archived (and its events delivered) even if the client goes away now.
+        // The part is synced and archived (and its events delivered) while the next one is
+        // received, and even if the client goes away now.
         let (ingest, runtime) = (app.ingest.clone(), app.runtime.clone());
         let (part_tenant, part_aet, part_study) = (tenant.clone(), aet.clone(), study.clone());
         parts.push(Part::Storing(tokio::spawn(async move {
+            let staged = match written.finish(StagedInstance::completed).await {
+                Ok(staged) => staged,
+                Err(e) => {
+                    tracing::error!(tenant = part_tenant, aet = part_aet, error = %e, "cannot stage a STOW part");
+                    return PartOutcome::Failed { header: None, reason: reason::OUT_OF_RESOURCES, unsupported_type: false };
+                }
+            };
             let (outcome, events) = store(&ingest, &part_tenant, &part_aet, part_study.as_deref(), staged).await;
             deliver_events(&runtime, &part_tenant, events);
             outcome
