@@ -327,6 +327,14 @@ async fn refusals_follow_the_seed_and_leave_nothing(backend: Backend) {
     assert!(message(&body).contains("NOT_A_NODE"), "{body}");
     let (status, body) = s.post_text(KEY_A, "pathoRsListener/MODALITY_A/studies", "application/json", "{}".into()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    // The CALLING_AET part of the URL left empty, or out: 400 naming it.
+    for url in [format!("{}/pathoRsListener//studies", s.base), format!("{}/pathoRsListener/studies", s.base)] {
+        let form = Form::new().part("metadata", json_part(&metadata("A-1", "C-1"))).part("file", file());
+        let response = s.http.post(&url).header("Authorization", KEY_A).multipart(form).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{url}");
+        let body: Value = response.json().await.unwrap();
+        assert!(message(&body).contains("callingAet"), "{url}: {body}");
+    }
 
     // A form field over 16 MiB, and a form of more than 16 parts: 413 and 400.
     let form = Form::new().part("metadata", Part::text("x".repeat(17 << 20))).part("file", file());

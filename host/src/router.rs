@@ -94,7 +94,8 @@ impl Router {
     }
 
     /// Finds the target of `path` (below the API prefix): 404 when no route has this path,
-    /// 405 when routes have it but not for this method.
+    /// 405 when routes have it but not for this method, 400 when it leaves out a route's
+    /// parameter (the seed's "CALLING_AET url part was not included").
     pub fn route(&self, method: &Method, path: &str) -> Result<Matched<'_>, ApiError> {
         let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
         let mut allowed = Vec::new();
@@ -104,6 +105,9 @@ impl Router {
                 return Ok(Matched { target: &route.target, params });
             }
             allowed.push(route.method.to_string());
+        }
+        if let Some(name) = self.routes.iter().filter(|r| r.method == *method).find_map(|r| missing_param(&r.segments, &parts)) {
+            return Err(ApiError::BadRequest(format!("the `{name}` part of the path is missing")));
         }
         if allowed.is_empty() {
             Err(ApiError::NotFound(format!("{API_PREFIX}{}", path.trim_matches('/'))))
@@ -141,6 +145,20 @@ fn match_segments(segments: &[Segment], parts: &[&str]) -> Option<Vec<(String, S
     Some(params)
 }
 
+/// The parameter of a route that `parts` would match had they not left it empty
+/// (`pathoRsListener//studies`) or out (`pathoRsListener/studies`).
+fn missing_param(segments: &[Segment], parts: &[&str]) -> Option<String> {
+    segments.iter().enumerate().find_map(|(i, segment)| {
+        let Segment::Param(name) = segment else { return None };
+        let filled = match parts.len() {
+            n if n == segments.len() && parts[i].is_empty() => [&parts[..i], &["?"], &parts[i + 1..]].concat(),
+            n if n + 1 == segments.len() => [&parts[..i], &["?"], &parts[i..]].concat(),
+            _ => return None,
+        };
+        match_segments(segments, &filled).map(|_| name.clone())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,7 +177,12 @@ mod tests {
         assert_eq!(m.params, vec![("callingAet".to_owned(), "SCANNER".to_owned())]);
         assert!(matches!(r.route(&Method::GET, "patients/create"), Err(ApiError::MethodNotAllowed { .. })));
         assert!(matches!(r.route(&Method::POST, "patients/nope"), Err(ApiError::NotFound(_))));
-        assert!(matches!(r.route(&Method::POST, "pathoRsListener//studies"), Err(ApiError::NotFound(_))));
+        for missing in ["pathoRsListener//studies", "pathoRsListener/studies"] {
+            let err = r.route(&Method::POST, missing).err();
+            assert!(matches!(&err, Some(ApiError::BadRequest(m)) if m.contains("callingAet")), "{missing}: {err:?}");
+        }
+        assert!(matches!(r.route(&Method::POST, "pathoRsListener/studies/x"), Err(ApiError::NotFound(_))));
+        assert!(matches!(r.route(&Method::GET, "pathoRsListener//studies"), Err(ApiError::NotFound(_))));
     }
 
     #[test]
