@@ -159,7 +159,12 @@ async fn the_worklist_serves_what_was_ordered(backend: Backend) {
         order("1.2.826.0.1.1", "CT", "CT-ROOM-1", "20221205", ("PID-1", "DOE^JOHN")),
         order("1.2.826.0.1.2", "MR", "MR-ROOM-1", "20221206", ("PID-2", "ROE^JANE")),
         order("1.2.826.0.1.3", "CT", "CT-ROOM-1", "20221207", ("PID-3", "DOE^JANE")),
-        order("1.2.826.0.1.4", "US", "US-ROOM-1", "20221210", ("PID-4", "SMITH^ANNA")),
+        // A TM value may be as short as HH: kept as 150000, within 15:00-15:01.
+        {
+            let mut o = order("1.2.826.0.1.4", "US", "US-ROOM-1", "20221210", ("PID-4", "SMITH^ANNA"));
+            o["ScheduledProcedureStepStartTime"] = json!("15");
+            o
+        },
     ];
     for o in &orders {
         assert_eq!(create(&s, KEY_A, o).await.0, StatusCode::OK);
@@ -191,6 +196,8 @@ async fn the_worklist_serves_what_was_ordered(backend: Backend) {
     ] {
         assert_eq!(text(&item, tag), expected, "{tag}");
     }
+    let fourth = all.iter().find(|a| text(a, tags::STUDY_INSTANCE_UID) == "1.2.826.0.1.4").unwrap();
+    assert_eq!(text(&step(fourth), tags::SCHEDULED_PROCEDURE_STEP_START_TIME), "150000");
 
     // By modality, by station AE title, by date range (inclusive), by single date, by time range.
     let by = |keys: Vec<String>| async move {
@@ -206,6 +213,7 @@ async fn the_worklist_serves_what_was_ordered(backend: Backend) {
     assert_eq!(by(vec![sps("ScheduledProcedureStepStartDate=20221207-")]).await, ["1.2.826.0.1.3", "1.2.826.0.1.4"]);
     assert_eq!(by(vec![sps("ScheduledProcedureStepStartDate=20221210")]).await, ["1.2.826.0.1.4"]);
     assert_eq!(by(vec![sps("ScheduledProcedureStepStartTime=1500-1600")]).await.len(), 4);
+    assert_eq!(by(vec![sps("ScheduledProcedureStepStartTime=1500-1501")]).await, ["1.2.826.0.1.4"]);
     assert!(by(vec![sps("ScheduledProcedureStepStartTime=0800-0900")]).await.is_empty());
     assert_eq!(by(vec![sps("ScheduledStationName=STATION-NAME"), sps("Modality=US")]).await, ["1.2.826.0.1.4"]);
     // Patient name with wildcards, case-insensitive; patient ID; accession; study UID list.

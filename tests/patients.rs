@@ -164,9 +164,14 @@ async fn merge_patients_rules(backend: Backend) {
 
     let (status, _) = s.post("patients/merge", &json!({"sourcePatientID": "SRC-2", "userName": "u"})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+    // A target that does not exist is created from the IDs alone: no name is needed.
+    let (status, answer) = s.post("patients/merge", &json!({"sourcePatientID": "SRC-2", "targetPatientID": "NAMELESS", "userName": "u"})).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let (status, answer) = s.post("patients/merge", &json!({"sourcePatientID": "NAMELESS", "targetPatientID": "SRC-2", "userName": "u"})).await;
+    assert_eq!(status, StatusCode::OK, "the nameless patient was created with the study: {answer}");
     let events = s.events_as(wasmpacs_tests::KEY_A).await;
     let merged: Vec<_> = kinds(&events).into_iter().filter(|(k, _)| k == "STUDY_MERGED").collect();
-    assert_eq!(merged.len(), 4, "two studies merged there and back: {merged:?}");
+    assert_eq!(merged.len(), 6, "two studies merged there and back, one there and back: {merged:?}");
     s.stop().await;
 }
 
@@ -232,6 +237,16 @@ async fn reconcile_study_rules(backend: Backend) {
     assert_eq!(answer["seriesMoved"], 0);
     assert_eq!(answer["targetCreated"], false);
 
+    // Only the four mandatory fields: the new target study goes to a new patient with no name.
+    let (status, answer) = s
+        .post("studies/reconcile", &json!({"sourceStudyInstanceUID": "1.950.94590.2", "targetStudyInstanceUID": "1.950.94590.3",
+                                            "patientID": "RECON-BARE", "userName": "operator"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["targetCreated"], true);
+    let (status, answer) = s.post("studies/reconcile", &body("1.950.94590.3", "1.950.94590.2", "RECON-123")).await;
+    assert_eq!(status, StatusCode::OK, "back to where they were: {answer}");
+    assert_eq!(answer["seriesMoved"], 2);
     for missing in ["sourceStudyInstanceUID", "targetStudyInstanceUID", "patientID", "userName"] {
         let mut b = body("1.950.94590.1", "1.950.94590.2", "RECON-123");
         b.as_object_mut().unwrap().remove(missing);

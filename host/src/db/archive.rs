@@ -246,8 +246,10 @@ pub async fn update_patient(conn: &mut AnyConnection, tenant: &str, key: i64, f:
 }
 
 fn validate_patient(f: &PatientFields) -> OpResult<()> {
-    if f.patient_id.trim().is_empty() || f.name.trim().is_empty() {
-        return Err(OpError::Invalid("a patient needs a non-empty ID and name".into()));
+    // A name may be empty, as in DICOM (Type 2) and as ingest files patients; the APIs that
+    // require one (patients/create, patients/update) say so themselves.
+    if f.patient_id.trim().is_empty() {
+        return Err(OpError::Invalid("a patient needs a non-empty ID".into()));
     }
     if let Some(d) = &f.birth_date {
         check_date(d).map_err(|_| OpError::Invalid(format!("birth date `{d}` is not a YYYYMMDD date")))?;

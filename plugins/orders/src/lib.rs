@@ -69,7 +69,7 @@ fn create(request: &Request) -> Answer {
         scheduled_station_ae_title: text("ScheduledStationAETitle").unwrap_or_default(),
         scheduled_station_name: text("ScheduledStationName"),
         start_date: text("ScheduledProcedureStepStartDate").unwrap_or_default(),
-        start_time: text("ScheduledProcedureStepStartTime").unwrap_or_default(),
+        start_time: validate::full_time(&text("ScheduledProcedureStepStartTime").unwrap_or_default()),
         modality: text("Modality").unwrap_or_default().to_ascii_uppercase(),
         performing_physician: text("ScheduledPerformingPhysiciansName").or_else(|| text("ScheduledPerformingPhysicianName")),
         step_description: text("ScheduledProcedureStepDescription").unwrap_or_default(),

@@ -50,18 +50,28 @@ const MODALITIES: &[&str] = &[
     "XC",
 ];
 
-/// True for HHMMSS with an optional fraction of up to six digits (DICOM TM as orders send it).
+/// True for a DICOM TM value: HH, HHMM or HHMMSS, the last with an optional fraction of one to
+/// six digits (PS3.5 6.2).
 pub fn is_time(t: &str) -> bool {
     let (main, fraction) = match t.split_once('.') {
         Some((main, fraction)) => (main, Some(fraction)),
         None => (t, None),
     };
     let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-    if main.len() != 6 || !digits(main) {
+    if !matches!(main.len(), 2 | 4 | 6) || !digits(main) || (fraction.is_some() && main.len() != 6) {
         return false;
     }
-    let (h, m, s): (u32, u32, u32) = (main[0..2].parse().unwrap(), main[2..4].parse().unwrap(), main[4..6].parse().unwrap());
-    h < 24 && m < 60 && s < 61 && fraction.is_none_or(|f| (1..=6).contains(&f.len()) && digits(f))
+    let part = |i: usize| main.get(i..i + 2).map_or(0, |p| p.parse::<u32>().unwrap_or(99));
+    part(0) < 24 && part(2) < 60 && part(4) < 61 && fraction.is_none_or(|f| (1..=6).contains(&f.len()) && digits(f))
+}
+
+/// A valid TM value as stored: HH and HHMM completed to HHMMSS with zeros, so that stored times
+/// compare as the worklist's time ranges expect.
+pub fn full_time(t: &str) -> String {
+    match t.len() {
+        2 | 4 => format!("{t}{}", &"0000"[..6 - t.len()]),
+        _ => t.to_owned(),
+    }
 }
 
 /// True for a DICOM UID: digits and dots, at most 64 characters, no empty or zero-led component.
@@ -81,7 +91,7 @@ pub fn order(body: &JsonBody) -> Result<(), Response> {
     };
     let text = |key: &str| body.text(key).unwrap_or_default();
     check("ScheduledProcedureStepStartDate", is_date(&text("ScheduledProcedureStepStartDate")), "a YYYYMMDD date");
-    check("ScheduledProcedureStepStartTime", is_time(&text("ScheduledProcedureStepStartTime")), "a HHMMSS[.ffffff] time");
+    check("ScheduledProcedureStepStartTime", is_time(&text("ScheduledProcedureStepStartTime")), "a DICOM time (HH, HHMM or HHMMSS[.ffffff])");
     check("Modality", MODALITIES.contains(&text("Modality").to_ascii_uppercase().as_str()), "a DICOM modality code");
     check("StudyInstanceUID", is_uid(&text("StudyInstanceUID")), "a DICOM UID");
     let aet = text("ScheduledStationAETitle");
@@ -102,8 +112,10 @@ mod tests {
 
     #[test]
     fn times_and_uids() {
-        assert!(is_time("155430") && is_time("155430.123456") && is_time("000000"));
-        assert!(!is_time("1554") && !is_time("255430") && !is_time("155430.") && !is_time("15:54:30"));
+        assert!(is_time("155430") && is_time("155430.123456") && is_time("000000") && is_time("1554") && is_time("15"));
+        assert!(!is_time("255430") && !is_time("1560") && !is_time("24") && !is_time("155430.") && !is_time("1554.5"));
+        assert!(!is_time("15:54:30") && !is_time("155") && !is_time("") && !is_time("155430.1234567"));
+        assert_eq!((full_time("15"), full_time("1554"), full_time("155430.5")), ("150000".into(), "155400".into(), "155430.5".into()));
         assert!(is_uid("1.2.752.24.5.2584605181.20150129083013.816906") && is_uid("2.25.0"));
         assert!(!is_uid("1..2") && !is_uid("1.02") && !is_uid("abc") && !is_uid(&"1.".repeat(40)));
     }

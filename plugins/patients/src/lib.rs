@@ -106,18 +106,14 @@ fn merge(request: &Request) -> Answer {
         return Err(error(409, format!("no study found for source patient `{source_id}`")));
     }
     let target = match archive::find_patients(&target_id, None)?.as_slice() {
-        [] => {
-            let name = body.text("patientName").ok_or_else(|| {
-                error(400, format!("target patient `{target_id}` does not exist: `patientName` is needed to create it"))
-            })?;
-            archive::create_patient(&PatientFields {
-                patient_id: target_id.clone(),
-                issuer: source.issuer.clone(),
-                name,
-                birth_date,
-                sex,
-            })?
-        }
+        // Created with what the request gives: the seed asks for no name (PatientName may be empty).
+        [] => archive::create_patient(&PatientFields {
+            patient_id: target_id.clone(),
+            issuer: source.issuer.clone(),
+            name: body.text("patientName").unwrap_or_default(),
+            birth_date,
+            sex,
+        })?,
         [one] => one.clone(),
         many => return Err(error(409, format!("target patientID `{target_id}` identifies {} patients", many.len()))),
     };
@@ -212,10 +208,9 @@ fn reconcile(request: &Request) -> Answer {
         }
         None => {
             let patient = match archive::find_patients(&patient_id, None)?.as_slice() {
+                // Created with what the request gives: `patientName` is not mandatory here.
                 [] => {
-                    let name = body.text("patientName").ok_or_else(|| {
-                        error(400, format!("patient `{patient_id}` does not exist: `patientName` is needed to create it"))
-                    })?;
+                    let name = body.text("patientName").unwrap_or_default();
                     archive::create_patient(&PatientFields { patient_id: patient_id.clone(), issuer: String::new(), name, birth_date, sex })?
                 }
                 [one] => one.clone(),
