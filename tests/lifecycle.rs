@@ -1,7 +1,8 @@
 //! The study lifecycle through HTTP, on studies received from a real `storescu`: series and
 //! study deprecation (by UID, container identifier, accession number) with every status of the
-//! seed, and relocation to another physical medium, which moves every file whole and leaves the
-//! study where it was when a stored file turns out damaged.
+//! seed, and relocation to another physical medium, which moves every file whole, removes the old
+//! copies once due (across a restart too), and leaves the study where it was when a stored file
+//! turns out damaged.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ on_both_backends!(
     study_deprecation_follows_the_seed,
     relocation_moves_every_file_whole,
     relocation_refuses_damaged_files_and_bad_targets,
+    old_copies_outlive_a_stop_and_go_once_due,
 );
 
 /// A copy of `source` with `(tag, value)` pairs set by dcmodify.
@@ -248,17 +250,29 @@ async fn with_nearline(backend: Backend, nearline: &Path) -> TestServer {
     TestServer::start_with(options).await.expect("server starts")
 }
 
-/// Every file under `root` (staging excluded), by relative path, with its bytes.
+/// Every file under `root` (staging excluded), by relative path with the name's unique token left
+/// out (`<folders>/<sop>.dcm`: every copy has a name of its own), with its bytes.
 fn files_under(root: &Path) -> BTreeMap<String, Vec<u8>> {
-    wasmpacs_tests::files_under(root)
-        .into_iter()
-        .map(|path| (path.strip_prefix(root).unwrap().to_string_lossy().into_owned(), std::fs::read(&path).unwrap()))
-        .collect()
+    let without_token = |path: &Path| {
+        let relative = path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+        let (folder, name) = relative.rsplit_once('/').unwrap();
+        let (stem, extension) = name.rsplit_once('.').unwrap();
+        format!("{folder}/{}.{extension}", stem.split_once('_').map_or(stem, |(sop, _)| sop))
+    };
+    let files: Vec<PathBuf> = wasmpacs_tests::files_under(root);
+    let named: BTreeMap<String, Vec<u8>> = files.iter().map(|path| (without_token(path), std::fs::read(path).unwrap())).collect();
+    assert_eq!(named.len(), files.len(), "one file per instance under {}", root.display());
+    named
 }
 
 /// Waits (up to 10 s) until `condition` holds.
 async fn eventually(condition: impl Fn() -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    eventually_within(std::time::Duration::from_secs(10), condition).await
+}
+
+/// Waits until `condition` holds, for at most `limit`.
+async fn eventually_within(limit: std::time::Duration, condition: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
     while !condition() {
         assert!(std::time::Instant::now() < deadline, "the condition never held");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -359,7 +373,8 @@ async fn relocation_refuses_damaged_files_and_bad_targets(backend: Backend) {
 
     // A stored file damaged on disk: 409, and the study stays whole where it was.
     let before = files_under(&archive);
-    let (mr_path, mr_bytes) = before.iter().find(|(k, _)| k.contains(&mr_study)).map(|(k, v)| (archive.join(k), v.clone())).unwrap();
+    let mr_path = wasmpacs_tests::files_under(&archive).into_iter().find(|p| p.to_string_lossy().contains(&mr_study)).unwrap();
+    let mr_bytes = std::fs::read(&mr_path).unwrap();
     let mut damaged = mr_bytes.clone();
     let last = damaged.len() - 1;
     damaged[last] ^= 0xFF;
@@ -371,5 +386,46 @@ async fn relocation_refuses_damaged_files_and_bad_targets(backend: Backend) {
     assert!(files_under(nearline.path()).is_empty());
     assert!(staging_empty(nearline.path()) && staging_empty(&archive));
     assert!(events_of(&s.events_as(KEY_A).await, "STUDY_RELOCATED").is_empty());
+    s.stop().await;
+}
+
+/// Old copies are removed `relocation_keep_s` after the relocation's commit, by the server running
+/// then: a stop in between leaves none behind for good. Until then the check does not take them
+/// for orphans.
+async fn old_copies_outlive_a_stop_and_go_once_due(backend: Backend) {
+    let nearline = tempfile::tempdir().unwrap();
+    let mut options = Options::new(backend);
+    options.extra_config = format!("\n[[storage.medium]]\nname = \"nearline\"\npath = \"{}\"\n", nearline.path().display());
+    options.relocation_keep_s = 4;
+    let mut s = TestServer::start_with(options).await.expect("server starts");
+    let dir = tempfile::tempdir().unwrap();
+    let files = store_samples(&s, dir.path()).await;
+    let (ct_study, _, _) = uids(&files["ct"]);
+    let archive = s.data_dir.path().join("archive");
+    let before = files_under(&archive);
+    let ct_files: BTreeMap<String, Vec<u8>> = before.iter().filter(|(k, _)| k.contains(&ct_study)).map(|(k, v)| (k.clone(), v.clone())).collect();
+
+    let request = json!({"studyInstanceUid": ct_study, "physicalMediumName": "nearline", "author": "JaneDoe"});
+    let (status, body) = s.post("studies/relocation", &request).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(files_under(nearline.path()), ct_files);
+    // Not due yet: the old copies are still there, and they are not orphans.
+    assert_eq!(files_under(&archive), before);
+    let (code, report) = s.check(&[]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!((report["orphans"]["count"].as_u64(), report["unnamed_recent"].as_u64()), (Some(0), Some(0)), "{report}");
+
+    // Stopped before they are due: the server started next removes them once due.
+    s.restart().await;
+    eventually_within(std::time::Duration::from_secs(20), || files_under(&archive).len() == before.len() - ct_files.len()).await;
+    assert!(files_under(&archive).keys().all(|k| !k.contains(&ct_study)));
+    assert_eq!(files_under(nearline.path()), ct_files, "the copies the index names stay");
+    let pool = s.connect_db().await;
+    let waiting: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM file_removals").fetch_one(&pool).await.unwrap();
+    assert_eq!(waiting, 0, "nothing left to remove");
+    let response = s.http.get(format!("{}/studyInstances?studyUid={ct_study}", s.base)).header("Authorization", KEY_A).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let (code, report) = s.check(&["--verify-digests"]);
+    assert_eq!(code, 0, "{report}");
     s.stop().await;
 }

@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::db::Database;
 use crate::db::events::StudyEvent;
 use crate::forward::Forwarder;
+use crate::removal::Remover;
 use crate::ingest::Ingest;
 use crate::storage::Storage;
 use crate::native::Native;
@@ -29,6 +30,8 @@ pub struct App {
     pub ingest: Ingest,
     pub runtime: Arc<PluginRuntime>,
     pub forwarder: Forwarder,
+    /// Removes the old copies of relocated files once due.
+    pub remover: Remover,
 }
 
 impl App {
@@ -51,8 +54,9 @@ impl App {
         .await??;
         let auth = Authenticator::new(&config.tenants, config.admin.api_key.as_deref());
         let runtime = Arc::new(runtime);
+        let remover = Remover::start(db.clone(), storage.clone());
         let forwarder = Forwarder::start(&config, db.clone(), storage, runtime.clone());
-        Ok(Self { config, auth, router, db, ingest, runtime, forwarder })
+        Ok(Self { config, auth, router, db, ingest, runtime, forwarder, remover })
     }
 
     /// Hands events recorded outside plugins (e.g. a study received) to the plugins' hooks, in

@@ -21,6 +21,7 @@ pub mod error;
 pub mod forward;
 pub mod ingest;
 pub mod native;
+pub mod removal;
 pub mod response;
 pub mod router;
 pub mod runtime;

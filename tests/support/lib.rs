@@ -140,11 +140,13 @@ pub struct Options {
     pub extra_config: String,
     /// PostgreSQL only: the server reaches its database through this local port (a proxy).
     pub postgres_port: Option<u16>,
+    /// `[storage] relocation_keep_s`: 0 unless a test needs old copies to stay a while.
+    pub relocation_keep_s: u64,
 }
 
 impl Options {
     pub fn new(backend: Backend) -> Self {
-        Self { backend, manifest: None, extra_config: String::new(), postgres_port: None }
+        Self { backend, manifest: None, extra_config: String::new(), postgres_port: None, relocation_keep_s: 0 }
     }
 }
 
@@ -213,7 +215,7 @@ impl TestServer {
 listen = "127.0.0.1:0"
 [storage]
 data_dir = "{data}"
-relocation_keep_s = 0
+relocation_keep_s = {keep}
 [database]
 url = "{server_database_url}"
 max_connections = 8
@@ -242,6 +244,7 @@ max_instances = 64
 "#,
             data = data_dir.path().display(),
             manifest = manifest_path.display(),
+            keep = options.relocation_keep_s,
             extra = options.extra_config,
         );
         // Also on disk, for the command line (`wasmpacs check`) to read.
@@ -473,6 +476,21 @@ max_instances = 64
         let report = serde_json::from_slice(&output.stdout)
             .unwrap_or_else(|e| panic!("no JSON report ({e}): {}", String::from_utf8_lossy(&output.stderr)));
         (output.status.code().expect("exit code"), report)
+    }
+
+    /// Stops the server and starts it again on the same data folder, config and database (its
+    /// ports change).
+    pub async fn restart(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await;
+        }
+        let text = std::fs::read_to_string(self.data_dir.path().join("wasmpacs.toml")).expect("config on disk");
+        let config = Config::from_toml(&text, Vec::new(), self.data_dir.path()).expect("config");
+        let server = RunningServer::start(config).await.expect("server restarts");
+        self.addr = server.addr;
+        self.base = format!("http://{}/o3-dpacs-wado", server.addr);
+        self.dicom_port = server.dicom_addr.map(|a| a.port()).unwrap_or(0);
+        self.server = Some(server);
     }
 
     /// Stops the server (requests in flight finish) and drops its PostgreSQL database.

@@ -71,7 +71,8 @@ pub async fn current_place(pool: &AnyPool, file: &IndexedFile) -> Result<Option<
     row.map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).transpose()
 }
 
-/// Which of `paths` (relative to `medium`) some instance or slide row names. Served by the
+/// Which of `paths` (relative to `medium`) some instance or slide row names, or are old copies
+/// of relocated files whose removal is scheduled (not orphans: they go once due). Served by the
 /// `(medium, file_path)` indexes.
 pub async fn named_paths(pool: &AnyPool, medium: &str, paths: &[String]) -> Result<HashSet<String>, sqlx::Error> {
     let mut named = HashSet::new();
@@ -79,7 +80,7 @@ pub async fn named_paths(pool: &AnyPool, medium: &str, paths: &[String]) -> Resu
         return Ok(named);
     }
     let list: Vec<String> = (0..paths.len()).map(|i| format!("${}", i + 2)).collect();
-    for table in ["instances", "slide_files"] {
+    for table in ["instances", "slide_files", "file_removals"] {
         let sql = format!("SELECT file_path FROM {table} WHERE medium = $1 AND file_path IN ({})", list.join(", "));
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(medium);
         for path in paths {

@@ -10,6 +10,7 @@ pub mod index;
 pub mod lifecycle;
 pub mod worklist;
 pub mod qido;
+pub mod removals;
 pub mod query;
 pub mod retrieve;
 pub mod slides;
@@ -136,6 +137,11 @@ impl Database {
     /// on PostgreSQL or an in-memory database. Blocking.
     pub fn direct_writer(&self) -> Option<Result<DirectWriter, DirectError>> {
         self.sqlite_file.as_ref().map(|(path, sync)| DirectWriter::open(path, *sync))
+    }
+
+    /// True once [`Database::close`] was called: the server is stopping.
+    pub fn is_closed(&self) -> bool {
+        self.writer.is_closed()
     }
 
     /// Closes the pools, waiting for connections in use to be returned.

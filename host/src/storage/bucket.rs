@@ -220,8 +220,16 @@ impl Bucket {
     /// Deletes the object at `relative`; a failure is logged (it leaves an unnamed object behind,
     /// which loses nothing).
     pub async fn remove(&self, relative: &str) {
-        if let Err(e) = self.store.delete(&self.key(relative)).await {
+        if let Err(e) = self.delete(relative).await {
             tracing::warn!(bucket = %self.name, path = relative, error = %e, "cannot remove object");
+        }
+    }
+
+    /// Deletes an object; one that is gone already is no error.
+    pub async fn delete(&self, relative: &str) -> Result<(), StorageError> {
+        match self.store.delete(&self.key(relative)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(source) => Err(StorageError::Bucket { name: self.name.clone(), source }),
         }
     }
 

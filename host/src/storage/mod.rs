@@ -248,8 +248,28 @@ impl Storage {
         Ok((file, len, digest))
     }
 
-    /// Removes a stored file (used when its database row could not be committed, and for the
-    /// old copies of a relocated study). An object in a bucket is deleted by a task of its own.
+    /// Removes a stored file and says whether it could (an old copy of a relocated file, whose
+    /// removal is retried until it succeeds). A file that is gone already is no error.
+    pub async fn discard(&self, medium: &str, relative: &str) -> Result<(), StorageError> {
+        if let Some(bucket) = self.bucket(medium) {
+            return bucket.delete(relative).await;
+        }
+        let path = self.absolute(medium, relative)?;
+        let removed = tokio::task::spawn_blocking({
+            let path = path.clone();
+            move || std::fs::remove_file(path)
+        })
+        .await
+        .unwrap_or_else(|e| Err(io::Error::other(e)));
+        match removed {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(StorageError::Io { path, source }),
+        }
+    }
+
+    /// Removes a stored file whose database row could not be committed. An object in a bucket
+    /// is deleted by a task of its own.
     pub fn remove(&self, medium: &str, relative: &str) {
         if let Some(bucket) = self.bucket(medium) {
             let (bucket, relative) = (bucket.clone(), relative.to_owned());

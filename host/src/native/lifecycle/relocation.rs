@@ -2,10 +2,11 @@
 //! non-DICOM slide files alike, is moved to another physical medium or to a bucket. Files are
 //! copied and checked against their recorded digest first, without holding the index's write
 //! lock; then, in one unit of work, files that arrived meanwhile are copied too, the copies are
-//! placed, the index is pointed at them and the event recorded. Only once that commits are the
-//! old files removed, `relocation_keep_s` later and only if no row points at them: a failure at any point
-//! leaves the study whole where it was. A copy to a bucket is an object of a name of its own
-//! (see [`renamed`]), so that no other relocation's clean-up can take it, nor it another's. A
+//! placed, the index is pointed at them, the event recorded and the old files' removal scheduled
+//! ([`crate::removal`]: `relocation_keep_s` later, and only if no row points at them by then). A
+//! failure at any point leaves the study whole where it was. Every copy, in a bucket or on a
+//! medium, has a name of its own (see [`renamed`]), so that no other relocation's clean-up can
+//! take it, nor it another's. A
 //! study in a bucket moves to a physical medium, never to another bucket (the seed's
 //! "relocation not supported").
 
@@ -21,9 +22,11 @@ use crate::app::App;
 use crate::db::Database;
 use crate::db::events::{self, StudyEvent};
 use crate::db::lifecycle::{self, FileKey, Lookup, StoredFile, StudyKey, StudyRow};
+use crate::db::removals;
 use crate::error::ApiError;
 use crate::ingest::PlacedFile;
 use crate::native::NativeCall;
+use crate::removal::{Remover, due_in};
 use crate::response::Body;
 use crate::storage::{Algorithm, StagingFile, Storage, StorageError, renamed};
 
@@ -71,7 +74,7 @@ pub async fn relocate_study(app: &App, call: NativeCall) -> Result<Response<Body
     // cut half way would leave its parts in the bucket) and are kept or removed, and a commit is
     // followed by its clean-up.
     let keep = std::time::Duration::from_secs(app.config.storage.relocation_keep_s);
-    let relocation = Relocation { db: app.db.clone(), storage, tenant: tenant.clone(), study, target, target_kind, author, keep };
+    let relocation = Relocation { db: app.db.clone(), storage, remover: app.remover.clone(), tenant: tenant.clone(), study, target, target_kind, author, keep };
     let event = tokio::spawn(relocation.run(files)).await.map_err(system_error)??;
     if let Some(event) = event {
         app.deliver_events(&tenant, vec![event]);
@@ -86,6 +89,7 @@ const COPY_ROUNDS: usize = 3;
 struct Relocation {
     db: Database,
     storage: Storage,
+    remover: Remover,
     tenant: String,
     study: StudyRow,
     target: String,
@@ -122,7 +126,7 @@ impl Relocation {
     /// them and records the event; then removes the old copies a while later. `None` when the
     /// study was on the target already.
     async fn commit(self, mut copies: HashMap<FileKey, Copied>) -> Result<Option<StudyEvent>, ApiError> {
-        let Relocation { db, storage, tenant, study, target, target_kind, author, keep } = self;
+        let Relocation { db, storage, remover, tenant, study, target, target_kind, author, keep } = self;
         let mut unit = db.begin().await.map_err(system_error)?;
         let files = lifecycle::study_files(&mut unit, study.key).await.map_err(system_error)?;
         refuse_bucket_to_bucket(&storage, &files, &target)?;
@@ -142,9 +146,12 @@ impl Relocation {
                     placed.push(object);
                     places.push((file, relative));
                 }
+                // A name of its own here too: the old copy's removal, due later, can then never
+                // take it (a relocation back to the medium the file came from, say).
                 Copied::Staged(copy) => {
-                    moves.push((copy.keep(), file.relative_path.clone()));
-                    places.push((file, file.relative_path.clone()));
+                    let relative = renamed(&file.relative_path);
+                    moves.push((copy.keep(), relative.clone()));
+                    places.push((file, relative));
                 }
             }
         }
@@ -166,32 +173,15 @@ impl Relocation {
         let event = events::record(&mut unit, db.backend(), &tenant, "STUDY_RELOCATED", &study.study_uid, detail)
             .await
             .map_err(system_error)?;
+        // The old copies go once due, even across a restart (see `crate::removal`).
+        let old: Vec<(&str, &str)> = moving.iter().map(|f| (f.medium.as_str(), f.relative_path.as_str())).collect();
+        removals::schedule(&mut unit, &old, &due_in(keep)).await.map_err(system_error)?;
         unit.commit().await.map_err(system_error)?;
         placed.into_iter().for_each(PlacedFile::keep);
         tracing::info!(tenant, study = %study.study_uid, target, instances = moving.len(), author, "study relocated");
-        tokio::spawn(remove_old_copies(db, storage, moving, keep));
+        remover.wake();
         Ok(Some(event))
     }
-}
-
-/// Removes the old copies of relocated files after `keep`, each only if no row
-/// points at it again by then (a relocation back, say). A stop before that leaves them behind,
-/// unreferenced, which loses nothing (`wasmpacs check` finds them).
-async fn remove_old_copies(db: Database, storage: Storage, files: Vec<StoredFile>, keep: std::time::Duration) {
-    tokio::time::sleep(keep).await;
-    let mut removed = 0usize;
-    for file in files {
-        match lifecycle::is_referenced(db.reader(), &file.medium, &file.relative_path).await {
-            Ok(false) => {
-                let storage = storage.clone();
-                let _ = tokio::task::spawn_blocking(move || storage.remove(&file.medium, &file.relative_path)).await;
-                removed += 1;
-            }
-            Ok(true) => {}
-            Err(e) => tracing::warn!(path = %file.relative_path, error = %e, "old copy kept: cannot check whether it is referenced"),
-        }
-    }
-    tracing::info!(removed, "old copies of a relocated study removed (objects in a bucket: asked)");
 }
 
 /// A file copied for a relocation, not yet named by the index.
