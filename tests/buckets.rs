@@ -158,12 +158,20 @@ async fn a_study_relocated_to_a_bucket_is_served_from_it_and_comes_back_whole(ba
     let stored = files_under(&archive);
     let bytes = stored.iter().find(|(k, _)| k.contains(&large_study)).map(|(_, v)| v.clone()).unwrap();
     assert!(bytes.len() > 17 << 20, "{} bytes", bytes.len());
+    let (_, _, metadata_from_disk) = get(&s, &format!("rs/studies/{large_study}/metadata")).await;
     let request = json!({"studyInstanceUid": large_study, "bucketName": "other-bucket", "author": "JaneDoe"});
     let (status, body) = s.post("studies/relocation", &request).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let large_keys = s3.keys("pacs-other").await;
     assert_eq!(large_keys.len(), 1);
     assert!(s3.object("pacs-other", &large_keys[0]).await == bytes, "the object is the file");
+    // Its metadata, read from the first bytes of the object, is what the file on disk gave.
+    let (status, _, metadata_from_bucket) = get(&s, &format!("rs/studies/{large_study}/metadata")).await;
+    assert_eq!(status, StatusCode::OK);
+    let (from_disk, from_bucket): (Value, Value) =
+        (serde_json::from_slice(&metadata_from_disk).unwrap(), serde_json::from_slice(&metadata_from_bucket).unwrap());
+    assert_eq!(from_bucket, from_disk);
+    assert_eq!(from_bucket[0]["00280010"]["Value"][0], 3000, "{from_bucket}");
     let request = json!({"studyInstanceUid": large_study, "physicalMediumName": "default", "author": "JaneDoe"});
     let (status, body) = s.post("studies/relocation", &request).await;
     assert_eq!(status, StatusCode::OK, "{body}");

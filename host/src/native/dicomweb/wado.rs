@@ -1,7 +1,7 @@
 //! WADO-RS: the stored files of a study, series or instance streamed from their medium (disk or
 //! bucket) as `multipart/related; type="application/dicom"` (bytes as stored, no transcoding),
 //! and their metadata as DICOM JSON read from each file's header (no pixel data, no bulk data
-//! URIs).
+//! URIs); of an object in a bucket only the first bytes are fetched when they hold its header.
 
 use std::io;
 use std::sync::Arc;
@@ -55,10 +55,7 @@ pub async fn metadata(app: &App, call: &NativeCall, level: Level) -> Result<Resp
     let items = stream::iter(parts.into_iter().enumerate()).then(move |(n, part)| {
         let storage = storage.clone();
         async move {
-        let local = storage.local(&part.medium, &part.relative_path).await.map_err(io::Error::other)?;
-        let json = tokio::task::spawn_blocking(move || header_json(local.path()))
-            .await
-            .map_err(|e| io::Error::other(format!("metadata task failed: {e}")))??;
+        let json = metadata_of(&storage, &part).await?;
         let mut chunk = Vec::with_capacity(json.len() + 2);
         chunk.push(if n == 0 { b'[' } else { b',' });
         chunk.extend_from_slice(&json);
@@ -246,6 +243,59 @@ fn multipart(storage: Storage, parts: Vec<StoredFile>, boundary: String) -> impl
     .filter(|chunk| std::future::ready(!matches!(chunk, Ok(b) if b.is_empty())))
 }
 
+/// Bytes of an object in a bucket fetched to read its metadata: the whole object is fetched only
+/// when its header goes on past them.
+const HEADER_PREFIX: u64 = 256 * 1024;
+
+/// The DICOM JSON of a stored file's header: read from the file on a medium; from the first
+/// [`HEADER_PREFIX`] bytes of an object in a bucket when they hold the whole header, else from the
+/// whole object.
+async fn metadata_of(storage: &Storage, part: &StoredFile) -> io::Result<Vec<u8>> {
+    let prefix = storage.local_prefix(&part.medium, &part.relative_path, Some(HEADER_PREFIX)).await.map_err(io::Error::other)?;
+    let read = blocking(move || if prefix.is_whole() { header_json(prefix.path()).map(Some) } else { header_json_within(prefix.path()) });
+    if let Some(json) = read.await? {
+        return Ok(json);
+    }
+    let local = storage.local(&part.medium, &part.relative_path).await.map_err(io::Error::other)?;
+    blocking(move || header_json(local.path())).await
+}
+
+async fn blocking<T: Send + 'static>(job: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
+    tokio::task::spawn_blocking(job).await.map_err(|e| io::Error::other(format!("metadata task failed: {e}")))?
+}
+
+/// The DICOM JSON of the header in `path`, the first bytes of a file, when it is all there: the
+/// reading stopped at Pixel Data before the end of those bytes. `None` when it may go on past
+/// them: the reading was cut, or ran to their end (a prefix can end right between two elements,
+/// which reads as a header that ends there).
+fn header_json_within(path: &std::path::Path) -> io::Result<Option<Vec<u8>>> {
+    let file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    let mut counted = Counted { inner: file, read: 0 };
+    let object = OpenFileOptions::new()
+        .read_until(tags::PIXEL_DATA)
+        .read_preamble(dicom_object::file::ReadPreamble::Always)
+        .from_reader(&mut counted);
+    match object {
+        Ok(object) if counted.read < len => Ok(Some(dicom_json::to_vec(&*object).map_err(io::Error::other)?)),
+        _ => Ok(None),
+    }
+}
+
+/// A reader that counts the bytes taken from it.
+struct Counted<R> {
+    inner: R,
+    read: u64,
+}
+
+impl<R: io::Read> io::Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
 /// The DICOM JSON of a file's dataset up to Pixel Data, without the file meta group.
 fn header_json(path: &std::path::Path) -> io::Result<Vec<u8>> {
     let object = OpenFileOptions::new()
@@ -253,4 +303,59 @@ fn header_json(path: &std::path::Path) -> io::Result<Vec<u8>> {
         .open_file(path)
         .map_err(|e| io::Error::other(format!("cannot read {}: {e}", path.display())))?;
     dicom_json::to_vec(&*object).map_err(io::Error::other)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dicom_core::{DataElement, PrimitiveValue, VR};
+    use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
+
+    /// A CT-like file whose header ends with a long private text (so that cuts fall between and
+    /// inside elements) before 300 kB of pixel data.
+    fn sample(dir: &std::path::Path) -> std::path::PathBuf {
+        let mut object = InMemDicomObject::new_empty();
+        let mut put = |tag, vr, value: PrimitiveValue| object.put(DataElement::new(tag, vr, value));
+        put(tags::SOP_CLASS_UID, VR::UI, "1.2.840.10008.5.1.4.1.1.2".into());
+        put(tags::SOP_INSTANCE_UID, VR::UI, "1.2.3.4.5".into());
+        put(tags::PATIENT_NAME, VR::PN, "DOE^JANE".into());
+        put(tags::STUDY_INSTANCE_UID, VR::UI, "1.2.3".into());
+        put(tags::SERIES_INSTANCE_UID, VR::UI, "1.2.3.4".into());
+        put(tags::ROWS, VR::US, PrimitiveValue::from(300_u16));
+        put(tags::COLUMNS, VR::US, PrimitiveValue::from(500_u16));
+        put(dicom_core::Tag(0x0029, 0x0010), VR::LO, "WASMPACS TEST".into());
+        put(dicom_core::Tag(0x0029, 0x1010), VR::UT, "x".repeat(3000).into());
+        put(tags::PIXEL_DATA, VR::OW, PrimitiveValue::U16(vec![7; 150_000].into()));
+        let meta = FileMetaTableBuilder::new()
+            .media_storage_sop_class_uid("1.2.840.10008.5.1.4.1.1.2")
+            .media_storage_sop_instance_uid("1.2.3.4.5")
+            .transfer_syntax("1.2.840.10008.1.2.1");
+        let path = dir.join("ct.dcm");
+        object.with_meta(meta).unwrap().write_to_file(&path).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_prefix_answers_the_whole_header_or_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = sample(dir.path());
+        let bytes = std::fs::read(&path).unwrap();
+        let whole = header_json(&path).unwrap();
+        let cut = dir.path().join("cut.dcm");
+        let mut answered = 0;
+        // Every cut up to well past the start of Pixel Data (byte by byte through the header).
+        for len in (132..5_000).chain((5_000..bytes.len() - 1).step_by(4_096)) {
+            std::fs::write(&cut, &bytes[..len]).unwrap();
+            match header_json_within(&cut).unwrap() {
+                Some(json) => {
+                    assert!(json == whole, "a prefix of {len} bytes read as {} of the header's {} bytes of JSON", json.len(), whole.len());
+                    answered += 1;
+                }
+                None => {}
+            }
+        }
+        assert!(answered > 50, "prefixes holding the header are read from: {answered}");
+        std::fs::write(&cut, &bytes[..HEADER_PREFIX as usize]).unwrap();
+        assert_eq!(header_json_within(&cut).unwrap(), Some(whole), "the prefix fetched from a bucket holds it");
+    }
 }
