@@ -1,7 +1,7 @@
 //! `POST series/forward` through HTTP, with dcmtk's `storescp` as the destination node: a series
 //! received from `storescu` is queued, sent in the transfer syntaxes it was stored in, and
-//! arrives whole; the seed's 400, 404 and 500 answers; a node that does not answer is tried the
-//! configured number of times and the job marked failed.
+//! arrives whole (also from a bucket, moto_server's); the seed's 400, 404 and 500 answers; a node
+//! that does not answer is tried the configured number of times and the job marked failed.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -12,7 +12,12 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use wasmpacs_tests::{Backend, KEY_A, NODE_A, Options, TestServer, on_both_backends, sample, uids};
 
-on_both_backends!(a_series_arrives_whole_at_its_node, refusals_follow_the_seed, an_unreachable_node_fails_after_its_attempts,);
+on_both_backends!(
+    a_series_arrives_whole_at_its_node,
+    a_series_in_a_bucket_is_fetched_one_file_at_a_time,
+    refusals_follow_the_seed,
+    an_unreachable_node_fails_after_its_attempts,
+);
 
 /// A port nothing listens on right now.
 fn free_port() -> u16 {
@@ -103,6 +108,50 @@ async fn a_series_arrives_whole_at_its_node(backend: Backend) {
     assert_eq!(forwarded.len(), 1, "{events:?}");
     assert_eq!(forwarded[0]["studyInstanceUid"], json!(study));
     assert_eq!(forwarded[0]["detail"], json!({"seriesInstanceUid": series, "node": "DEST", "instances": 2, "author": "john"}));
+    s.stop().await;
+}
+
+/// A series relocated to a bucket is sent from there, each object fetched in its turn and its
+/// copy removed; a lost object fails the job at once (trying again would not find it).
+async fn a_series_in_a_bucket_is_fetched_one_file_at_a_time(backend: Backend) {
+    let s3 = wasmpacs_tests::s3::S3Server::start().await;
+    s3.create_bucket("pacs-online").await;
+    let (port, received) = (free_port(), tempfile::tempdir().unwrap());
+    let _scp = StoreScp::start(port, received.path());
+    let s = server(backend, &format!("[forward]\nnode = \"DEST\"\n{}", s3.config("online-bucket", "pacs-online", "")), port).await;
+    let sent = [sample("ele_ct16_CT_small.dcm"), sample("jpegll70_ct16_CT_small_dcmcjpeg.dcm")];
+    let (ok, output) = s.storescu(NODE_A, &sent).await;
+    assert!(ok, "{output}");
+    let (study, series, _) = uids(&sent[0]);
+    let (status, body) = s.post("studies/relocation", &json!({"studyInstanceUid": study, "bucketName": "online-bucket", "author": "a"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let (status, body) = forward(&s, &json!({"seriesInstanceUID": series, "author": "john"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let job = s.wait_for_job("done").await;
+    assert_eq!(job["sent"].as_i64(), Some(2), "{job}");
+    let arrived = files_in(received.path());
+    assert_eq!(arrived.len(), 2, "{arrived:?}");
+    for original in &sent {
+        let (_, _, sop) = uids(original);
+        let copy = arrived.iter().find(|f| uids(f).2 == sop).unwrap_or_else(|| panic!("{sop} did not arrive"));
+        let (original, copy) = (dicom_object::open_file(original).unwrap(), dicom_object::open_file(copy).unwrap());
+        assert_eq!(copy.element(tags::PIXEL_DATA).unwrap().value(), original.element(tags::PIXEL_DATA).unwrap().value());
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !s.staging_is_empty() {
+        assert!(Instant::now() < deadline, "the copies fetched to be sent are removed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // An object lost from the bucket: the job fails on its first attempt.
+    let keys = s3.keys("pacs-online").await;
+    s3.delete("pacs-online", &keys[1]).await;
+    let (status, body) = forward(&s, &json!({"seriesInstanceUID": series, "author": "john"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let job = s.wait_for_job("failed").await;
+    assert_eq!(job["attempts"].as_i64(), Some(1), "{job}");
+    assert!(job["last_error"].as_str().unwrap_or_default().contains("stored file"), "{job}");
     s.stop().await;
 }
 

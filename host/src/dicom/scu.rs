@@ -1,6 +1,8 @@
 //! C-STORE SCU: one association to a node sending stored files as they are. Each file's data set
 //! streams from disk in the transfer syntax it was stored in (never whole in memory), over a
-//! presentation context proposed for its SOP class and that transfer syntax.
+//! presentation context proposed for its SOP class and that transfer syntax. A file in a bucket
+//! is fetched while the one before it is sent, and its copy removed once it is sent: the files of
+//! a series are never all fetched at once.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -12,6 +14,7 @@ use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu, PresentationContextResultRe
 use tokio::io::AsyncSeekExt;
 
 use super::dimse::{self, status};
+use crate::storage::Storage;
 
 /// Longest wait for the peer: to connect, to take a PDU, to answer a C-STORE.
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -22,16 +25,22 @@ pub struct Outgoing {
     pub sop_class_uid: String,
     pub sop_instance_uid: String,
     pub transfer_syntax: String,
-    pub path: PathBuf,
+    /// Where the stored file is (see [`Storage::local`]).
+    pub medium: String,
+    pub relative_path: String,
 }
 
-/// Why nothing could be sent (the association failed): worth trying again later.
+/// Why the files were not all offered to the peer: the association failed (worth trying again
+/// later), or a stored file could not be had.
 #[derive(Debug, thiserror::Error)]
 pub enum ScuError {
     #[error("cannot associate with {0}: {1}")]
     Associate(String, String),
     #[error("association with {0} lost: {1}")]
     Lost(String, String),
+    /// `transient` when its bucket is out of reach for now, not when it is lost.
+    #[error("cannot read a stored file to send: {message}")]
+    Source { transient: bool, message: String },
 }
 
 /// What became of the files of one association.
@@ -50,8 +59,8 @@ pub struct Peer {
     pub port: u16,
 }
 
-/// Sends `files` to `peer` as `calling_ae` over one association.
-pub async fn send_all(calling_ae: &str, peer: &Peer, files: &[Outgoing], max_pdu: u32) -> Result<Report, ScuError> {
+/// Sends `files`, read from `storage`, to `peer` as `calling_ae` over one association.
+pub async fn send_all(calling_ae: &str, peer: &Peer, storage: &Storage, files: &[Outgoing], max_pdu: u32) -> Result<Report, ScuError> {
     let address = format!("{}:{}", peer.host, peer.port);
     let mut pairs: Vec<(String, String)> = files.iter().map(|f| (f.sop_class_uid.clone(), f.transfer_syntax.clone())).collect();
     pairs.sort();
@@ -81,15 +90,28 @@ pub async fn send_all(calling_ae: &str, peer: &Peer, files: &[Outgoing], max_pdu
     let lost = |e: &dyn std::fmt::Display| ScuError::Lost(address.clone(), e.to_string());
 
     let mut report = Report::default();
+    let fetch = |file: &Outgoing| {
+        let (storage, medium, relative) = (storage.clone(), file.medium.clone(), file.relative_path.clone());
+        tokio::spawn(async move { storage.local(&medium, &relative).await })
+    };
+    let mut next = files.first().map(fetch);
     for (n, file) in files.iter().enumerate() {
+        let fetching = next.take().expect("each file is fetched ahead of its turn");
+        next = files.get(n + 1).map(fetch);
+        let local = match fetching.await {
+            Ok(Ok(local)) => local,
+            Ok(Err(e)) => return Err(ScuError::Source { transient: e.is_transient(), message: e.to_string() }),
+            Err(e) => return Err(ScuError::Source { transient: true, message: e.to_string() }),
+        };
         let Some(&context) = accepted.get(&(file.sop_class_uid.clone(), file.transfer_syntax.clone())) else {
             report.refused.push((file.sop_instance_uid.clone(), "the peer accepts no presentation context for it".into()));
             continue;
         };
-        let offset = match data_set_offset(file.path.clone()).await {
+        let path = local.path().to_owned();
+        let offset = match data_set_offset(path.clone()).await {
             Ok(offset) => offset,
             Err(e) => {
-                tracing::error!(path = %file.path.display(), error = %e, "cannot read a stored file to forward");
+                tracing::error!(path = %path.display(), error = %e, "cannot read a stored file to forward");
                 report.refused.push((file.sop_instance_uid.clone(), format!("cannot read the stored file: {e}")));
                 continue;
             }
@@ -100,7 +122,7 @@ pub async fn send_all(calling_ae: &str, peer: &Peer, files: &[Outgoing], max_pdu
             data: vec![PDataValue { presentation_context_id: context, value_type: PDataValueType::Command, is_last: true, data: command }],
         };
         association.send(&pdu).await.map_err(|e| lost(&e))?;
-        let mut source = tokio::fs::File::open(&file.path).await.map_err(|e| lost(&e))?;
+        let mut source = tokio::fs::File::open(&path).await.map_err(|e| lost(&e))?;
         source.seek(std::io::SeekFrom::Start(offset)).await.map_err(|e| lost(&e))?;
         let mut writer = association.send_pdata(context);
         tokio::io::copy(&mut source, &mut writer).await.map_err(|e| lost(&e))?;

@@ -18,7 +18,7 @@ use crate::db::forward::{self, ForwardJob, ForwardKind};
 use crate::db::lifecycle::{self, Lookup, SeriesKey};
 use crate::db::retrieve::{self, StoredFile};
 use crate::db::{Database, DbError, events};
-use crate::dicom::scu::{self, Outgoing, Peer};
+use crate::dicom::scu::{self, Outgoing, Peer, ScuError};
 use crate::runtime::PluginRuntime;
 use crate::storage::Storage;
 use slides::SlideEndpoint;
@@ -169,27 +169,19 @@ impl Worker {
         if files.is_empty() {
             return self.settle(&job, "failed", 0, Some("the series has no instance to send".into()), 0).await;
         }
-        let mut outgoing = Vec::with_capacity(files.len());
-        // On disk until sent (fetched, for a study relocated to a bucket).
-        let mut locals = Vec::with_capacity(files.len());
-        for file in &files {
-            match self.storage.local(&file.medium, &file.relative_path).await {
-                Ok(local) => {
-                    outgoing.push(Outgoing {
-                        sop_class_uid: file.sop_class_uid.clone(),
-                        sop_instance_uid: file.sop_instance_uid.clone(),
-                        transfer_syntax: file.transfer_syntax.clone(),
-                        path: local.path().to_owned(),
-                    });
-                    locals.push(local);
-                }
-                Err(e) if e.is_transient() => return self.retry(&job, 0, e.to_string()).await,
-                Err(e) => return self.settle(&job, "failed", 0, Some(e.to_string()), 0).await,
-            }
-        }
+        let outgoing: Vec<Outgoing> = files
+            .iter()
+            .map(|file| Outgoing {
+                sop_class_uid: file.sop_class_uid.clone(),
+                sop_instance_uid: file.sop_instance_uid.clone(),
+                transfer_syntax: file.transfer_syntax.clone(),
+                medium: file.medium.clone(),
+                relative_path: file.relative_path.clone(),
+            })
+            .collect();
         tracing::info!(job = job.id, series = %job.series_uid, node = %job.node, instances = outgoing.len(), attempt = job.attempts, "forwarding series");
         let started = std::time::Instant::now();
-        match scu::send_all(&self.calling_ae, &peer, &outgoing, self.max_pdu).await {
+        match scu::send_all(&self.calling_ae, &peer, &self.storage, &outgoing, self.max_pdu).await {
             Ok(report) if report.refused.is_empty() => {
                 tracing::info!(job = job.id, series = %job.series_uid, node = %job.node, sent = report.sent, ms = started.elapsed().as_millis() as u64, "series forwarded");
                 self.done(&job, &study_uid, report.sent).await;
@@ -199,6 +191,8 @@ impl Worker {
                 let error = format!("{} of {} instances refused: {}", report.refused.len(), outgoing.len(), reasons.join("; "));
                 self.retry(&job, report.sent as i64, error).await;
             }
+            // A stored file lost: trying again will not find it.
+            Err(e @ ScuError::Source { transient: false, .. }) => self.settle(&job, "failed", 0, Some(e.to_string()), 0).await,
             Err(e) => self.retry(&job, 0, e.to_string()).await,
         }
     }
