@@ -383,6 +383,7 @@ async fn relocation_refuses_damaged_files_and_bad_targets(backend: Backend) {
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert!(body["message"].as_str().unwrap().contains("does not match its recorded digest"), "{body}");
     assert_eq!(std::fs::read(&mr_path).unwrap(), damaged, "left where it was");
+    assert!(files_under(&archive).keys().eq(before.keys()), "every file stays where it was");
     assert!(files_under(nearline.path()).is_empty());
     assert!(staging_empty(nearline.path()) && staging_empty(&archive));
     assert!(events_of(&s.events_as(KEY_A).await, "STUDY_RELOCATED").is_empty());

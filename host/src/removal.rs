@@ -68,6 +68,9 @@ async fn remove_due(db: &Database, storage: &Storage) -> Result<Duration, DbErro
         let (mut done, mut postponed) = (Vec::new(), Vec::new());
         for removal in &due {
             let (medium, path) = (removal.medium.as_str(), removal.relative_path.as_str());
+            // A safeguard: no row should name an old copy, for no file is ever placed at an old
+            // copy's path again (instance files and relocated copies have names of their own),
+            // which is also why asking and removing may be two steps.
             if lifecycle::is_referenced(db.reader(), medium, path).await? {
                 done.push(removal.id);
                 continue;
@@ -84,6 +87,12 @@ async fn remove_due(db: &Database, storage: &Storage) -> Result<Duration, DbErro
             }
         }
         failed += postponed.len();
+        // The removals must last before they are forgotten: else a crash could bring a file
+        // back with nothing left to remove it.
+        if let Err(e) = storage.sync_parents(due.iter().map(|r| (r.medium.as_str(), r.relative_path.as_str()))).await {
+            tracing::warn!(error = %e, "cannot sync the folders of removed files; their removals are tried again later");
+            postponed.append(&mut done);
+        }
         let mut unit = db.begin().await?;
         removals::forget(&mut unit, &done).await?;
         removals::postpone(&mut unit, &postponed, &due_in(RETRY)).await?;

@@ -106,7 +106,8 @@ impl Router {
             }
             allowed.push(route.method.to_string());
         }
-        if let Some(name) = self.routes.iter().filter(|r| r.method == *method).find_map(|r| missing_param(&r.segments, &parts)) {
+        let missing = || self.routes.iter().filter(|r| r.method == *method).find_map(|r| missing_param(&r.segments, &parts));
+        if let (true, Some(name)) = (allowed.is_empty(), missing()) {
             return Err(ApiError::BadRequest(format!("the `{name}` part of the path is missing")));
         }
         if allowed.is_empty() {

@@ -38,9 +38,10 @@ pub enum ScuError {
     Associate(String, String),
     #[error("association with {0} lost: {1}")]
     Lost(String, String),
-    /// `transient` when its bucket is out of reach for now, not when it is lost.
+    /// `transient` when its bucket is out of reach for now, not when it is gone (lost, or
+    /// moved since the files were listed: see [`Outgoing::medium`]).
     #[error("cannot read a stored file to send: {message}")]
-    Source { transient: bool, message: String },
+    Source { transient: bool, medium: String, relative_path: String, message: String },
 }
 
 /// What became of the files of one association.
@@ -98,10 +99,16 @@ pub async fn send_all(calling_ae: &str, peer: &Peer, storage: &Storage, files: &
     for (n, file) in files.iter().enumerate() {
         let fetching = next.take().expect("each file is fetched ahead of its turn");
         next = files.get(n + 1).map(fetch);
+        let source = |transient: bool, message: String| ScuError::Source {
+            transient,
+            medium: file.medium.clone(),
+            relative_path: file.relative_path.clone(),
+            message,
+        };
         let local = match fetching.await {
             Ok(Ok(local)) => local,
-            Ok(Err(e)) => return Err(ScuError::Source { transient: e.is_transient(), message: e.to_string() }),
-            Err(e) => return Err(ScuError::Source { transient: true, message: e.to_string() }),
+            Ok(Err(e)) => return Err(source(e.is_transient(), e.to_string())),
+            Err(e) => return Err(source(true, e.to_string())),
         };
         let Some(&context) = accepted.get(&(file.sop_class_uid.clone(), file.transfer_syntax.clone())) else {
             report.refused.push((file.sop_instance_uid.clone(), "the peer accepts no presentation context for it".into()));

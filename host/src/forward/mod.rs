@@ -191,9 +191,21 @@ impl Worker {
                 let error = format!("{} of {} instances refused: {}", report.refused.len(), outgoing.len(), reasons.join("; "));
                 self.retry(&job, report.sent as i64, error).await;
             }
-            // A stored file lost: trying again will not find it.
-            Err(e @ ScuError::Source { transient: false, .. }) => self.settle(&job, "failed", 0, Some(e.to_string()), 0).await,
+            Err(ScuError::Source { transient: false, medium, relative_path, message }) => {
+                self.file_gone(&job, &medium, &relative_path, format!("cannot read a stored file to send: {message}")).await
+            }
             Err(e) => self.retry(&job, 0, e.to_string()).await,
+        }
+    }
+
+    /// A stored file was gone when its turn came: lost for good if its row still names it
+    /// (trying again would not find it), else moved since the files were listed (a relocation),
+    /// and the next attempt lists them again.
+    async fn file_gone(&self, job: &ForwardJob, medium: &str, relative_path: &str, error: String) {
+        match lifecycle::is_referenced(self.db.reader(), medium, relative_path).await {
+            Ok(true) => self.settle(job, "failed", 0, Some(error), 0).await,
+            Ok(false) => self.retry(job, 0, error).await,
+            Err(e) => self.retry(job, 0, format!("{error} ({e})")).await,
         }
     }
 

@@ -268,6 +268,20 @@ impl Storage {
         }
     }
 
+    /// Syncs the folders that held `removed` files (medium, relative path) on filesystem media,
+    /// so that their removal lasts (objects in a bucket need nothing).
+    pub async fn sync_parents<'a>(&self, removed: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<(), StorageError> {
+        let folders: BTreeSet<PathBuf> = removed
+            .into_iter()
+            .filter(|(medium, _)| self.bucket(medium).is_none())
+            .filter_map(|(medium, relative)| self.absolute(medium, relative).ok()?.parent().map(Path::to_owned))
+            .filter(|folder| folder.exists())
+            .collect();
+        tokio::task::spawn_blocking(move || sync_folders(&folders))
+            .await
+            .map_err(|e| StorageError::Io { path: PathBuf::new(), source: io::Error::other(e) })?
+    }
+
     /// Removes a stored file whose database row could not be committed. An object in a bucket
     /// is deleted by a task of its own.
     pub fn remove(&self, medium: &str, relative: &str) {

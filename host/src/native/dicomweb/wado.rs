@@ -274,7 +274,7 @@ fn header_json_within(path: &std::path::Path) -> io::Result<Option<Vec<u8>>> {
     let mut counted = Counted { inner: file, read: 0 };
     let object = OpenFileOptions::new()
         .read_until(tags::PIXEL_DATA)
-        .read_preamble(dicom_object::file::ReadPreamble::Always)
+        .read_preamble(dicom_object::file::ReadPreamble::Auto)
         .from_reader(&mut counted);
     match object {
         Ok(object) if counted.read < len => Ok(Some(dicom_json::to_vec(&*object).map_err(io::Error::other)?)),

@@ -123,8 +123,8 @@ impl Relocation {
     }
 
     /// In one unit of work: copies what is still missing, places the copies, points the index at
-    /// them and records the event; then removes the old copies a while later. `None` when the
-    /// study was on the target already.
+    /// them, records the event and schedules the old copies' removal (see [`crate::removal`]).
+    /// `None` when the study was on the target already.
     async fn commit(self, mut copies: HashMap<FileKey, Copied>) -> Result<Option<StudyEvent>, ApiError> {
         let Relocation { db, storage, remover, tenant, study, target, target_kind, author, keep } = self;
         let mut unit = db.begin().await.map_err(system_error)?;
@@ -186,7 +186,7 @@ impl Relocation {
 
 /// A file copied for a relocation, not yet named by the index.
 enum Copied {
-    /// In a staging file on the target medium, to be placed at the file's path.
+    /// In a staging file on the target medium, to be placed under a new name in the file's folder.
     Staged(StagingFile),
     /// In the target bucket already, as the object `relative` (removed unless kept).
     Uploaded { object: PlacedFile, relative: String },
