@@ -73,6 +73,22 @@ fn files_in(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// Asserts that `received` holds exactly the instances `sent`, each in its transfer syntax with
+/// the same identity and pixel data.
+fn arrived_whole(received: &Path, sent: &[PathBuf]) {
+    let arrived = files_in(received);
+    assert_eq!(arrived.len(), sent.len(), "{arrived:?}");
+    for original in sent {
+        let (_, _, sop) = uids(original);
+        let copy = arrived.iter().find(|f| uids(f).2 == sop).unwrap_or_else(|| panic!("{sop} did not arrive"));
+        let (original, copy) = (dicom_object::open_file(original).unwrap(), dicom_object::open_file(copy).unwrap());
+        assert_eq!(copy.meta().transfer_syntax(), original.meta().transfer_syntax());
+        for tag in [tags::PATIENT_NAME, tags::STUDY_INSTANCE_UID, tags::ROWS, tags::PIXEL_DATA] {
+            assert_eq!(copy.element(tag).unwrap().value(), original.element(tag).unwrap().value(), "{tag}");
+        }
+    }
+}
+
 async fn a_series_arrives_whole_at_its_node(backend: Backend) {
     let (port, received) = (free_port(), tempfile::tempdir().unwrap());
     let _scp = StoreScp::start(port, received.path());
@@ -92,17 +108,7 @@ async fn a_series_arrives_whole_at_its_node(backend: Backend) {
     assert_eq!((job["sent"].as_i64(), job["node"].as_str(), job["attempts"].as_i64()), (Some(2), Some("DEST"), Some(1)), "{job}");
 
     // Exactly the series, each instance in its stored transfer syntax with the same pixel data.
-    let arrived = files_in(received.path());
-    assert_eq!(arrived.len(), 2, "{arrived:?}");
-    for original in &sent {
-        let (_, _, sop) = uids(original);
-        let copy = arrived.iter().find(|f| uids(f).2 == sop).unwrap_or_else(|| panic!("{sop} did not arrive"));
-        let (original, copy) = (dicom_object::open_file(original).unwrap(), dicom_object::open_file(copy).unwrap());
-        assert_eq!(copy.meta().transfer_syntax(), original.meta().transfer_syntax());
-        for tag in [tags::PATIENT_NAME, tags::STUDY_INSTANCE_UID, tags::ROWS, tags::PIXEL_DATA] {
-            assert_eq!(copy.element(tag).unwrap().value(), original.element(tag).unwrap().value(), "{tag}");
-        }
-    }
+    arrived_whole(received.path(), &sent);
     let events = s.events_as(KEY_A).await;
     let forwarded: Vec<&Value> = events.iter().filter(|e| e["eventType"] == "SERIES_FORWARDED").collect();
     assert_eq!(forwarded.len(), 1, "{events:?}");
@@ -130,14 +136,7 @@ async fn a_series_in_a_bucket_is_fetched_one_file_at_a_time(backend: Backend) {
     assert_eq!(status, StatusCode::OK, "{body}");
     let job = s.wait_for_job("done").await;
     assert_eq!(job["sent"].as_i64(), Some(2), "{job}");
-    let arrived = files_in(received.path());
-    assert_eq!(arrived.len(), 2, "{arrived:?}");
-    for original in &sent {
-        let (_, _, sop) = uids(original);
-        let copy = arrived.iter().find(|f| uids(f).2 == sop).unwrap_or_else(|| panic!("{sop} did not arrive"));
-        let (original, copy) = (dicom_object::open_file(original).unwrap(), dicom_object::open_file(copy).unwrap());
-        assert_eq!(copy.element(tags::PIXEL_DATA).unwrap().value(), original.element(tags::PIXEL_DATA).unwrap().value());
-    }
+    arrived_whole(received.path(), &sent);
     let deadline = Instant::now() + Duration::from_secs(10);
     while !s.staging_is_empty() {
         assert!(Instant::now() < deadline, "the copies fetched to be sent are removed");
