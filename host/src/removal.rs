@@ -93,10 +93,13 @@ async fn remove_due(db: &Database, storage: &Storage) -> Result<Duration, DbErro
             tracing::warn!(error = %e, "cannot sync the folders of removed files; their removals are tried again later");
             postponed.append(&mut done);
         }
-        let mut unit = db.begin().await?;
-        removals::forget(&mut unit, &done).await?;
-        removals::postpone(&mut unit, &postponed, &due_in(RETRY)).await?;
-        unit.commit().await?;
+        // Written only when there is something to write: an idle look takes no write lock.
+        if !done.is_empty() || !postponed.is_empty() {
+            let mut unit = db.begin().await?;
+            removals::forget(&mut unit, &done).await?;
+            removals::postpone(&mut unit, &postponed, &due_in(RETRY)).await?;
+            unit.commit().await?;
+        }
         if due.len() < BATCH as usize {
             break;
         }
