@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::Notify;
 
-use crate::db::{Database, DbError, lifecycle, now_text, removals};
+use crate::db::{Database, DbError, lifecycle, now_text, removals, text_in};
 use crate::storage::Storage;
 
 /// Removals taken at a time.
@@ -97,7 +97,7 @@ async fn remove_due(db: &Database, storage: &Storage) -> Result<Duration, DbErro
         if !done.is_empty() || !postponed.is_empty() {
             let mut unit = db.begin().await?;
             removals::forget(&mut unit, &done).await?;
-            removals::postpone(&mut unit, &postponed, &due_in(RETRY)).await?;
+            removals::postpone(&mut unit, &postponed, &text_in(RETRY)).await?;
             unit.commit().await?;
         }
         if due.len() < BATCH as usize {
@@ -109,11 +109,6 @@ async fn remove_due(db: &Database, storage: &Storage) -> Result<Duration, DbErro
     }
     let next = removals::next_due(db.reader()).await?;
     Ok(next.map_or(IDLE, |next| until(&next).min(IDLE)))
-}
-
-/// The time `wait` from now, as the index records times.
-pub fn due_in(wait: Duration) -> String {
-    humantime::format_rfc3339_millis(SystemTime::now() + wait).to_string()
 }
 
 /// How long until `time` (as the index records times); nothing once it is past.

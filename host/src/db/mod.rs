@@ -223,6 +223,11 @@ pub fn now_text() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
 }
 
+/// The time `wait` from now, in the form of [`now_text`] (a job's or a removal's due time).
+pub fn text_in(wait: std::time::Duration) -> String {
+    humantime::format_rfc3339_millis(SystemTime::now() + wait).to_string()
+}
+
 /// True when `e` is a unique-constraint violation.
 pub fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())

@@ -7,7 +7,7 @@
 pub mod slides;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use serde_json::json;
 use tokio::sync::Notify;
@@ -231,7 +231,7 @@ impl Worker {
     }
 
     async fn settle(&self, job: &ForwardJob, state: &str, sent: i64, error: Option<String>, delay_s: u64) {
-        let due = humantime::format_rfc3339_millis(SystemTime::now() + Duration::from_secs(delay_s)).to_string();
+        let due = crate::db::text_in(Duration::from_secs(delay_s));
         let settled = async {
             let mut unit = self.db.begin().await?;
             forward::settle(&mut unit, job.id, state, sent, error.as_deref(), &due).await?;

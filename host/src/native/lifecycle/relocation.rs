@@ -26,7 +26,7 @@ use crate::db::removals;
 use crate::error::ApiError;
 use crate::ingest::PlacedFile;
 use crate::native::NativeCall;
-use crate::removal::{Remover, due_in};
+use crate::removal::Remover;
 use crate::response::Body;
 use crate::storage::{Algorithm, StagingFile, Storage, StorageError, renamed};
 
@@ -175,7 +175,7 @@ impl Relocation {
             .map_err(system_error)?;
         // The old copies go once due, even across a restart (see `crate::removal`).
         let old: Vec<(&str, &str)> = moving.iter().map(|f| (f.medium.as_str(), f.relative_path.as_str())).collect();
-        removals::schedule(&mut unit, &old, &due_in(keep)).await.map_err(system_error)?;
+        removals::schedule(&mut unit, &old, &crate::db::text_in(keep)).await.map_err(system_error)?;
         unit.commit().await.map_err(system_error)?;
         placed.into_iter().for_each(PlacedFile::keep);
         tracing::info!(tenant, study = %study.study_uid, target, instances = moving.len(), author, "study relocated");
