@@ -11,7 +11,7 @@ pub mod reload;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use serde::Serialize;
@@ -19,7 +19,7 @@ use wasmtime::{Store, StoreLimitsBuilder, Trap};
 
 use crate::capabilities::{Capability, RequestState};
 use crate::config::RuntimeConfig;
-use crate::db::Database;
+use crate::db::{Database, now_text};
 use crate::db::events::StudyEvent;
 use crate::error::ApiError;
 use crate::ingest::Ingest;
@@ -289,7 +289,7 @@ impl PluginRuntime {
             Ok(Ok(loaded)) => {
                 let old = slot.current.load();
                 if old.digest == loaded.digest {
-                    ReloadOutcome { at: now(), ok: true, message: format!("unchanged ({})", loaded.digest) }
+                    ReloadOutcome { at: now_text(), ok: true, message: format!("unchanged ({})", loaded.digest) }
                 } else {
                     let message = format!(
                         "now serving {} (was {}) after {} ms",
@@ -297,14 +297,14 @@ impl PluginRuntime {
                     );
                     slot.current.store(Arc::new(loaded));
                     tracing::info!(plugin, %message, "plugin reloaded");
-                    ReloadOutcome { at: now(), ok: true, message }
+                    ReloadOutcome { at: now_text(), ok: true, message }
                 }
             }
             Ok(Err(e)) => {
                 tracing::error!(plugin, error = %e, "reload refused; the previous version keeps serving");
-                ReloadOutcome { at: now(), ok: false, message: format!("refused: {e}") }
+                ReloadOutcome { at: now_text(), ok: false, message: format!("refused: {e}") }
             }
-            Err(e) => ReloadOutcome { at: now(), ok: false, message: format!("reload task failed: {e}") },
+            Err(e) => ReloadOutcome { at: now_text(), ok: false, message: format!("reload task failed: {e}") },
         };
         *slot.last_reload.lock().expect("reload outcome lock") = Some(outcome.clone());
         outcome
@@ -346,8 +346,4 @@ impl PluginRuntime {
 
 fn plugin_failure(slot: &PluginSlot, reason: String) -> ApiError {
     ApiError::Plugin { plugin: slot.name.to_string(), reason }
-}
-
-fn now() -> String {
-    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
 }
