@@ -1,15 +1,13 @@
 //! Group commit for ingest: instances that arrive while a group is being committed wait and are
-//! committed together as the next group. Their files are placed already (see
-//! [`PlacedInstance`]): a group syncs the folders they went to (once per folder) before its
-//! rows commit. The instances of studies and series that exist already, nearly all of them,
-//! are committed the fast way: on SQLite in a unit of the committer's own connection, with no
-//! trip to another thread per statement ([`DirectWriter`]); on PostgreSQL with one statement
-//! that commits on its own. The others (a new study or series, a conflict; on PostgreSQL also a
-//! re-send) go the general way, one unit of work per group ([`Registrar::register_all`]), where
-//! one bad instance fails only itself. One association alone still gets a group of one at once.
+//! committed together as the next group. Their files are placed and synced already (see
+//! [`PlacedInstance`]), so a group's turn is its rows' commit alone. The instances of studies
+//! and series that exist already, nearly all of them, are committed the fast way: on SQLite in
+//! a unit of the committer's own connection, with no trip to another thread per statement
+//! ([`DirectWriter`]); on PostgreSQL with one statement that commits on its own. The others (a
+//! new study or series, a conflict; on PostgreSQL also a re-send) go the general way, one unit
+//! of work per group ([`Registrar::register_all`]), where one bad instance fails only itself.
+//! One association alone still gets a group of one at once.
 
-use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
@@ -159,10 +157,9 @@ async fn commit_group(db: &Database, mut writer: Writer, group: Vec<Request>) ->
             }
         },
     };
-    let mut syncing = FolderSync::start(&group);
-    let group = commit_existing(db, &mut conn, &mut writer, &mut syncing, group).await;
+    let group = commit_existing(db, &mut conn, &mut writer, group).await;
     if group.len() > 1 {
-        match commit_unit(db, &mut conn, &mut writer.registrar, &mut syncing, &group).await {
+        match commit_unit(db, &mut conn, &mut writer.registrar, &group).await {
             Err(Refusal::Refused(e)) => {
                 tracing::debug!(error = %e, size = group.len(), "an instance of a group was refused; committing each alone");
             }
@@ -174,7 +171,7 @@ async fn commit_group(db: &Database, mut writer: Writer, group: Vec<Request>) ->
     }
     for request in group {
         let request = vec![request];
-        let result = commit_unit(db, &mut conn, &mut writer.registrar, &mut syncing, &request).await;
+        let result = commit_unit(db, &mut conn, &mut writer.registrar, &request).await;
         // The sender may have gone (connection lost): the instance is archived all the same.
         answer(request, result);
     }
@@ -194,8 +191,7 @@ enum Refusal {
 
 /// Why the fast way did not commit.
 enum Fallback {
-    /// Nothing was written (the database refused, or the folders could not be synced): the
-    /// instances go the general way, which fails them if the sync did.
+    /// Nothing was written (the database refused): the instances go the general way.
     Retry(IngestError),
     /// Whether the statement committed is unknown (the connection broke): the instances fail,
     /// but their files stay, for their rows may exist. The general way could even take such a
@@ -211,13 +207,12 @@ async fn commit_existing(
     db: &Database,
     conn: &mut WriterConnection,
     writer: &mut Writer,
-    syncing: &mut FolderSync,
     group: Vec<Request>,
 ) -> Vec<Request> {
     let placed = placed_of(&group);
     let result = match (db.backend(), writer.direct.as_mut()) {
-        (Backend::Sqlite, Some(direct)) => commit_direct(direct, &mut writer.registrar, &placed, syncing).await,
-        (Backend::Postgres, _) => commit_at_once(conn, &placed, syncing).await,
+        (Backend::Sqlite, Some(direct)) => commit_direct(direct, &mut writer.registrar, &placed),
+        (Backend::Postgres, _) => commit_at_once(conn, &placed).await,
         (Backend::Sqlite, None) => return group,
     };
     drop(placed);
@@ -250,30 +245,23 @@ async fn commit_existing(
 }
 
 /// SQLite: registers the instances of existing series in a unit of the committer's own
-/// connection while their folders are synced, then commits. Any failure rolls the unit back.
-async fn commit_direct(
+/// connection, then commits. Any failure rolls the unit back.
+fn commit_direct(
     direct: &mut DirectWriter,
     registrar: &mut Registrar,
     placed: &[(&str, &str, &PlacedInstance)],
-    syncing: &mut FolderSync,
 ) -> Result<Vec<Option<Outcome>>, Fallback> {
     let retry = |e: IngestError| Fallback::Retry(e);
     let unit = direct.begin().map_err(|e| retry(e.into()))?;
     let outcomes = register_existing_direct(&unit, registrar, placed).map_err(retry)?;
     registrar.finish_direct(&unit).map_err(|e| retry(e.into()))?;
-    syncing.done().await.map_err(retry)?;
     unit.commit().map_err(|e| retry(e.into()))?;
     Ok(outcomes)
 }
 
-/// PostgreSQL: once the folders are synced, registers the instances of existing series with one
-/// statement that commits on its own.
-async fn commit_at_once(
-    conn: &mut WriterConnection,
-    placed: &[(&str, &str, &PlacedInstance)],
-    syncing: &mut FolderSync,
-) -> Result<Vec<Option<Outcome>>, Fallback> {
-    syncing.done().await.map_err(Fallback::Retry)?;
+/// PostgreSQL: registers the instances of existing series with one statement that commits on
+/// its own.
+async fn commit_at_once(conn: &mut WriterConnection, placed: &[(&str, &str, &PlacedInstance)]) -> Result<Vec<Option<Outcome>>, Fallback> {
     match register_existing_at_once(conn, placed).await {
         Ok(outcomes) => Ok(outcomes),
         // The database refused the statement: nothing was written.
@@ -282,25 +270,19 @@ async fn commit_at_once(
     }
 }
 
-/// Registers `requests` in one unit of work on `conn` while their group's folders are synced,
-/// then commits. On any refusal or failure the unit is rolled back and `registrar` forgets what it
+/// Registers `requests` in one unit of work on `conn`, then commits. On any refusal or failure the unit is rolled back and `registrar` forgets what it
 /// knew; the files stay placed until the requests are answered ([`answer`]).
 async fn commit_unit(
     db: &Database,
     conn: &mut WriterConnection,
     registrar: &mut Registrar,
-    syncing: &mut FolderSync,
     requests: &[Request],
 ) -> Result<Vec<Outcome>, Refusal> {
     let placed = placed_of(requests);
     let result = async {
         let mut unit = db.begin_on(conn).await.map_err(|e| Refusal::Failed(e.into()))?;
         let outcomes = register_all(&mut unit, registrar, db, &placed).await.map_err(Refusal::Refused)?;
-        let ready = async {
-            registrar.finish(&mut unit).await?;
-            syncing.done().await
-        };
-        ready.await.map_err(Refusal::Failed)?;
+        registrar.finish(&mut unit).await.map_err(|e| Refusal::Failed(e.into()))?;
         unit.commit().await.map_err(|e| match e {
             // The database refused to commit: nothing was written.
             sqlx::Error::Database(_) => Refusal::Failed(e.into()),
@@ -351,36 +333,6 @@ fn fail_keeping_files(requests: Vec<Request>, e: &IngestError) {
         let Request { placed, reply, .. } = request;
         placed.keep();
         let _ = reply.send(Err(same_error(e)));
-    }
-}
-
-/// The sync of the folders a group's files went to: started once for the group, on a blocking
-/// thread, while its rows are written, and awaited before any of its units commits. Its outcome
-/// is kept: a second sync could report success for what the first one failed to write.
-struct FolderSync {
-    task: Option<tokio::task::JoinHandle<Result<(), StorageError>>>,
-    outcome: Option<Result<(), IngestError>>,
-}
-
-impl FolderSync {
-    fn start(requests: &[Request]) -> Self {
-        let folders: BTreeSet<PathBuf> = requests.iter().flat_map(|r| r.placed.folders.iter().cloned()).collect();
-        Self { task: Some(tokio::task::spawn_blocking(move || crate::storage::sync_folders(&folders))), outcome: None }
-    }
-
-    /// Waits for the sync (the first time) and answers its outcome.
-    async fn done(&mut self) -> Result<(), IngestError> {
-        if let Some(task) = self.task.take() {
-            let outcome = match task.await {
-                Ok(synced) => synced.map_err(IngestError::from),
-                Err(e) => Err(IngestError::Database(format!("folder sync task failed: {e}"))),
-            };
-            self.outcome = Some(outcome);
-        }
-        match &self.outcome {
-            Some(Ok(())) | None => Ok(()),
-            Some(Err(e)) => Err(same_error(e)),
-        }
     }
 }
 

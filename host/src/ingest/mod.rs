@@ -7,8 +7,6 @@
 //! inside a caller's unit of work (a plugin's `archive.store-instance`), handing back the placed
 //! file to keep once it commits.
 
-use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde_json::json;
@@ -141,7 +139,7 @@ impl Ingest {
     /// sent at the same time (several associations, the parts of a STOW request) are committed
     /// together: one unit of work for the group (see [`committer`]).
     pub async fn store(&self, tenant: &str, calling_aet: &str, staged: StagedInstance) -> Result<Outcome, IngestError> {
-        let placed = self.place(tenant, staged, false).await?;
+        let placed = self.place(tenant, staged).await?;
         self.store_placed(tenant, calling_aet, placed).await
     }
 
@@ -151,18 +149,12 @@ impl Ingest {
     }
 
     /// Places a staged file for `tenant` (reading its header first if needed), off the async
-    /// threads; with `synced`, its folders are synced too (otherwise the committer does it).
-    pub async fn place(&self, tenant: &str, staged: StagedInstance, synced: bool) -> Result<PlacedInstance, IngestError> {
+    /// threads (see [`PlacedInstance::place`]).
+    pub async fn place(&self, tenant: &str, staged: StagedInstance) -> Result<PlacedInstance, IngestError> {
         let (storage, tenant) = (self.storage.clone(), tenant.to_owned());
-        tokio::task::spawn_blocking(move || {
-            let placed = PlacedInstance::place(&storage, &tenant, staged)?;
-            if synced {
-                placed.sync_folders()?;
-            }
-            Ok(placed)
-        })
-        .await
-        .map_err(|e| IngestError::Database(format!("placing task failed: {e}")))?
+        tokio::task::spawn_blocking(move || PlacedInstance::place(&storage, &tenant, staged))
+            .await
+            .map_err(|e| IngestError::Database(format!("placing task failed: {e}")))?
     }
 
     /// Archives a staged Part-10 file inside the caller's unit of work (`conn`): places its
@@ -177,7 +169,7 @@ impl Ingest {
         calling_aet: &str,
         staged: StagedInstance,
     ) -> Result<(Outcome, Option<PlacedFile>), IngestError> {
-        let placed = self.place(tenant, staged, true).await?;
+        let placed = self.place(tenant, staged).await?;
         let mut registrar = Registrar::new();
         let outcome = register(conn, &mut registrar, &self.db, tenant, calling_aet, &placed).await?;
         registrar.finish(conn).await?;
@@ -210,23 +202,24 @@ impl Ingest {
 }
 
 /// A staged instance moved to its place on the default medium, under a name no other file has
-/// ([`instance_path`]). Placing never replaces a stored file, so it happens before, and outside,
-/// the unit of work that registers the instance: concurrent stores place their files in
-/// parallel, and the unit writes rows while the folders they went to are synced. Removed again
-/// when dropped, unless its unit commits.
+/// ([`instance_path`]), its folders synced. Placing never replaces a stored file, so it happens
+/// before, and outside, the unit of work that registers the instance: concurrent stores place
+/// (and sync) their files in parallel, while the committer commits the instances placed before.
+/// Removed again when dropped, unless its unit commits.
 #[derive(Debug)]
 pub struct PlacedInstance {
     pub header: Arc<InstanceHeader>,
     pub record: FileRecord,
     file: PlacedFile,
-    /// Folders whose new entries must be synced before the unit commits.
-    pub folders: BTreeSet<PathBuf>,
 }
 
 impl PlacedInstance {
-    /// Reads the staged file's header (unless read already) and moves the file to its place for
-    /// `tenant`; the folders that changed are left to sync ([`PlacedInstance::folders`]).
-    /// Blocking: call it off the async threads.
+    /// Reads the staged file's header (unless read already), moves the file to its place for
+    /// `tenant` and syncs the folders that changed, so that the file survives a crash once its
+    /// row commits. Each store syncs its own folders: syncs of stores arriving together then
+    /// overlap each other and the committer's commits, where syncing a group's folders in the
+    /// committer (once per folder) would add them to every group's commit. Blocking: call it
+    /// off the async threads.
     pub fn place(storage: &Storage, tenant: &str, staged: StagedInstance) -> Result<Self, IngestError> {
         let header = match staged.header {
             Some(header) => header,
@@ -235,16 +228,12 @@ impl PlacedInstance {
         let medium = storage.default_medium().to_owned();
         let relative =
             instance_path(tenant, &header.study_uid, &header.series_uid, &header.sop_instance_uid, staged.file.token());
-        let (_, folders) = storage.place_unsynced(staged.file.path(), &medium, &relative)?;
+        // On a failure the file moved is removed again, and the staging file removes itself.
+        storage.place_all(&medium, &[(staged.file.path().to_owned(), relative.clone())])?;
         // Moved: the staging path is gone.
         staged.file.keep();
         let record = FileRecord { medium: medium.clone(), relative_path: relative.clone(), size: staged.size, digest: staged.digest };
-        Ok(Self { header, record, file: PlacedFile::new(storage.clone(), medium, relative), folders })
-    }
-
-    /// Syncs the folders the file went to. Blocking.
-    pub fn sync_folders(&self) -> Result<(), IngestError> {
-        Ok(crate::storage::sync_folders(&self.folders)?)
+        Ok(Self { header, record, file: PlacedFile::new(storage.clone(), medium, relative) })
     }
 
     /// The unit of work that registered the instance committed: the file stays.

@@ -205,7 +205,7 @@ impl Storage {
     /// needed, without syncing them: the file survives a crash only once the folders returned
     /// are synced ([`sync_folders`]), which lets several files placed at once share the syncs.
     /// An existing file is replaced.
-    pub fn place_unsynced(&self, staged: &Path, medium: &str, relative: &str) -> Result<(PathBuf, BTreeSet<PathBuf>), StorageError> {
+    fn place_unsynced(&self, staged: &Path, medium: &str, relative: &str) -> Result<(PathBuf, BTreeSet<PathBuf>), StorageError> {
         let root = self.root(medium)?;
         let target = root.join(relative);
         let folder = target.parent().expect("layout paths have folders");
