@@ -31,23 +31,26 @@ async fn storescu(s: &TestServer, files: &[PathBuf]) {
 }
 
 /// Every ingest figure on both backends, or on the one named (`sqlite`, `postgres`); with
-/// `stow_only`, the STOW-RS figures alone. The servers' files are removed only at the end.
+/// `stow_only`, the STOW-RS figures alone. The CTs are generated once for all of them, and the
+/// servers' files are removed only at the end: removing thousands of files between figures
+/// would make the next figure's file creation slower (the file system passes over inodes freed
+/// in the last minutes).
 pub async fn all(only: Option<&str>, stow_only: bool) {
+    let (_dir, files) = generate(1_000);
     let mut kept = Vec::new();
     let backends = [Backend::Sqlite, Backend::Postgres];
     for backend in backends.into_iter().filter(|b| only.is_none_or(|name| format!("{b:?}").eq_ignore_ascii_case(name))) {
         if !stow_only {
-            kept.extend(cstore(backend).await);
+            kept.extend(cstore(backend, &files).await);
         }
-        kept.push(stow(backend, 1).await);
-        kept.push(stow(backend, 50).await);
+        kept.push(stow(backend, &files, 1).await);
+        kept.push(stow(backend, &files, 50).await);
     }
 }
 
-/// C-STORE of 1,000 CTs over 1, 4, 8 and 16 associations at once (one storescu each), each on a
-/// fresh server. Returns the servers' data folders, to be removed once every figure is taken.
-pub async fn cstore(backend: Backend) -> Vec<tempfile::TempDir> {
-    let (_dir, files) = generate(1_000);
+/// C-STORE of the 1,000 CTs over 1, 4, 8 and 16 associations at once (one storescu each), each
+/// on a fresh server. Returns the servers' data folders, to be removed once every figure is taken.
+pub async fn cstore(backend: Backend, files: &[PathBuf]) -> Vec<tempfile::TempDir> {
     let (mut figures, mut kept) = (Vec::new(), Vec::new());
     for associations in [1, 4, 8, 16] {
         let s = TestServer::start(backend).await;
@@ -75,8 +78,7 @@ fn multipart(files: &[Vec<u8>], boundary: &str) -> Vec<u8> {
 
 /// STOW-RS of the same 1,000 CTs, `per_request` instances per request, 4 requests at once.
 /// Returns the server's data folder, to be removed once every figure is taken.
-pub async fn stow(backend: Backend, per_request: usize) -> tempfile::TempDir {
-    let (_dir, files) = generate(1_000);
+pub async fn stow(backend: Backend, files: &[PathBuf], per_request: usize) -> tempfile::TempDir {
     let bytes: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).expect("read")).collect();
     let boundary = "wasmpacs-bench-boundary";
     // Shared, not copied, per request: the client runs on the same two cores as the server, and
