@@ -11,8 +11,7 @@ use super::digest::{Algorithm, Hasher};
 static NEXT: AtomicU64 = AtomicU64::new(0);
 
 /// Writes smaller than this are gathered; larger ones (a PDU's data, a body chunk) go straight
-/// to the file, sparing a copy of most of an instance's bytes, in pieces of this size at most
-/// (see [`StagedWriter::write_all`]).
+/// to the file, sparing a copy of most of an instance's bytes.
 const WRITE_BUFFER: usize = 32 * 1024;
 
 /// Bytes at the start of a synced file that stay in the page cache, where its header is read
@@ -88,16 +87,8 @@ pub struct StagedWriter {
 }
 
 impl StagedWriter {
-    /// Appends `bytes`. A large slice (a chunk of a STOW-RS body, say) is written in pieces of
-    /// [`WRITE_BUFFER`]: the kernel sizes the page-cache memory it takes for a write by the
-    /// write's length, and memory taken in large blocks was found to cost far more to fill (on
-    /// a virtual machine, which hands large free blocks back to its host). Writing STOW-RS parts
-    /// whole, the copy into the page cache took a third of all CPU time; in pieces it vanished
-    /// from the profile, and the server's CPU time per instance halved.
     pub fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
-        for piece in bytes.chunks(WRITE_BUFFER) {
-            self.file.write_all(piece)?;
-        }
+        self.file.write_all(bytes)?;
         self.digest.update(bytes);
         self.len += bytes.len() as u64;
         Ok(())
