@@ -270,8 +270,9 @@ async fn commit_at_once(conn: &mut WriterConnection, placed: &[(&str, &str, &Pla
     }
 }
 
-/// Registers `requests` in one unit of work on `conn`, then commits. On any refusal or failure the unit is rolled back and `registrar` forgets what it
-/// knew; the files stay placed until the requests are answered ([`answer`]).
+/// Registers `requests` in one unit of work on `conn`, then commits. On any refusal or failure
+/// the unit is rolled back and `registrar` forgets what it knew; the files stay placed until the
+/// requests are answered ([`answer`]).
 async fn commit_unit(
     db: &Database,
     conn: &mut WriterConnection,
