@@ -11,6 +11,7 @@ mod staged;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 pub use bucket::Bucket;
 pub use digest::Algorithm;
@@ -29,6 +30,9 @@ pub struct Storage {
     /// error" when a request names it).
     buckets: BTreeMap<String, Result<Bucket, String>>,
     default: String,
+    /// Folders being created, or created, whose entry in their parent is not synced yet (see
+    /// [`Storage::place_all`]).
+    fresh_folders: Arc<Mutex<BTreeSet<PathBuf>>>,
 }
 
 /// Why a storage operation failed.
@@ -68,7 +72,7 @@ impl Storage {
             std::fs::create_dir_all(&staging).map_err(io_at(&staging))?;
             sweep_staging(&staging, STALE_STAGING);
         }
-        Ok(Self { media, buckets: Self::buckets_of(config), default })
+        Ok(Self { media, buckets: Self::buckets_of(config), default, fresh_folders: Arc::default() })
     }
 
     /// The client of each bucket `config` names, or why its configuration cannot be loaded
@@ -179,16 +183,33 @@ impl Storage {
     /// created as needed, every file is renamed into place, then each folder that changed is
     /// synced once, so that the whole group survives a crash at the cost of one sync per folder.
     /// An existing file is replaced. On an error the files already moved are removed again.
+    ///
+    /// A file may go into a folder another placement has just created and not yet synced the
+    /// parent of (two stores of a new series at once). Its parent is then synced here too:
+    /// otherwise this placement's row could commit first, and a crash lose the folder with the
+    /// file (on a file system without a journal, where one sync does not carry another's
+    /// changes). Such folders are noted before they are created, and forgotten once synced.
     pub fn place_all(&self, medium: &str, moves: &[(PathBuf, String)]) -> Result<Vec<PathBuf>, StorageError> {
         let mut changed = BTreeSet::new();
         let mut placed = Vec::with_capacity(moves.len());
+        let mut into = BTreeSet::new();
         let result = (|| {
             for (staged, relative) in moves {
                 let (target, folders) = self.place_unsynced(staged, medium, relative)?;
                 changed.extend(folders);
+                into.extend(target.parent().map(Path::to_owned));
                 placed.push(target);
             }
-            sync_folders(&changed)
+            let root = self.root(medium)?;
+            let synced_fresh = self.parents_of_fresh(root, &into, &mut changed);
+            sync_folders(&changed)?;
+            if !synced_fresh.is_empty() {
+                let mut fresh = self.fresh_folders.lock().expect("fresh folders lock");
+                for folder in &synced_fresh {
+                    fresh.remove(folder);
+                }
+            }
+            Ok(())
         })();
         match result {
             Ok(()) => Ok(placed),
@@ -210,10 +231,29 @@ impl Storage {
         let target = root.join(relative);
         let folder = target.parent().expect("layout paths have folders");
         let mut changed = BTreeSet::new();
-        create_folders(root, folder, &mut changed).map_err(io_at(folder))?;
+        create_folders(root, folder, &mut changed, Some(&self.fresh_folders)).map_err(io_at(folder))?;
         std::fs::rename(staged, &target).map_err(io_at(&target))?;
         changed.insert(folder.to_owned());
         Ok((target, changed))
+    }
+
+    /// The folders of `into` (and their folders up to `root`) that are fresh: each one's parent
+    /// is added to `changed`, to be synced. Answers them, to be forgotten once synced.
+    fn parents_of_fresh(&self, root: &Path, into: &BTreeSet<PathBuf>, changed: &mut BTreeSet<PathBuf>) -> Vec<PathBuf> {
+        let fresh = self.fresh_folders.lock().expect("fresh folders lock");
+        if fresh.is_empty() {
+            return Vec::new();
+        }
+        let mut found = Vec::new();
+        for folder in into {
+            for ancestor in folder.ancestors().take_while(|a| *a != root) {
+                if fresh.contains(ancestor) {
+                    changed.extend(ancestor.parent().map(Path::to_owned));
+                    found.push(ancestor.to_owned());
+                }
+            }
+        }
+        found
     }
 
     /// Copies a stored file into a new staging file on medium `target`, digesting (with
@@ -401,7 +441,7 @@ pub fn set_aside(root: &Path, relative: &str, inode: u64, grace: std::time::Dura
     let mut target = root.join(ORPHANS).join(relative);
     let folder = target.parent().expect("layout paths have folders").to_owned();
     let mut changed = BTreeSet::new();
-    create_folders(root, &folder, &mut changed).map_err(io_at(&folder))?;
+    create_folders(root, &folder, &mut changed, None).map_err(io_at(&folder))?;
     let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     for n in 1.. {
         match rename_no_replace(&source, &target) {
@@ -450,13 +490,18 @@ pub fn sync_folders<'a>(folders: impl IntoIterator<Item = &'a PathBuf>) -> Resul
 }
 
 /// Creates `folder` and any missing folder between it and `root`, noting the parent of each one
-/// created: its new entry must be synced too.
-fn create_folders(root: &Path, folder: &Path, changed: &mut BTreeSet<PathBuf>) -> io::Result<()> {
+/// created: its new entry must be synced too. With `fresh`, each folder is noted there before it
+/// is created, so that a placement finding it already there knows its entry may not be synced
+/// yet (see [`Storage::place_all`]).
+fn create_folders(root: &Path, folder: &Path, changed: &mut BTreeSet<PathBuf>, fresh: Option<&Mutex<BTreeSet<PathBuf>>>) -> io::Result<()> {
     if folder == root || folder.is_dir() {
         return Ok(());
     }
     let parent = folder.parent().unwrap_or(root);
-    create_folders(root, parent, changed)?;
+    create_folders(root, parent, changed, fresh)?;
+    if let Some(fresh) = fresh {
+        fresh.lock().expect("fresh folders lock").insert(folder.to_owned());
+    }
     match std::fs::create_dir(folder) {
         Ok(()) => {
             changed.insert(parent.to_owned());
@@ -539,6 +584,25 @@ mod tests {
         assert_eq!(std::fs::read(dir.path().join("archive/t/1.2/1.2.3/1.2.3.2_a.dcm")).expect("read"), b"two");
         assert_eq!(std::fs::read(dir.path().join("archive/t/1.9/1.9.3/1.9.3.1_a.dcm")).expect("read"), b"three");
         assert!(moves.iter().all(|(staged, _)| !staged.exists()), "staged files are moved, not copied");
+    }
+
+    #[test]
+    fn a_file_placed_into_a_folder_whose_entry_is_not_synced_yet_syncs_its_parent_too() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = storage_in(dir.path());
+        let root = dir.path().join("archive");
+        // Another placement has created the series folder, and not yet synced the study folder.
+        let (study, series) = (root.join("t/1.2"), root.join("t/1.2/1.2.3"));
+        storage.fresh_folders.lock().expect("lock").insert(series.clone());
+        std::fs::create_dir_all(&series).expect("mkdir");
+        let mut changed = BTreeSet::new();
+        let found = storage.parents_of_fresh(&root, &BTreeSet::from([series.clone()]), &mut changed);
+        assert_eq!(found, vec![series.clone()]);
+        assert!(changed.contains(&study), "the study folder is synced too: {changed:?}");
+        // Placing a file there syncs it, and forgets the folder; so does placing into new folders.
+        storage.place_all("default", &[(staged(&storage, b"one"), instance_path("t", "1.2", "1.2.3", "1.2.3.1", "a"))]).expect("placed");
+        storage.place_all("default", &[(staged(&storage, b"two"), instance_path("t", "1.7", "1.7.3", "1.7.3.1", "a"))]).expect("placed");
+        assert!(storage.fresh_folders.lock().expect("lock").is_empty(), "every fresh folder was synced and forgotten");
     }
 
     #[test]
