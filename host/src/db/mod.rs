@@ -220,7 +220,7 @@ async fn sqlite_pool(url: &str, max: u32, sync: SqliteSync) -> Result<AnyPool, D
 
 /// Now, as the text timestamps are stored in (RFC 3339, UTC, milliseconds): sortable as text.
 pub fn now_text() -> String {
-    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+    text_in(std::time::Duration::ZERO)
 }
 
 /// The time `wait` from now, in the form of [`now_text`] (a job's or a removal's due time).

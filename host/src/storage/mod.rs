@@ -192,16 +192,14 @@ impl Storage {
     pub fn place_all(&self, medium: &str, moves: &[(PathBuf, String)]) -> Result<Vec<PathBuf>, StorageError> {
         let mut changed = BTreeSet::new();
         let mut placed = Vec::with_capacity(moves.len());
-        let mut into = BTreeSet::new();
         let result = (|| {
             for (staged, relative) in moves {
                 let (target, folders) = self.place_unsynced(staged, medium, relative)?;
                 changed.extend(folders);
-                into.extend(target.parent().map(Path::to_owned));
                 placed.push(target);
             }
             let root = self.root(medium)?;
-            let synced_fresh = self.parents_of_fresh(root, &into, &mut changed);
+            let synced_fresh = self.parents_of_fresh(root, &placed, &mut changed);
             sync_folders(&changed)?;
             if !synced_fresh.is_empty() {
                 let mut fresh = self.fresh_folders.lock().expect("fresh folders lock");
@@ -237,15 +235,16 @@ impl Storage {
         Ok((target, changed))
     }
 
-    /// The folders of `into` (and their folders up to `root`) that are fresh: each one's parent
-    /// is added to `changed`, to be synced. Answers them, to be forgotten once synced.
-    fn parents_of_fresh(&self, root: &Path, into: &BTreeSet<PathBuf>, changed: &mut BTreeSet<PathBuf>) -> Vec<PathBuf> {
+    /// The folders under `root` holding the `placed` files (and their folders up to `root`) that
+    /// are fresh: each one's parent is added to `changed`, to be synced. Answers them, to be
+    /// forgotten once synced.
+    fn parents_of_fresh(&self, root: &Path, placed: &[PathBuf], changed: &mut BTreeSet<PathBuf>) -> Vec<PathBuf> {
         let fresh = self.fresh_folders.lock().expect("fresh folders lock");
         if fresh.is_empty() {
             return Vec::new();
         }
         let mut found = Vec::new();
-        for folder in into {
+        for folder in placed.iter().filter_map(|target| target.parent()) {
             for ancestor in folder.ancestors().take_while(|a| *a != root) {
                 if fresh.contains(ancestor) {
                     changed.extend(ancestor.parent().map(Path::to_owned));
@@ -508,7 +507,13 @@ fn create_folders(root: &Path, folder: &Path, changed: &mut BTreeSet<PathBuf>, f
             Ok(())
         }
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(e),
+        Err(e) => {
+            // Never created: nothing of it is left to sync.
+            if let Some(fresh) = fresh {
+                fresh.lock().expect("fresh folders lock").remove(folder);
+            }
+            Err(e)
+        }
     }
 }
 
@@ -596,7 +601,7 @@ mod tests {
         storage.fresh_folders.lock().expect("lock").insert(series.clone());
         std::fs::create_dir_all(&series).expect("mkdir");
         let mut changed = BTreeSet::new();
-        let found = storage.parents_of_fresh(&root, &BTreeSet::from([series.clone()]), &mut changed);
+        let found = storage.parents_of_fresh(&root, &[series.join("1.2.3.9_b.dcm")], &mut changed);
         assert_eq!(found, vec![series.clone()]);
         assert!(changed.contains(&study), "the study folder is synced too: {changed:?}");
         // Placing a file there syncs it, and forgets the folder; so does placing into new folders.
