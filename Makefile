@@ -5,14 +5,22 @@ PLUGIN_TARGET := wasm32-wasip2
 PLUGIN_OUT := plugins/target/$(PLUGIN_TARGET)/release
 DIST := plugins/dist
 
-.PHONY: build host plugins run test bench clean
+.PHONY: build host cmake plugins run test bench clean
 
 build: plugins host
 
 # The whole workspace in one go, so that `cargo test --release --workspace` reuses this build
 # (building the binary alone would unify features differently and compile the host twice).
-host:
+host: cmake
 	$(CARGO) build --release --workspace
+
+# cmake builds CharLS, the JPEG-LS codec the server renders previews with; installed from
+# Debian's packages when missing.
+cmake:
+	@command -v cmake >/dev/null || { \
+	  command -v apt-get >/dev/null || { echo "cmake is needed to build the JPEG-LS codec: install it" >&2; exit 1; }; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq cmake; }
 
 # The bundled plugin components, plus the example/test variants used by hot-reload tests.
 # Built from inside plugins/ so that plugins/.cargo/config.toml (guest stack size) applies.
