@@ -248,8 +248,14 @@ async fn a_dropped_store_leaves_nothing(backend: Backend) {
         })
         .await
         .unwrap();
+    // The server is writing the instance to a staging file...
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while s.staging_is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no staging file for the instance being received");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    // ...when the connection goes away. Wait until the server has noticed and cleaned up.
     drop(association);
-    // Wait until the server has noticed and cleaned up.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !s.staging_is_empty() {
         assert!(std::time::Instant::now() < deadline, "staging file left behind");
@@ -261,6 +267,7 @@ async fn a_dropped_store_leaves_nothing(backend: Backend) {
     let (ok, output) = s.storescu(NODE_A, &[file]).await;
     assert!(ok, "{output}");
     assert_eq!(s.archived_files().len(), 1);
+    assert!(s.staging_is_empty(), "a staging file left after the instance was stored");
     s.stop().await;
 }
 
