@@ -16,6 +16,7 @@ use wasmpacs_tests::{
 on_both_backends!(
     a_cancelled_find_stops_answering,
     create_and_delete_follow_the_seed,
+    a_reader_of_the_feed_misses_no_event_of_concurrent_writers,
     the_worklist_serves_what_was_ordered,
     an_order_leaves_the_worklist_when_its_images_arrive,
     swapping_the_orders_rule_without_a_restart,
@@ -151,6 +152,58 @@ async fn create_and_delete_follow_the_seed(backend: Backend) {
     assert_eq!(kinds.iter().filter(|k| *k == "ORDER_CREATED").count(), 3, "{kinds:?}");
     assert_eq!(kinds.iter().filter(|k| *k == "ORDER_DELETED").count(), 1, "{kinds:?}");
     s.stop().await;
+}
+
+/// Writers recording events at once (orders created and deleted by many clients, each in a unit
+/// of work of its own) while a reader follows the feed: each event the reader is shown lies
+/// past every one shown before, and when the writers are done the reader has been shown every
+/// event. An event that committed below an offset the reader had passed would be missed.
+async fn a_reader_of_the_feed_misses_no_event_of_concurrent_writers(backend: Backend) {
+    const WRITERS: usize = 8;
+    const ORDERS: usize = 12;
+    let s = std::sync::Arc::new(server(backend).await);
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (s, done) = (s.clone(), done.clone());
+        tokio::spawn(async move {
+            let (mut seen, mut offset) = (Vec::new(), 0i64);
+            loop {
+                // Read the flag first: a poll after the writers are done sees every event.
+                let last = done.load(std::sync::atomic::Ordering::SeqCst);
+                let (status, body) = s.get(&format!("studyEvents?offsetId={offset}&limit=1000")).await;
+                assert_eq!(status, StatusCode::OK, "{body}");
+                for event in body["events"].as_array().unwrap() {
+                    let at = event["offsetId"].as_i64().unwrap();
+                    assert!(at > offset, "event {at} shown after {offset}");
+                    offset = at;
+                    seen.push(at);
+                }
+                if last && !body["more"].as_bool().unwrap() {
+                    return seen;
+                }
+            }
+        })
+    };
+    let writers = (0..WRITERS).map(|w| {
+        let s = s.clone();
+        async move {
+            for n in 0..ORDERS {
+                let uid = format!("1.2.826.0.1.7.{w}.{n}");
+                let (status, answer) = create(&s, KEY_A, &order(&uid, "CT", "ST", "20221205", ("P-FEED", "FEED^P"))).await;
+                assert_eq!(status, StatusCode::OK, "{answer}");
+                if n % 3 == 0 {
+                    assert_eq!(delete(&s, &format!("?studyUid={uid}")).await.0, StatusCode::OK);
+                }
+            }
+        }
+    });
+    futures::future::join_all(writers).await;
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let seen = reader.await.expect("reader");
+    let all: Vec<i64> = s.events_as(KEY_A).await.iter().map(|e| e["offsetId"].as_i64().unwrap()).collect();
+    assert_eq!(all.len(), WRITERS * ORDERS * 4 / 3, "one event per create and per delete");
+    assert_eq!(seen, all, "the reader was shown every event, in the order of the feed");
+    std::sync::Arc::try_unwrap(s).ok().expect("sole owner").stop().await;
 }
 
 async fn the_worklist_serves_what_was_ordered(backend: Backend) {
