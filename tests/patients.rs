@@ -11,6 +11,7 @@ on_both_backends!(
     update_patient_rules,
     merge_patients_rules,
     move_study_rules,
+    studies_moved_at_once_to_a_new_patient_share_it,
     reconcile_study_rules,
     swap_studies_rules,
 );
@@ -209,6 +210,29 @@ async fn move_study_rules(backend: Backend) {
     assert_eq!(s.post("patients/merge", &merge("PID3")).await.0, StatusCode::OK);
     let events = s.events_as(wasmpacs_tests::KEY_A).await;
     assert!(kinds(&events).contains(&("STUDY_MOVED".into(), Some("1.2.826.0.1582626144587".into()))));
+    s.stop().await;
+}
+
+/// Studies moved at once to a Patient ID no patient has yet: every move succeeds, and the
+/// studies end with the one patient the first of them created.
+async fn studies_moved_at_once_to_a_new_patient_share_it(backend: Backend) {
+    const STUDIES: usize = 8;
+    let mut s = TestServer::start(backend).await;
+    let uids: Vec<String> = (0..STUDIES).map(|n| format!("1.2.826.0.1.8.{n}")).collect();
+    for (n, uid) in uids.iter().enumerate() {
+        s.seed_study("alpha", &format!("OWNER-{n}"), uid, &[(&format!("{uid}.1"), 1)]).await;
+    }
+    let body = |study: &str| json!({"studyInstanceUid": study, "targetPatientID": "NEWCOMER", "patientName": "NEW^COMER", "userName": "u"});
+    let bodies: Vec<Value> = uids.iter().map(|uid| body(uid)).collect();
+    let moves = futures::future::join_all(bodies.iter().map(|b| s.post("studies/move", b))).await;
+    assert!(moves.iter().all(|(status, _)| *status == StatusCode::OK), "{moves:?}");
+    let owners: i64 = sqlx::query_scalar("SELECT COUNT(DISTINCT patient_fk) FROM studies WHERE study_uid LIKE '1.2.826.0.1.8.%'")
+        .fetch_one(&s.connect_db().await)
+        .await
+        .unwrap();
+    assert_eq!(owners, 1, "the studies share one patient");
+    let events = s.events_as(wasmpacs_tests::KEY_A).await;
+    assert_eq!(kinds(&events).iter().filter(|(k, _)| k == "STUDY_MOVED").count(), STUDIES);
     s.stop().await;
 }
 

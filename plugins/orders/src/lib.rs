@@ -6,7 +6,8 @@ mod validate;
 
 use serde_json::json;
 use wasmpacs_sdk::archive::{self, Order, Patient, PatientFields};
-use wasmpacs_sdk::{HostError, JsonBody, Plugin, Request, Response, StudyEvent, error, events};
+use wasmpacs_sdk::patients::{self, PatientLookup};
+use wasmpacs_sdk::{JsonBody, Plugin, Request, Response, StudyEvent, error, events};
 
 struct Orders;
 
@@ -51,7 +52,18 @@ fn create(request: &Request) -> Answer {
     validate::order(&body)?;
     let text = |key: &str| body.text(key);
     let patient_id = text("PatientID").unwrap_or_default();
-    let patient = patient_of_order(&patient_id, &text)?;
+    let fields = PatientFields {
+        patient_id: patient_id.clone(),
+        issuer: String::new(),
+        name: text("PatientName").unwrap_or_default(),
+        birth_date: text("PatientBirthDate"),
+        sex: text("PatientSex").map(|s| s.to_ascii_uppercase()),
+    };
+    let patient = match patients::find_or_create(&fields) {
+        Ok(patient) => patient,
+        Err(PatientLookup::Ambiguous(n)) => return Err(error(409, format!("PatientID `{patient_id}` identifies {n} patients"))),
+        Err(PatientLookup::Host(e)) => return Err(e.into()),
+    };
     let order = Order {
         study_uid: text("StudyInstanceUID").unwrap_or_default(),
         accession_number: text("AccessionNumber").unwrap_or_default(),
@@ -93,32 +105,6 @@ fn create(request: &Request) -> Answer {
         "AccessionNumber": order.accession_number,
         "PatientID": patient.patient_id,
     })))
-}
-
-/// The order's patient: the one with its PatientID, or a new one. When another request creates
-/// that patient between the look-up and the creation (two orders of a new patient at once), the
-/// creation is refused as a conflict and the patient it created is taken.
-fn patient_of_order(patient_id: &str, text: &dyn Fn(&str) -> Option<String>) -> Result<Patient, Response> {
-    for _ in 0..2 {
-        match archive::find_patients(patient_id, None)?.as_slice() {
-            [] => {}
-            [one] => return Ok(one.clone()),
-            many => return Err(error(409, format!("PatientID `{patient_id}` identifies {} patients", many.len()))),
-        }
-        let fields = PatientFields {
-            patient_id: patient_id.to_owned(),
-            issuer: String::new(),
-            name: text("PatientName").unwrap_or_default(),
-            birth_date: text("PatientBirthDate"),
-            sex: text("PatientSex").map(|s| s.to_ascii_uppercase()),
-        };
-        match archive::create_patient(&fields) {
-            Ok(created) => return Ok(created),
-            Err(HostError::Conflict(_)) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(error(409, format!("the patient with PatientID `{patient_id}` changed while the order was being created; send it again")))
 }
 
 /// `DELETE orders/delete?studyUid=`: the order leaves the worklist.

@@ -4,6 +4,7 @@
 
 use serde_json::{Value, json};
 use wasmpacs_sdk::archive::{self, Patient, PatientFields, Study, StudyFields};
+use wasmpacs_sdk::patients::{self, PatientLookup};
 use wasmpacs_sdk::{JsonBody, Plugin, Request, Response, error, events, is_date};
 
 struct Patients;
@@ -105,17 +106,19 @@ fn merge(request: &Request) -> Answer {
     if studies.is_empty() {
         return Err(error(409, format!("no study found for source patient `{source_id}`")));
     }
-    let target = match archive::find_patients(&target_id, None)?.as_slice() {
-        // Created with what the request gives: the seed asks for no name (PatientName may be empty).
-        [] => archive::create_patient(&PatientFields {
-            patient_id: target_id.clone(),
-            issuer: source.issuer.clone(),
-            name: body.text("patientName").unwrap_or_default(),
-            birth_date,
-            sex,
-        })?,
-        [one] => one.clone(),
-        many => return Err(error(409, format!("target patientID `{target_id}` identifies {} patients", many.len()))),
+    // Created, when missing, with what the request gives: the seed asks for no name (PatientName
+    // may be empty).
+    let fields = PatientFields {
+        patient_id: target_id.clone(),
+        issuer: source.issuer.clone(),
+        name: body.text("patientName").unwrap_or_default(),
+        birth_date,
+        sex,
+    };
+    let target = match patients::find_or_create(&fields) {
+        Ok(target) => target,
+        Err(PatientLookup::Ambiguous(n)) => return Err(error(409, format!("target patientID `{target_id}` identifies {n} patients"))),
+        Err(PatientLookup::Host(e)) => return Err(e.into()),
     };
     for study in &studies {
         archive::assign_study(study.key, target.key)?;
@@ -147,16 +150,17 @@ fn move_study(request: &Request) -> Answer {
     let study_uid = body.text("studyInstanceUid").unwrap_or_default();
     let target_id = body.text("targetPatientID").unwrap_or_default();
     let study = archive::find_study(&study_uid)?.ok_or_else(|| error(409, format!("study `{study_uid}` not found")))?;
-    let target = match archive::find_patients(&target_id, None)?.as_slice() {
-        [] => archive::create_patient(&PatientFields {
-            patient_id: target_id.clone(),
-            issuer: String::new(),
-            name: body.text("patientName").unwrap_or_default(),
-            birth_date,
-            sex,
-        })?,
-        [one] => one.clone(),
-        many => return Err(error(409, format!("targetPatientID `{target_id}` identifies {} patients", many.len()))),
+    let fields = PatientFields {
+        patient_id: target_id.clone(),
+        issuer: String::new(),
+        name: body.text("patientName").unwrap_or_default(),
+        birth_date,
+        sex,
+    };
+    let target = match patients::find_or_create(&fields) {
+        Ok(target) => target,
+        Err(PatientLookup::Ambiguous(n)) => return Err(error(409, format!("targetPatientID `{target_id}` identifies {n} patients"))),
+        Err(PatientLookup::Host(e)) => return Err(e.into()),
     };
     let previous = archive::get_patient(study.patient_key)?;
     if previous.key != target.key {
@@ -207,14 +211,14 @@ fn reconcile(request: &Request) -> Answer {
             (target, false)
         }
         None => {
-            let patient = match archive::find_patients(&patient_id, None)?.as_slice() {
-                // Created with what the request gives: `patientName` is not mandatory here.
-                [] => {
-                    let name = body.text("patientName").unwrap_or_default();
-                    archive::create_patient(&PatientFields { patient_id: patient_id.clone(), issuer: String::new(), name, birth_date, sex })?
-                }
-                [one] => one.clone(),
-                many => return Err(error(409, format!("patientID `{patient_id}` identifies {} patients", many.len()))),
+            // Created, when missing, with what the request gives: `patientName` is not
+            // mandatory here.
+            let name = body.text("patientName").unwrap_or_default();
+            let fields = PatientFields { patient_id: patient_id.clone(), issuer: String::new(), name, birth_date, sex };
+            let patient = match patients::find_or_create(&fields) {
+                Ok(patient) => patient,
+                Err(PatientLookup::Ambiguous(n)) => return Err(error(409, format!("patientID `{patient_id}` identifies {n} patients"))),
+                Err(PatientLookup::Host(e)) => return Err(e.into()),
             };
             let fields = StudyFields {
                 study_uid: target_uid.clone(),

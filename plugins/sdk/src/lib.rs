@@ -11,6 +11,7 @@
 
 mod body;
 pub mod clock;
+pub mod patients;
 
 /// Generated bindings of `wasmpacs:plugin@0.1.0`.
 pub mod bindings {
