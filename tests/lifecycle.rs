@@ -13,6 +13,7 @@ use wasmpacs_tests::{Backend, KEY_A, KEY_B, NODE_A, Options, TestServer, on_both
 
 on_both_backends!(
     series_deprecation_follows_the_seed,
+    series_deprecated_at_once_leave_true_totals,
     study_deprecation_follows_the_seed,
     relocation_moves_every_file_whole,
     relocation_refuses_damaged_files_and_bad_targets,
@@ -87,6 +88,33 @@ fn assert_bad(answer: (StatusCode, Value), field: &str) {
 
 fn events_of<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
     events.iter().filter(|e| e["eventType"] == kind).collect()
+}
+
+/// Both series of each of several studies deprecated at once: each study is left with no
+/// series and no bytes, and is no longer counted. A deprecation recomputes its study's totals;
+/// computed from what it saw before another deprecation of the same study committed, they
+/// would keep that other series.
+async fn series_deprecated_at_once_leave_true_totals(backend: Backend) {
+    const STUDIES: usize = 8;
+    let mut s = TestServer::start(backend).await;
+    let mut series = Vec::new();
+    for n in 0..STUDIES {
+        let study = format!("1.2.826.0.1.9.{n}");
+        let pair = [format!("{study}.1"), format!("{study}.2")];
+        s.seed_study("alpha", &format!("P-{n}"), &study, &[(&pair[0], 2), (&pair[1], 3)]).await;
+        series.extend(pair);
+    }
+    assert_eq!(count(&s).await, STUDIES as i64);
+    let requests: Vec<Value> = series.iter().map(|uid| json!({"seriesInstanceUid": uid, "author": "JaneDoe", "reason": "x"})).collect();
+    let answers = futures::future::join_all(requests.iter().map(|r| s.post("series/deprecation", r))).await;
+    assert!(answers.iter().all(|(status, _)| *status == StatusCode::OK), "{answers:?}");
+    assert_eq!(count(&s).await, 0, "no study has a series left");
+    let left: Vec<(String, i64, i64)> = sqlx::query_as("SELECT study_uid, series_count, size_bytes FROM studies WHERE series_count <> 0 OR size_bytes <> 0")
+        .fetch_all(&s.connect_db().await)
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "studies with totals left: {left:?}");
+    s.stop().await;
 }
 
 async fn series_deprecation_follows_the_seed(backend: Backend) {

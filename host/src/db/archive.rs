@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AssertSqlSafe, Row};
 
-use super::{is_unique_violation, now_text};
+use super::{is_unique_violation, lock_studies, now_text};
 
 /// Why a domain operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -431,8 +431,10 @@ pub async fn swap_series(conn: &mut AnyConnection, tenant: &str, a: i64, b: i64)
 }
 
 /// Recomputes the stored size (slide files included) and series count of two studies after series
-/// moved between them, from their series that are not deprecated (as `series/deprecation` does).
+/// moved between them, from their series that are not deprecated (as `series/deprecation` does),
+/// once their rows are locked (see [`lock_studies`]).
 async fn refresh_sizes(conn: &mut AnyConnection, a: i64, b: i64) -> OpResult<()> {
+    lock_studies(conn, &[a, b]).await?;
     sqlx::query(
         "UPDATE studies SET size_bytes = CAST(COALESCE((SELECT SUM(i.size_bytes + COALESCE(sf.size_bytes, 0)) FROM instances i \
          JOIN series se ON i.series_fk = se.id LEFT JOIN slide_files sf ON sf.instance_fk = i.id \

@@ -4,6 +4,8 @@
 
 use sqlx::{AnyConnection, Row};
 
+use super::lock_studies;
+
 /// What a lookup by a key that need not be unique found.
 #[derive(Debug)]
 pub enum Lookup<T> {
@@ -147,8 +149,9 @@ pub async fn deprecate_study(conn: &mut AnyConnection, study: &StudyRow) -> Resu
 }
 
 /// The series count and size in bytes (slide files included) of a study, from its series that
-/// are not deprecated.
+/// are not deprecated, once its row is locked (see [`lock_studies`]).
 async fn refresh_totals(conn: &mut AnyConnection, study_key: i64) -> Result<(), sqlx::Error> {
+    lock_studies(conn, &[study_key]).await?;
     sqlx::query(
         "UPDATE studies SET size_bytes = CAST(COALESCE((SELECT SUM(i.size_bytes + COALESCE(sf.size_bytes, 0)) FROM instances i \
          JOIN series se ON i.series_fk = se.id LEFT JOIN slide_files sf ON sf.instance_fk = i.id \

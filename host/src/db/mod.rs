@@ -228,6 +228,26 @@ pub fn text_in(wait: std::time::Duration) -> String {
     humantime::format_rfc3339_millis(SystemTime::now() + wait).to_string()
 }
 
+/// Locks the rows of the studies `keys` until the unit of work ends (PostgreSQL; SQLite has a
+/// single writer). Each statement after it sees every change committed before the lock was
+/// granted: a recount of a study's series and bytes made then counts what another request
+/// changed meanwhile, and a request counting the same study waits until this one commits. The
+/// rows are locked one by one in key order, so that two units never wait on each other crosswise,
+/// and `FOR NO KEY UPDATE`, as an update of the totals would: a unit that only points a row at the
+/// study (its series moved there, holding the study's key share) does not block it.
+pub async fn lock_studies(conn: &mut sqlx::AnyConnection, keys: &[i64]) -> Result<(), sqlx::Error> {
+    if conn.backend_name() != <sqlx::Postgres as sqlx::Database>::NAME {
+        return Ok(());
+    }
+    let mut keys = keys.to_vec();
+    keys.sort_unstable();
+    keys.dedup();
+    for key in keys {
+        sqlx::query("SELECT id FROM studies WHERE id = $1 FOR NO KEY UPDATE").bind(key).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
 /// True when `e` is a unique-constraint violation.
 pub fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
