@@ -13,6 +13,7 @@ on_both_backends!(
     move_study_rules,
     studies_moved_at_once_to_a_new_patient_share_it,
     reconcile_study_rules,
+    studies_reconciled_at_once_into_a_new_study_all_arrive,
     swap_studies_rules,
 );
 
@@ -233,6 +234,31 @@ async fn studies_moved_at_once_to_a_new_patient_share_it(backend: Backend) {
     assert_eq!(owners, 1, "the studies share one patient");
     let events = s.events_as(wasmpacs_tests::KEY_A).await;
     assert_eq!(kinds(&events).iter().filter(|(k, _)| k == "STUDY_MOVED").count(), STUDIES);
+    s.stop().await;
+}
+
+/// Studies reconciled at once into one target study that does not exist yet: every reconcile
+/// succeeds, and the target ends with every series, counted.
+async fn studies_reconciled_at_once_into_a_new_study_all_arrive(backend: Backend) {
+    const SOURCES: usize = 6;
+    let mut s = TestServer::start(backend).await;
+    let sources: Vec<String> = (0..SOURCES).map(|n| format!("1.2.826.0.1.10.{n}")).collect();
+    for (n, uid) in sources.iter().enumerate() {
+        s.seed_study("alpha", &format!("SRC-{n}"), uid, &[(&format!("{uid}.1"), 2)]).await;
+    }
+    let target = "1.2.826.0.1.10.99";
+    let bodies: Vec<Value> = sources
+        .iter()
+        .map(|uid| json!({"sourceStudyInstanceUID": uid, "targetStudyInstanceUID": target, "patientID": "RECON", "userName": "u"}))
+        .collect();
+    let answers = futures::future::join_all(bodies.iter().map(|b| s.post("studies/reconcile", b))).await;
+    assert!(answers.iter().all(|(status, _)| *status == StatusCode::OK), "{answers:?}");
+    let (series_count,): (i64,) = sqlx::query_as("SELECT series_count FROM studies WHERE study_uid = $1")
+        .bind(target)
+        .fetch_one(&s.connect_db().await)
+        .await
+        .unwrap();
+    assert_eq!(series_count, SOURCES as i64, "every series arrived in the target and is counted");
     s.stop().await;
 }
 

@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 use wasmpacs_sdk::archive::{self, Patient, PatientFields, Study, StudyFields};
 use wasmpacs_sdk::patients::{self, PatientLookup};
-use wasmpacs_sdk::{JsonBody, Plugin, Request, Response, error, events, is_date};
+use wasmpacs_sdk::{HostError, JsonBody, Plugin, Request, Response, error, events, is_date};
 
 struct Patients;
 
@@ -199,38 +199,7 @@ fn reconcile(request: &Request) -> Answer {
     }
     let source = archive::find_study(&source_uid)?
         .ok_or_else(|| error(404, format!("source study `{source_uid}` not found")))?;
-    let (target, created) = match archive::find_study(&target_uid)? {
-        Some(target) => {
-            let owner = archive::get_patient(target.patient_key)?;
-            if owner.patient_id != patient_id {
-                return Err(error(409, format!(
-                    "target study `{target_uid}` belongs to patientID `{}`, not `{patient_id}`",
-                    owner.patient_id
-                )));
-            }
-            (target, false)
-        }
-        None => {
-            // Created, when missing, with what the request gives: `patientName` is not
-            // mandatory here.
-            let name = body.text("patientName").unwrap_or_default();
-            let fields = PatientFields { patient_id: patient_id.clone(), issuer: String::new(), name, birth_date, sex };
-            let patient = match patients::find_or_create(&fields) {
-                Ok(patient) => patient,
-                Err(PatientLookup::Ambiguous(n)) => return Err(error(409, format!("patientID `{patient_id}` identifies {n} patients"))),
-                Err(PatientLookup::Host(e)) => return Err(e.into()),
-            };
-            let fields = StudyFields {
-                study_uid: target_uid.clone(),
-                accession_number: body.text("accessionNumber"),
-                description: body.text("studyDescription"),
-                study_date,
-                study_time: None,
-                referring_physician: None,
-            };
-            (archive::create_study(patient.key, &fields)?, true)
-        }
-    };
+    let (target, created) = reconcile_target(&body, &target_uid, &patient_id, (birth_date, sex), study_date)?;
     let moved = archive::move_all_series(source.key, target.key)?;
     let detail = json!({
         "sourceStudyInstanceUID": source_uid,
@@ -250,6 +219,55 @@ fn reconcile(request: &Request) -> Answer {
         "seriesMoved": moved,
         "targetCreated": created,
     })))
+}
+
+/// The target study of a reconcile: the one with `target_uid` when it belongs to the patient
+/// with `patient_id`, else one created (with that patient, when missing) from what the request
+/// gives; and whether it was created. When another request creates the study between the
+/// look-up and the creation (two reconciles into one new study at once), the creation is refused
+/// as a conflict and the study the other request created is taken.
+fn reconcile_target(
+    body: &JsonBody,
+    target_uid: &str,
+    patient_id: &str,
+    (birth_date, sex): (Option<String>, Option<String>),
+    study_date: Option<String>,
+) -> Result<(Study, bool), Response> {
+    let mut attempts = 2;
+    loop {
+        attempts -= 1;
+        if let Some(target) = archive::find_study(target_uid)? {
+            let owner = archive::get_patient(target.patient_key)?;
+            if owner.patient_id != patient_id {
+                return Err(error(409, format!(
+                    "target study `{target_uid}` belongs to patientID `{}`, not `{patient_id}`",
+                    owner.patient_id
+                )));
+            }
+            return Ok((target, false));
+        }
+        // Created with what the request gives: `patientName` is not mandatory here.
+        let name = body.text("patientName").unwrap_or_default();
+        let fields = PatientFields { patient_id: patient_id.to_owned(), issuer: String::new(), name, birth_date: birth_date.clone(), sex: sex.clone() };
+        let patient = match patients::find_or_create(&fields) {
+            Ok(patient) => patient,
+            Err(PatientLookup::Ambiguous(n)) => return Err(error(409, format!("patientID `{patient_id}` identifies {n} patients"))),
+            Err(PatientLookup::Host(e)) => return Err(e.into()),
+        };
+        let fields = StudyFields {
+            study_uid: target_uid.to_owned(),
+            accession_number: body.text("accessionNumber"),
+            description: body.text("studyDescription"),
+            study_date: study_date.clone(),
+            study_time: None,
+            referring_physician: None,
+        };
+        match archive::create_study(patient.key, &fields) {
+            Ok(created) => return Ok((created, true)),
+            Err(HostError::Conflict(_)) if attempts > 0 => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// `POST studies/swap`: the series of the two studies change places.
