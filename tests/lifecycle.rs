@@ -16,6 +16,7 @@ on_both_backends!(
     series_deprecated_at_once_leave_true_totals,
     study_deprecation_follows_the_seed,
     relocation_moves_every_file_whole,
+    relocations_of_one_study_at_once_leave_no_stray_copy,
     relocation_refuses_damaged_files_and_bad_targets,
     old_copies_outlive_a_stop_and_go_once_due,
 );
@@ -309,6 +310,41 @@ async fn eventually_within(limit: std::time::Duration, condition: impl Fn() -> b
 
 fn staging_empty(root: &Path) -> bool {
     std::fs::read_dir(root.join(".staging")).map(|d| d.count() == 0).unwrap_or(true)
+}
+
+/// Two relocations of one study to two media at once: both succeed, and once the old copies
+/// are removed the study's files are on one medium and nowhere else. A relocation that pointed
+/// the index at its copies over the other's, unaware of them, would leave the other's copies
+/// named by no row and never removed.
+async fn relocations_of_one_study_at_once_leave_no_stray_copy(backend: Backend) {
+    let (nearline, farline) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut options = Options::new(backend);
+    options.extra_config = format!(
+        "\n[[storage.medium]]\nname = \"nearline\"\npath = \"{}\"\n[[storage.medium]]\nname = \"farline\"\npath = \"{}\"\n",
+        nearline.path().display(),
+        farline.path().display()
+    );
+    let s = TestServer::start_with(options).await.expect("server starts");
+    let dir = tempfile::tempdir().unwrap();
+    let files = store_samples(&s, dir.path()).await;
+    let (ct_study, _, _) = uids(&files["ct"]);
+    let archive = s.data_dir.path().join("archive");
+    let before = files_under(&archive);
+    let ct_files: BTreeMap<String, Vec<u8>> = before.iter().filter(|(k, _)| k.contains(&ct_study)).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let to = |medium: &str| json!({"studyInstanceUid": ct_study, "physicalMediumName": medium, "author": "JaneDoe"});
+    let (near, far) = (to("nearline"), to("farline"));
+    let (a, b) = tokio::join!(s.post("studies/relocation", &near), s.post("studies/relocation", &far));
+    assert_eq!((a.0, b.0), (StatusCode::OK, StatusCode::OK), "{a:?} {b:?}");
+    eventually(|| files_under(&archive).len() == before.len() - ct_files.len()).await;
+    eventually(|| {
+        let (on_near, on_far) = (files_under(nearline.path()), files_under(farline.path()));
+        (on_near == ct_files && on_far.is_empty()) || (on_far == ct_files && on_near.is_empty())
+    })
+    .await;
+    let (code, report) = s.check(&[]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["orphans"]["count"].as_u64(), Some(0), "{report}");
+    s.stop().await;
 }
 
 async fn relocation_moves_every_file_whole(backend: Backend) {

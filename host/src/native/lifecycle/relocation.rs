@@ -122,12 +122,16 @@ impl Relocation {
         self.commit(copies).await
     }
 
-    /// In one unit of work: copies what is still missing, places the copies, points the index at
-    /// them, records the event and schedules the old copies' removal (see [`crate::removal`]).
+    /// In one unit of work, with the study's row locked: copies what is still missing, places the
+    /// copies, points the index at them, records the event and schedules the old copies' removal
+    /// (see [`crate::removal`]).
     /// `None` when the study was on the target already.
     async fn commit(self, mut copies: HashMap<FileKey, Copied>) -> Result<Option<StudyEvent>, ApiError> {
         let Relocation { db, storage, remover, tenant, study, target, target_kind, author, keep } = self;
         let mut unit = db.begin().await.map_err(system_error)?;
+        // Another relocation of the study commits first, or waits until this one has: the files
+        // read next are where the index points now, so that no copy is left named by no row.
+        crate::db::lock_studies(&mut unit, &[study.key]).await.map_err(system_error)?;
         let files = lifecycle::study_files(&mut unit, study.key).await.map_err(system_error)?;
         refuse_bucket_to_bucket(&storage, &files, &target)?;
         let moving: Vec<StoredFile> = files.into_iter().filter(|f| f.medium != target).collect();
