@@ -123,19 +123,22 @@ fn one_live<T>(rows: Vec<T>, deprecated: impl Fn(&T) -> bool) -> Lookup<T> {
     }
 }
 
-/// Marks a series deprecated and recomputes its study's series count and size from what is
-/// left. False when it was deprecated already (by a concurrent request, say).
-pub async fn deprecate_series(conn: &mut AnyConnection, series: &SeriesRow) -> Result<bool, sqlx::Error> {
-    let changed = sqlx::query("UPDATE series SET deprecated = 1 WHERE id = $1 AND deprecated = 0")
+/// Marks a series deprecated and recomputes the series count and size of its study from what is
+/// left: of the study it is in when marked, which is `series.study_key` unless a request moved
+/// it since it was found. That study's UID; `None` when the series was deprecated already (by a
+/// concurrent request, say).
+pub async fn deprecate_series(conn: &mut AnyConnection, series: &SeriesRow) -> Result<Option<String>, sqlx::Error> {
+    let study_key: Option<i64> = sqlx::query_scalar("UPDATE series SET deprecated = 1 WHERE id = $1 AND deprecated = 0 RETURNING study_fk")
         .bind(series.key)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
-    if changed == 0 {
-        return Ok(false);
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(study_key) = study_key else { return Ok(None) };
+    refresh_totals(conn, study_key).await?;
+    if study_key == series.study_key {
+        return Ok(Some(series.study_uid.clone()));
     }
-    refresh_totals(conn, series.study_key).await?;
-    Ok(true)
+    let study_uid = sqlx::query_scalar("SELECT study_uid FROM studies WHERE id = $1").bind(study_key).fetch_one(&mut *conn).await?;
+    Ok(Some(study_uid))
 }
 
 /// Marks a study deprecated. False when it was deprecated already.

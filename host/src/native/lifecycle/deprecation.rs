@@ -42,12 +42,16 @@ pub async fn deprecate_series(app: &App, call: NativeCall) -> Result<Response<Bo
     if series.study_deprecated {
         return Err(ApiError::Conflict(format!("the study `{}` of series `{}` is deprecated already", series.study_uid, series.series_uid)));
     }
-    if series.deprecated || !lifecycle::deprecate_series(&mut unit, &series).await.map_err(system_error("series"))? {
+    let deprecated = match series.deprecated {
+        true => None,
+        false => lifecycle::deprecate_series(&mut unit, &series).await.map_err(system_error("series"))?,
+    };
+    let Some(study_uid) = deprecated else {
         return Err(ApiError::Conflict(format!("series `{}` has already a deprecation", series.series_uid)));
-    }
+    };
     let detail = json!({ "seriesInstanceUid": series.series_uid, "author": author, "reason": reason });
-    record_and_commit(app, unit, &tenant, "SERIES_DEPRECATED", &series.study_uid, detail, "series").await?;
-    tracing::info!(tenant, series = %series.series_uid, study = %series.study_uid, author, reason, "series deprecated");
+    record_and_commit(app, unit, &tenant, "SERIES_DEPRECATED", &study_uid, detail, "series").await?;
+    tracing::info!(tenant, series = %series.series_uid, study = %study_uid, author, reason, "series deprecated");
     Ok(fields.success("deprecation successful"))
 }
 
