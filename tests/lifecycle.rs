@@ -308,6 +308,11 @@ async fn eventually_within(limit: std::time::Duration, condition: impl Fn() -> b
     }
 }
 
+/// The files among `files` (see [`files_under`]) of the study `study_uid`.
+fn files_of_study(files: &BTreeMap<String, Vec<u8>>, study_uid: &str) -> BTreeMap<String, Vec<u8>> {
+    files.iter().filter(|(path, _)| path.contains(study_uid)).map(|(path, bytes)| (path.clone(), bytes.clone())).collect()
+}
+
 fn staging_empty(root: &Path) -> bool {
     std::fs::read_dir(root.join(".staging")).map(|d| d.count() == 0).unwrap_or(true)
 }
@@ -330,7 +335,7 @@ async fn relocations_of_one_study_at_once_leave_no_stray_copy(backend: Backend) 
     let (ct_study, _, _) = uids(&files["ct"]);
     let archive = s.data_dir.path().join("archive");
     let before = files_under(&archive);
-    let ct_files: BTreeMap<String, Vec<u8>> = before.iter().filter(|(k, _)| k.contains(&ct_study)).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let ct_files = files_of_study(&before, &ct_study);
     let to = |medium: &str| json!({"studyInstanceUid": ct_study, "physicalMediumName": medium, "author": "JaneDoe"});
     let (near, far) = (to("nearline"), to("farline"));
     let (a, b) = tokio::join!(s.post("studies/relocation", &near), s.post("studies/relocation", &far));
@@ -356,7 +361,7 @@ async fn relocation_moves_every_file_whole(backend: Backend) {
     let archive = s.data_dir.path().join("archive");
     let before = files_under(&archive);
     assert_eq!(before.len(), 5);
-    let ct_files: BTreeMap<String, Vec<u8>> = before.iter().filter(|(k, _)| k.contains(&ct_study)).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let ct_files = files_of_study(&before, &ct_study);
     assert_eq!(ct_files.len(), 2);
 
     let request = json!({"studyInstanceUid": ct_study, "physicalMediumName": "nearline", "author": "JaneDoe"});
@@ -468,7 +473,7 @@ async fn old_copies_outlive_a_stop_and_go_once_due(backend: Backend) {
     let (ct_study, _, _) = uids(&files["ct"]);
     let archive = s.data_dir.path().join("archive");
     let before = files_under(&archive);
-    let ct_files: BTreeMap<String, Vec<u8>> = before.iter().filter(|(k, _)| k.contains(&ct_study)).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let ct_files = files_of_study(&before, &ct_study);
 
     let request = json!({"studyInstanceUid": ct_study, "physicalMediumName": "nearline", "author": "JaneDoe"});
     let (status, body) = s.post("studies/relocation", &request).await;

@@ -6,7 +6,7 @@ mod validate;
 
 use serde_json::json;
 use wasmpacs_sdk::archive::{self, Order, Patient, PatientFields};
-use wasmpacs_sdk::patients::{self, PatientLookup};
+use wasmpacs_sdk::patients;
 use wasmpacs_sdk::{JsonBody, Plugin, Request, Response, StudyEvent, error, events};
 
 struct Orders;
@@ -59,11 +59,7 @@ fn create(request: &Request) -> Answer {
         birth_date: text("PatientBirthDate"),
         sex: text("PatientSex").map(|s| s.to_ascii_uppercase()),
     };
-    let patient = match patients::find_or_create(&fields) {
-        Ok(patient) => patient,
-        Err(PatientLookup::Ambiguous(n)) => return Err(error(409, format!("PatientID `{patient_id}` identifies {n} patients"))),
-        Err(PatientLookup::Host(e)) => return Err(e.into()),
-    };
+    let patient = patients::find_or_create(&fields, "PatientID")?;
     let order = Order {
         study_uid: text("StudyInstanceUID").unwrap_or_default(),
         accession_number: text("AccessionNumber").unwrap_or_default(),

@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 use wasmpacs_sdk::archive::{self, Patient, PatientFields, Study, StudyFields};
-use wasmpacs_sdk::patients::{self, PatientLookup};
+use wasmpacs_sdk::patients;
 use wasmpacs_sdk::{HostError, JsonBody, Plugin, Request, Response, error, events, is_date};
 
 struct Patients;
@@ -115,11 +115,7 @@ fn merge(request: &Request) -> Answer {
         birth_date,
         sex,
     };
-    let target = match patients::find_or_create(&fields) {
-        Ok(target) => target,
-        Err(PatientLookup::Ambiguous(n)) => return Err(error(409, format!("target patientID `{target_id}` identifies {n} patients"))),
-        Err(PatientLookup::Host(e)) => return Err(e.into()),
-    };
+    let target = patients::find_or_create(&fields, "target patientID")?;
     for study in &studies {
         archive::assign_study(study.key, target.key)?;
     }
@@ -157,11 +153,7 @@ fn move_study(request: &Request) -> Answer {
         birth_date,
         sex,
     };
-    let target = match patients::find_or_create(&fields) {
-        Ok(target) => target,
-        Err(PatientLookup::Ambiguous(n)) => return Err(error(409, format!("targetPatientID `{target_id}` identifies {n} patients"))),
-        Err(PatientLookup::Host(e)) => return Err(e.into()),
-    };
+    let target = patients::find_or_create(&fields, "targetPatientID")?;
     let previous = archive::get_patient(study.patient_key)?;
     if previous.key != target.key {
         archive::assign_study(study.key, target.key)?;
@@ -249,11 +241,7 @@ fn reconcile_target(
         // Created with what the request gives: `patientName` is not mandatory here.
         let name = body.text("patientName").unwrap_or_default();
         let fields = PatientFields { patient_id: patient_id.to_owned(), issuer: String::new(), name, birth_date: birth_date.clone(), sex: sex.clone() };
-        let patient = match patients::find_or_create(&fields) {
-            Ok(patient) => patient,
-            Err(PatientLookup::Ambiguous(n)) => return Err(error(409, format!("patientID `{patient_id}` identifies {n} patients"))),
-            Err(PatientLookup::Host(e)) => return Err(e.into()),
-        };
+        let patient = patients::find_or_create(&fields, "patientID")?;
         let fields = StudyFields {
             study_uid: target_uid.to_owned(),
             accession_number: body.text("accessionNumber"),
