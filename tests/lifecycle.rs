@@ -274,9 +274,38 @@ async fn study_deprecation_follows_the_seed(backend: Backend) {
 
 /// A server with a second medium, `nearline`, in `nearline`.
 async fn with_nearline(backend: Backend, nearline: &Path) -> TestServer {
+    with_media(backend, &[("nearline", nearline)], 0).await
+}
+
+/// A server with the physical `media` (name, folder) besides the default one, and
+/// `[storage] relocation_keep_s = keep_s`.
+async fn with_media(backend: Backend, media: &[(&str, &Path)], keep_s: u64) -> TestServer {
     let mut options = Options::new(backend);
-    options.extra_config = format!("\n[[storage.medium]]\nname = \"nearline\"\npath = \"{}\"\n", nearline.display());
+    for (name, path) in media {
+        options.extra_config += &format!("\n[[storage.medium]]\nname = \"{name}\"\npath = \"{}\"\n", path.display());
+    }
+    options.relocation_keep_s = keep_s;
     TestServer::start_with(options).await.expect("server starts")
+}
+
+/// The samples stored on the default medium, with the CT study's UID and files.
+struct StoredCt {
+    _samples: tempfile::TempDir,
+    study: String,
+    archive: PathBuf,
+    /// Every stored file (see [`files_under`]), and those of the CT study.
+    before: BTreeMap<String, Vec<u8>>,
+    ct_files: BTreeMap<String, Vec<u8>>,
+}
+
+async fn store_ct(s: &TestServer) -> StoredCt {
+    let samples = tempfile::tempdir().unwrap();
+    let files = store_samples(s, samples.path()).await;
+    let (study, _, _) = uids(&files["ct"]);
+    let archive = s.data_dir.path().join("archive");
+    let before = files_under(&archive);
+    let ct_files = files_of_study(&before, &study);
+    StoredCt { _samples: samples, study, archive, before, ct_files }
 }
 
 /// Every file under `root` (staging excluded), by relative path with the name's unique token left
@@ -323,19 +352,8 @@ fn staging_empty(root: &Path) -> bool {
 /// named by no row and never removed.
 async fn relocations_of_one_study_at_once_leave_no_stray_copy(backend: Backend) {
     let (nearline, farline) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let mut options = Options::new(backend);
-    options.extra_config = format!(
-        "\n[[storage.medium]]\nname = \"nearline\"\npath = \"{}\"\n[[storage.medium]]\nname = \"farline\"\npath = \"{}\"\n",
-        nearline.path().display(),
-        farline.path().display()
-    );
-    let s = TestServer::start_with(options).await.expect("server starts");
-    let dir = tempfile::tempdir().unwrap();
-    let files = store_samples(&s, dir.path()).await;
-    let (ct_study, _, _) = uids(&files["ct"]);
-    let archive = s.data_dir.path().join("archive");
-    let before = files_under(&archive);
-    let ct_files = files_of_study(&before, &ct_study);
+    let s = with_media(backend, &[("nearline", nearline.path()), ("farline", farline.path())], 0).await;
+    let StoredCt { study: ct_study, archive, before, ct_files, .. } = store_ct(&s).await;
     let to = |medium: &str| json!({"studyInstanceUid": ct_study, "physicalMediumName": medium, "author": "JaneDoe"});
     let (near, far) = (to("nearline"), to("farline"));
     let (a, b) = tokio::join!(s.post("studies/relocation", &near), s.post("studies/relocation", &far));
@@ -464,16 +482,8 @@ async fn relocation_refuses_damaged_files_and_bad_targets(backend: Backend) {
 /// for orphans.
 async fn old_copies_outlive_a_stop_and_go_once_due(backend: Backend) {
     let nearline = tempfile::tempdir().unwrap();
-    let mut options = Options::new(backend);
-    options.extra_config = format!("\n[[storage.medium]]\nname = \"nearline\"\npath = \"{}\"\n", nearline.path().display());
-    options.relocation_keep_s = 4;
-    let mut s = TestServer::start_with(options).await.expect("server starts");
-    let dir = tempfile::tempdir().unwrap();
-    let files = store_samples(&s, dir.path()).await;
-    let (ct_study, _, _) = uids(&files["ct"]);
-    let archive = s.data_dir.path().join("archive");
-    let before = files_under(&archive);
-    let ct_files = files_of_study(&before, &ct_study);
+    let mut s = with_media(backend, &[("nearline", nearline.path())], 4).await;
+    let StoredCt { study: ct_study, archive, before, ct_files, _samples } = store_ct(&s).await;
 
     let request = json!({"studyInstanceUid": ct_study, "physicalMediumName": "nearline", "author": "JaneDoe"});
     let (status, body) = s.post("studies/relocation", &request).await;

@@ -214,19 +214,33 @@ async fn move_study_rules(backend: Backend) {
     s.stop().await;
 }
 
+/// Seeds `n` studies `<root>.<i>`, each of its own patient and with one series of two instances;
+/// their UIDs.
+async fn seed_studies(s: &mut TestServer, root: &str, n: usize) -> Vec<String> {
+    let uids: Vec<String> = (0..n).map(|i| format!("{root}.{i}")).collect();
+    for (i, uid) in uids.iter().enumerate() {
+        s.seed_study("alpha", &format!("OWNER-{root}-{i}"), uid, &[(&format!("{uid}.1"), 2)]).await;
+    }
+    uids
+}
+
+/// POSTs every one of `bodies` to `path` at once; each must be answered 200.
+async fn all_succeed_at_once(s: &TestServer, path: &str, bodies: &[Value]) {
+    let answers = futures::future::join_all(bodies.iter().map(|b| s.post(path, b))).await;
+    assert!(answers.iter().all(|(status, _)| *status == StatusCode::OK), "{answers:?}");
+}
+
 /// Studies moved at once to a Patient ID no patient has yet: every move succeeds, and the
 /// studies end with the one patient the first of them created.
 async fn studies_moved_at_once_to_a_new_patient_share_it(backend: Backend) {
     const STUDIES: usize = 8;
     let mut s = TestServer::start(backend).await;
-    let uids: Vec<String> = (0..STUDIES).map(|n| format!("1.2.826.0.1.8.{n}")).collect();
-    for (n, uid) in uids.iter().enumerate() {
-        s.seed_study("alpha", &format!("OWNER-{n}"), uid, &[(&format!("{uid}.1"), 1)]).await;
-    }
-    let body = |study: &str| json!({"studyInstanceUid": study, "targetPatientID": "NEWCOMER", "patientName": "NEW^COMER", "userName": "u"});
-    let bodies: Vec<Value> = uids.iter().map(|uid| body(uid)).collect();
-    let moves = futures::future::join_all(bodies.iter().map(|b| s.post("studies/move", b))).await;
-    assert!(moves.iter().all(|(status, _)| *status == StatusCode::OK), "{moves:?}");
+    let uids = seed_studies(&mut s, "1.2.826.0.1.8", STUDIES).await;
+    let bodies: Vec<Value> = uids
+        .iter()
+        .map(|uid| json!({"studyInstanceUid": uid, "targetPatientID": "NEWCOMER", "patientName": "NEW^COMER", "userName": "u"}))
+        .collect();
+    all_succeed_at_once(&s, "studies/move", &bodies).await;
     let owners: i64 = sqlx::query_scalar("SELECT COUNT(DISTINCT patient_fk) FROM studies WHERE study_uid LIKE '1.2.826.0.1.8.%'")
         .fetch_one(&s.connect_db().await)
         .await
@@ -242,17 +256,13 @@ async fn studies_moved_at_once_to_a_new_patient_share_it(backend: Backend) {
 async fn studies_reconciled_at_once_into_a_new_study_all_arrive(backend: Backend) {
     const SOURCES: usize = 6;
     let mut s = TestServer::start(backend).await;
-    let sources: Vec<String> = (0..SOURCES).map(|n| format!("1.2.826.0.1.10.{n}")).collect();
-    for (n, uid) in sources.iter().enumerate() {
-        s.seed_study("alpha", &format!("SRC-{n}"), uid, &[(&format!("{uid}.1"), 2)]).await;
-    }
+    let sources = seed_studies(&mut s, "1.2.826.0.1.10", SOURCES).await;
     let target = "1.2.826.0.1.10.99";
     let bodies: Vec<Value> = sources
         .iter()
         .map(|uid| json!({"sourceStudyInstanceUID": uid, "targetStudyInstanceUID": target, "patientID": "RECON", "userName": "u"}))
         .collect();
-    let answers = futures::future::join_all(bodies.iter().map(|b| s.post("studies/reconcile", b))).await;
-    assert!(answers.iter().all(|(status, _)| *status == StatusCode::OK), "{answers:?}");
+    all_succeed_at_once(&s, "studies/reconcile", &bodies).await;
     let (series_count,): (i64,) = sqlx::query_as("SELECT series_count FROM studies WHERE study_uid = $1")
         .bind(target)
         .fetch_one(&s.connect_db().await)

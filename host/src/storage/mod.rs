@@ -201,12 +201,7 @@ impl Storage {
             let root = self.root(medium)?;
             let synced_fresh = self.parents_of_fresh(root, &placed, &mut changed);
             sync_folders(&changed)?;
-            if !synced_fresh.is_empty() {
-                let mut fresh = self.fresh_folders.lock().expect("fresh folders lock");
-                for folder in &synced_fresh {
-                    fresh.remove(folder);
-                }
-            }
+            self.forget_fresh(&synced_fresh);
             Ok(())
         })();
         match result {
@@ -253,6 +248,17 @@ impl Storage {
             }
         }
         found
+    }
+
+    /// Forgets `folders` as fresh: their entries in their parents are synced (or were never made).
+    fn forget_fresh<'a>(&self, folders: impl IntoIterator<Item = &'a PathBuf>) {
+        let mut folders = folders.into_iter().peekable();
+        if folders.peek().is_some() {
+            let mut fresh = self.fresh_folders.lock().expect("fresh folders lock");
+            folders.for_each(|folder| {
+                fresh.remove(folder);
+            });
+        }
     }
 
     /// Copies a stored file into a new staging file on medium `target`, digesting (with

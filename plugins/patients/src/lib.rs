@@ -191,7 +191,17 @@ fn reconcile(request: &Request) -> Answer {
     }
     let source = archive::find_study(&source_uid)?
         .ok_or_else(|| error(404, format!("source study `{source_uid}` not found")))?;
-    let (target, created) = reconcile_target(&body, &target_uid, &patient_id, (birth_date, sex), study_date)?;
+    // A target created is made of what the request gives: `patientName` is not mandatory here.
+    let patient = PatientFields { patient_id: patient_id.clone(), issuer: String::new(), name: body.text("patientName").unwrap_or_default(), birth_date, sex };
+    let study = StudyFields {
+        study_uid: target_uid.clone(),
+        accession_number: body.text("accessionNumber"),
+        description: body.text("studyDescription"),
+        study_date,
+        study_time: None,
+        referring_physician: None,
+    };
+    let (target, created) = reconcile_target(&study, &patient)?;
     let moved = archive::move_all_series(source.key, target.key)?;
     let detail = json!({
         "sourceStudyInstanceUID": source_uid,
@@ -213,24 +223,19 @@ fn reconcile(request: &Request) -> Answer {
     })))
 }
 
-/// The target study of a reconcile: the one with `target_uid` when it belongs to the patient
-/// with `patient_id`, else one created (with that patient, when missing) from what the request
-/// gives; and whether it was created. When another request creates the study between the
-/// look-up and the creation (two reconciles into one new study at once), the creation is refused
-/// as a conflict and the study the other request created is taken.
-fn reconcile_target(
-    body: &JsonBody,
-    target_uid: &str,
-    patient_id: &str,
-    (birth_date, sex): (Option<String>, Option<String>),
-    study_date: Option<String>,
-) -> Result<(Study, bool), Response> {
+/// The target study of a reconcile: the one with the UID of `study` when it belongs to the
+/// patient with the ID of `patient`, else one made of `study` (and of `patient`, when missing);
+/// and whether it was created. When another request creates the study between the look-up and
+/// the creation (two reconciles into one new study at once), the creation is refused as a
+/// conflict and the study the other request created is taken.
+fn reconcile_target(study: &StudyFields, patient: &PatientFields) -> Result<(Study, bool), Response> {
+    let (target_uid, patient_id) = (&study.study_uid, &patient.patient_id);
     let mut attempts = 2;
     loop {
         attempts -= 1;
         if let Some(target) = archive::find_study(target_uid)? {
             let owner = archive::get_patient(target.patient_key)?;
-            if owner.patient_id != patient_id {
+            if owner.patient_id != *patient_id {
                 return Err(error(409, format!(
                     "target study `{target_uid}` belongs to patientID `{}`, not `{patient_id}`",
                     owner.patient_id
@@ -238,19 +243,8 @@ fn reconcile_target(
             }
             return Ok((target, false));
         }
-        // Created with what the request gives: `patientName` is not mandatory here.
-        let name = body.text("patientName").unwrap_or_default();
-        let fields = PatientFields { patient_id: patient_id.to_owned(), issuer: String::new(), name, birth_date: birth_date.clone(), sex: sex.clone() };
-        let patient = patients::find_or_create(&fields, "patientID")?;
-        let fields = StudyFields {
-            study_uid: target_uid.to_owned(),
-            accession_number: body.text("accessionNumber"),
-            description: body.text("studyDescription"),
-            study_date: study_date.clone(),
-            study_time: None,
-            referring_physician: None,
-        };
-        match archive::create_study(patient.key, &fields) {
+        let owner = patients::find_or_create(patient, "patientID")?;
+        match archive::create_study(owner.key, study) {
             Ok(created) => return Ok((created, true)),
             Err(HostError::Conflict(_)) if attempts > 0 => continue,
             Err(e) => return Err(e.into()),
