@@ -15,6 +15,7 @@ on_both_backends!(
     reconcile_study_rules,
     studies_reconciled_at_once_into_a_new_study_all_arrive,
     swap_studies_rules,
+    studies_swapped_while_instances_arrive_keep_true_totals,
 );
 
 fn kinds(events: &[Value]) -> Vec<(String, Option<String>)> {
@@ -351,5 +352,65 @@ async fn swap_studies_rules(backend: Backend) {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let events = s.events_as(wasmpacs_tests::KEY_A).await;
     assert_eq!(kinds(&events).iter().filter(|(k, _)| k == "STUDY_SWAPPED").count(), 2);
+    s.stop().await;
+}
+
+/// Two studies swapped again and again while four associations store new series into both:
+/// every swap and every store succeeds (the two never wait on each other crosswise), and each
+/// study's series count and size end as what it holds. (Each series has one instance: one sent
+/// to a series already swapped into the other study would rightly be refused.)
+async fn studies_swapped_while_instances_arrive_keep_true_totals(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    // 2 studies of 64 series of one instance of 160x160.
+    let files = wasmpacs_tests::generate_cts(dir.path(), &["-n", "128", "--studies", "2", "--series-per-study", "64", "--rows", "160", "--cols", "160"]);
+    let mut by_study: std::collections::BTreeMap<String, Vec<std::path::PathBuf>> = Default::default();
+    for file in files {
+        by_study.entry(wasmpacs_tests::uids(&file).0).or_default().push(file);
+    }
+    let studies: Vec<String> = by_study.keys().cloned().collect();
+    assert_eq!(studies.len(), 2);
+    // One series of each first, so that both studies exist; the rest alternate between them.
+    let firsts: Vec<_> = by_study.values_mut().map(|files| files.remove(0)).collect();
+    let (ok, output) = s.storescu(wasmpacs_tests::NODE_A, &firsts).await;
+    assert!(ok, "{output}");
+    let (a, b) = (&by_study[&studies[0]], &by_study[&studies[1]]);
+    let pairs: Vec<[std::path::PathBuf; 2]> = a.iter().zip(b).map(|(x, y)| [x.clone(), y.clone()]).collect();
+    let shares: Vec<Vec<_>> = (0..4).map(|k| pairs.iter().skip(k).step_by(4).flatten().cloned().collect()).collect();
+
+    let sending = std::sync::atomic::AtomicBool::new(true);
+    let sends = async {
+        let sends = futures::future::join_all(shares.iter().map(|share| s.storescu(wasmpacs_tests::NODE_A, share))).await;
+        sending.store(false, std::sync::atomic::Ordering::SeqCst);
+        sends
+    };
+    let swaps = async {
+        let body = json!({"sourceStudyInstanceUID": studies[0], "targetStudyInstanceUID": studies[1], "userName": "u"});
+        let mut answers = Vec::new();
+        while sending.load(std::sync::atomic::Ordering::SeqCst) {
+            answers.push(s.post("studies/swap", &body).await);
+        }
+        answers
+    };
+    let (sends, swaps) = tokio::join!(sends, swaps);
+    assert!(sends.iter().all(|(ok, _)| *ok), "{sends:?}");
+    assert!(swaps.len() >= 3, "the swaps overlapped the stores: {}", swaps.len());
+    assert!(swaps.iter().all(|(status, _)| *status == StatusCode::OK), "{swaps:?}");
+
+    let db = s.connect_db().await;
+    let totals: Vec<(String, i64, i64, i64, i64)> = sqlx::query_as(
+        "SELECT st.study_uid, st.series_count, (SELECT COUNT(*) FROM series se WHERE se.study_fk = st.id), \
+         st.size_bytes, CAST(COALESCE((SELECT SUM(i.size_bytes) FROM instances i JOIN series se ON se.id = i.series_fk \
+         WHERE se.study_fk = st.id), 0) AS BIGINT) FROM studies st WHERE st.tenant = 'alpha' ORDER BY st.study_uid",
+    )
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    assert_eq!(totals.len(), 2, "{totals:?}");
+    for (study, series_count, series_held, size, bytes_held) in &totals {
+        assert_eq!((series_count, size), (series_held, bytes_held), "study {study}: counted against held");
+    }
+    let series: i64 = totals.iter().map(|t| t.2).sum();
+    assert_eq!(series, 128, "every series arrived");
     s.stop().await;
 }

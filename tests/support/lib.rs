@@ -450,11 +450,14 @@ max_instances = 64
                 .args((!option.is_empty()).then_some(option))
                 .arg("127.0.0.1")
                 .arg(self.dicom_port.to_string())
-                .args(files)
+                .args(&files)
                 .output()
                 .await
                 .expect("storescu runs (apt-get install dcmtk)");
             ok &= output.status.success();
+            if !output.status.success() {
+                text.push_str(&format!("storescu {option} ({} files): {}\n", files.len(), output.status));
+            }
             text.push_str(&String::from_utf8_lossy(&output.stdout));
             text.push_str(&String::from_utf8_lossy(&output.stderr));
         }

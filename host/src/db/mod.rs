@@ -234,7 +234,9 @@ pub fn text_in(wait: std::time::Duration) -> String {
 /// changed meanwhile, and a request counting the same study waits until this one commits. The
 /// rows are locked one by one in key order, so that two units never wait on each other crosswise,
 /// and `FOR NO KEY UPDATE`, as an update of the totals would: a unit that only points a row at the
-/// study (its series moved there, holding the study's key share) does not block it.
+/// study (its series moved there, holding the study's key share) does not block it. The order
+/// every unit keeps: study rows in key order (ingest adds to its studies' totals that way too),
+/// then the event feed's lock ([`events::append`]), so call this before recording an event.
 pub async fn lock_studies(conn: &mut sqlx::AnyConnection, keys: &[i64]) -> Result<(), sqlx::Error> {
     if conn.backend_name() != <sqlx::Postgres as sqlx::Database>::NAME {
         return Ok(());

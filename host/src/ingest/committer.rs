@@ -283,7 +283,6 @@ async fn commit_unit(
     let result = async {
         let mut unit = db.begin_on(conn).await.map_err(|e| Refusal::Failed(e.into()))?;
         let outcomes = register_all(&mut unit, registrar, db, &placed).await.map_err(Refusal::Refused)?;
-        registrar.finish(&mut unit).await.map_err(|e| Refusal::Failed(e.into()))?;
         unit.commit().await.map_err(|e| match e {
             // The database refused to commit: nothing was written.
             sqlx::Error::Database(_) => Refusal::Failed(e.into()),

@@ -170,9 +170,7 @@ impl Ingest {
         staged: StagedInstance,
     ) -> Result<(Outcome, Option<PlacedFile>), IngestError> {
         let placed = self.place(tenant, staged).await?;
-        let mut registrar = Registrar::new();
-        let outcome = register(conn, &mut registrar, &self.db, tenant, calling_aet, &placed).await?;
-        registrar.finish(conn).await?;
+        let outcome = register(conn, &mut Registrar::new(), &self.db, tenant, calling_aet, &placed).await?;
         if !outcome.stored {
             // A re-send: the copy just placed goes again.
             return Ok((outcome, None));
@@ -242,9 +240,8 @@ impl PlacedInstance {
     }
 }
 
-/// Registers a placed instance in the unit of work `conn` and records the events of what it
-/// created; the study's size is written by [`Registrar::finish`]. A re-send changes nothing
-/// (`stored` is false).
+/// Registers a placed instance in the unit of work `conn`, adds it to its study's totals and
+/// records the events of what it created. A re-send changes nothing (`stored` is false).
 pub(crate) async fn register(
     conn: &mut AnyConnection,
     registrar: &mut Registrar,
@@ -258,7 +255,11 @@ pub(crate) async fn register(
 
 /// Registers several placed instances, each with its tenant and calling AE title, as
 /// [`register`] does for one (instances of known series are inserted together, see
-/// [`Registrar::register_all`]); answers in their order.
+/// [`Registrar::register_all`]); answers in their order. The studies' totals are written
+/// ([`Registrar::finish`]) before the events are recorded: study rows are locked before the
+/// event feed's lock, as every unit of work that recounts studies takes them (see
+/// [`crate::db::lock_studies`]), so that this unit and such a one never wait on each other
+/// crosswise.
 pub(crate) async fn register_all(
     conn: &mut AnyConnection,
     registrar: &mut Registrar,
@@ -266,6 +267,7 @@ pub(crate) async fn register_all(
     placed: &[(&str, &str, &PlacedInstance)],
 ) -> Result<Vec<Outcome>, IngestError> {
     let registrations = registrar.register_all(conn, &entries(placed)).await?;
+    registrar.finish(conn).await?;
     let mut outcomes = Vec::with_capacity(placed.len());
     for (&(tenant, calling_aet, p), registration) in placed.iter().zip(registrations) {
         let header = p.header.clone();

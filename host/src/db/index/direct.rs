@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, Statement, ToSql};
 
-use super::{ADD_SIZE, Entry, FILED, Filed, INSERT_CHUNK, Inserted, Registrar, Registration, STORED_INSTANCE, insert_instances_sql};
+use super::{ADD_SERIES, ADD_SIZE, Entry, FILED, Filed, INSERT_CHUNK, Inserted, Registrar, Registration, STORED_INSTANCE, insert_instances_sql};
 use crate::db::{SqliteSync, now_text};
 
 /// A failure of the direct connection.
@@ -135,10 +135,17 @@ impl Registrar {
 
     /// [`Registrar::finish`] in a unit of the direct connection.
     pub fn finish_direct(&mut self, unit: &DirectUnit<'_>) -> Result<(), DirectError> {
-        let mut add_size = unit.conn.prepare_cached(ADD_SIZE)?;
-        for ((study_key, series_key), bytes) in self.sizes.drain() {
-            bind_numbered(&mut add_size, &[&study_key, &bytes, &series_key])?;
-            add_size.raw_execute()?;
+        for (study_key, gain) in std::mem::take(&mut self.gains) {
+            if gain.series_created > 0 {
+                let mut add_series = unit.conn.prepare_cached(ADD_SERIES)?;
+                bind_numbered(&mut add_series, &[&study_key, &gain.series_created])?;
+                add_series.raw_execute()?;
+            }
+            let mut add_size = unit.conn.prepare_cached(ADD_SIZE)?;
+            for (series_key, bytes) in gain.bytes {
+                bind_numbered(&mut add_size, &[&study_key, &bytes, &series_key])?;
+                add_size.raw_execute()?;
+            }
         }
         Ok(())
     }

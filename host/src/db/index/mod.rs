@@ -2,7 +2,7 @@
 //! or created, the instance rows are reserved, and the studies' totals follow. Runs in the
 //! caller's unit of work; the caller commits only once the files are in place.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use sqlx::{AnyConnection, Row};
 
@@ -44,8 +44,10 @@ pub struct Registration {
 
 /// Registers the instances of one unit of work. It remembers the studies and series it has
 /// looked up or created, so that each further instance of them costs a single statement, and it
-/// sums the bytes each series adds to its study, written once by [`Registrar::finish`], which
-/// must run before the unit commits. Valid for one unit of work, or for several in turn while no
+/// sums the series and bytes each study gains, written once by [`Registrar::finish`], which
+/// must run before the unit commits. Only `finish` updates existing study rows, and it does so
+/// in key order: a unit of work locking studies in that order too (see
+/// [`crate::db::lock_studies`]) never waits on this one crosswise. Valid for one unit of work, or for several in turn while no
 /// other writer can change studies and series in between (the SQLite committer holding the only
 /// writer connection); a unit that does not commit must make it [`Registrar::forget`].
 #[derive(Debug, Default)]
@@ -54,8 +56,17 @@ pub struct Registrar {
     studies: HashMap<(String, String), i64>,
     /// (tenant, Series Instance UID) -> (series key, its study's key).
     series: HashMap<(String, String), (i64, i64)>,
-    /// (study key, series key) -> bytes registered and not yet added to the study's size.
-    sizes: HashMap<(i64, i64), i64>,
+    /// Study key -> what it gains once this unit finishes, in key order.
+    gains: BTreeMap<i64, StudyGain>,
+}
+
+/// What the instances registered add to a study, not written yet.
+#[derive(Debug, Default)]
+struct StudyGain {
+    /// Series created in it.
+    series_created: i64,
+    /// Series key -> bytes of its new instances.
+    bytes: BTreeMap<i64, i64>,
 }
 
 impl Registrar {
@@ -124,6 +135,9 @@ impl Registrar {
         }
         let (study_key, study_created) = study_key(conn, tenant, calling_aet, header, now).await?;
         let (series_key, series_created) = series_key(conn, tenant, study_key, header, now).await?;
+        if series_created {
+            self.gains.entry(study_key).or_default().series_created += 1;
+        }
         self.remember(tenant, header, study_key, series_key);
         let entry = Entry { tenant, calling_aet, header, file };
         let Some(instance_key) = inserted_key(&insert_instances(conn, &[(&entry, series_key)], now).await?, &entry) else {
@@ -131,7 +145,7 @@ impl Registrar {
             let key = stored_instance(conn, tenant, &header.sop_instance_uid).await?.unwrap_or_default();
             return Ok(Registration { stored: false, instance_key: key, ..Default::default() });
         };
-        *self.sizes.entry((study_key, series_key)).or_default() += file.size as i64;
+        self.gain_bytes((study_key, series_key), file.size);
         Ok(Registration { stored: true, study_created, series_created, instance_key })
     }
 
@@ -140,8 +154,13 @@ impl Registrar {
     /// a re-send (stored already, or another entry of the same instance was inserted).
     fn settle(&mut self, inserted: &Inserted, entry: &Entry<'_>, keys: (i64, i64)) -> Option<Registration> {
         let instance_key = inserted_key(inserted, entry)?;
-        *self.sizes.entry(keys).or_default() += entry.file.size as i64;
+        self.gain_bytes(keys, entry.file.size);
         Some(Registration { stored: true, instance_key, ..Default::default() })
+    }
+
+    /// Counts `bytes` of a new instance of the series `keys` (study, series) towards its study.
+    fn gain_bytes(&mut self, (study_key, series_key): (i64, i64), bytes: u64) {
+        *self.gains.entry(study_key).or_default().bytes.entry(series_key).or_default() += bytes as i64;
     }
 
     fn remember(&mut self, tenant: &str, header: &InstanceHeader, study_key: i64, series_key: i64) {
@@ -155,11 +174,17 @@ impl Registrar {
         *self = Self::default();
     }
 
-    /// Adds to each study the bytes its instances registered here weigh. A deprecated series
-    /// does not count in its study's size (see series/deprecation).
+    /// Adds to each study, in key order, the series created in it and the bytes its instances
+    /// registered here weigh. A deprecated series does not count in its study's size (see
+    /// series/deprecation).
     pub async fn finish(&mut self, conn: &mut AnyConnection) -> Result<(), OpError> {
-        for ((study_key, series_key), bytes) in self.sizes.drain() {
-            sqlx::query(ADD_SIZE).bind(study_key).bind(bytes).bind(series_key).execute(&mut *conn).await?;
+        for (study_key, gain) in std::mem::take(&mut self.gains) {
+            if gain.series_created > 0 {
+                sqlx::query(ADD_SERIES).bind(study_key).bind(gain.series_created).execute(&mut *conn).await?;
+            }
+            for (series_key, bytes) in gain.bytes {
+                sqlx::query(ADD_SIZE).bind(study_key).bind(bytes).bind(series_key).execute(&mut *conn).await?;
+            }
         }
         Ok(())
     }
@@ -184,6 +209,9 @@ impl Registrar {
 /// is deprecated.
 const ADD_SIZE: &str = "UPDATE studies SET size_bytes = size_bytes + $2 WHERE id = $1 \
      AND NOT EXISTS (SELECT 1 FROM series WHERE id = $3 AND deprecated = 1)";
+
+/// Adds series created (`$2`) to a study's count (`$1`).
+const ADD_SERIES: &str = "UPDATE studies SET series_count = series_count + $2 WHERE id = $1";
 
 /// The keys of a study (`$2`), of a series (`$3`) and of the series' study, for a tenant (`$1`).
 const FILED: &str = "SELECT (SELECT id FROM studies WHERE tenant = $1 AND study_uid = $2), \
@@ -311,13 +339,8 @@ async fn series_key(
     .fetch_optional(&mut *conn)
     .await?;
     match row {
-        Some(row) => {
-            sqlx::query("UPDATE studies SET series_count = series_count + 1 WHERE id = $1")
-                .bind(study_key)
-                .execute(&mut *conn)
-                .await?;
-            Ok((row.try_get(0)?, true))
-        }
+        // Counted in its study by `Registrar::finish`.
+        Some(row) => Ok((row.try_get(0)?, true)),
         // Created meanwhile by a concurrent unit: it must be in this study too.
         None => Ok((owned(sqlx::query(FIND).bind(tenant).bind(&header.series_uid).fetch_one(&mut *conn).await?)?, false)),
     }
