@@ -19,6 +19,7 @@ on_both_backends!(
     created_kos_is_stored_without_deprecated_instances_or_earlier_kos,
     errors_answer_with_the_seed_codes,
     failed_create_leaves_no_file_and_no_row,
+    documents_created_at_once_take_distinct_series_numbers,
     swapping_in_the_key_images_variant_changes_the_title,
 );
 
@@ -307,6 +308,29 @@ async fn created_kos_is_stored_without_deprecated_instances_or_earlier_kos(backe
     assert_ne!(second.series_uid, first.series_uid, "each KOS gets a new series");
     assert_eq!(generated(&s, CT_STUDY).await.evidence, first.evidence);
     assert_eq!(s.study_instance_rows("alpha", CT_STUDY).await, files.len() as i64 + 2);
+    s.stop().await;
+}
+
+/// Several KOS created at once for one study: each is stored in a series of its own, and no two
+/// of those series share a Series Number.
+async fn documents_created_at_once_take_distinct_series_numbers(backend: Backend) {
+    const DOCUMENTS: usize = 4;
+    let s = server(backend, &component("kos"), ALL_GRANTS, "").await;
+    store(&s, &ct_files()).await;
+    let body = json!({"studyInstanceUid": CT_STUDY, "callingAE": "NGV"});
+    let answers = futures::future::join_all((0..DOCUMENTS).map(|_| s.post("studies/createKos", &body))).await;
+    assert!(answers.iter().all(|(status, _)| *status == StatusCode::OK), "{answers:?}");
+    let numbers: Vec<Option<i64>> = sqlx::query_scalar(
+        "SELECT se.series_number FROM series se JOIN studies st ON st.id = se.study_fk \
+         WHERE st.study_uid = $1 AND se.modality = 'KO' ORDER BY se.series_number",
+    )
+    .bind(CT_STUDY)
+    .fetch_all(&s.connect_db().await)
+    .await
+    .unwrap();
+    assert_eq!(numbers.len(), DOCUMENTS, "{numbers:?}");
+    let distinct: BTreeSet<_> = numbers.iter().collect();
+    assert_eq!(distinct.len(), DOCUMENTS, "each KO series has its own number: {numbers:?}");
     s.stop().await;
 }
 

@@ -9,7 +9,10 @@ on_both_backends!(
     create_patient_rules,
     concurrent_creates_give_one_patient,
     update_patient_rules,
+    updates_of_different_fields_at_once_all_apply,
     merge_patients_rules,
+    a_study_moved_during_a_merge_stays_moved,
+    one_new_id_named_under_two_issuers_at_once_gives_one_patient,
     move_study_rules,
     studies_moved_at_once_to_a_new_patient_share_it,
     reconcile_study_rules,
@@ -130,6 +133,36 @@ async fn update_patient_rules(backend: Backend) {
     s.stop().await;
 }
 
+/// Two updates of one patient sent at once, one giving the birth date and one the sex: the
+/// patient ends with both (neither update writes back what it read of the other field).
+async fn updates_of_different_fields_at_once_all_apply(backend: Backend) {
+    const PATIENTS: usize = 8;
+    let s = TestServer::start(backend).await;
+    let ids: Vec<String> = (0..PATIENTS).map(|i| format!("BOTH-{i}")).collect();
+    for id in &ids {
+        let (status, answer) = s.post("patients/create", &json!({"patientID": id, "patientName": "A^B", "userName": "u"})).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    }
+    let bodies: Vec<Value> = ids
+        .iter()
+        .flat_map(|id| {
+            [json!({"patientID": id, "patientName": "A^B", "patientBirthDate": "19700101", "userName": "u"}),
+             json!({"patientID": id, "patientName": "A^B", "patientSex": "F", "userName": "u"})]
+        })
+        .collect();
+    all_succeed_at_once(&s, "patients/update", &bodies).await;
+    let patients: Vec<(String, Option<String>, Option<String>)> =
+        sqlx::query_as("SELECT patient_id, birth_date, sex FROM patients WHERE patient_id LIKE 'BOTH-%' ORDER BY patient_id")
+            .fetch_all(&s.connect_db().await)
+            .await
+            .unwrap();
+    assert_eq!(patients.len(), PATIENTS);
+    for (id, birth_date, sex) in patients {
+        assert_eq!((birth_date.as_deref(), sex.as_deref()), (Some("19700101"), Some("F")), "patient {id}");
+    }
+    s.stop().await;
+}
+
 async fn merge_patients_rules(backend: Backend) {
     let mut s = TestServer::start(backend).await;
     let merge = |source: &str, target: &str| {
@@ -175,6 +208,83 @@ async fn merge_patients_rules(backend: Backend) {
     let events = s.events_as(wasmpacs_tests::KEY_A).await;
     let merged: Vec<_> = kinds(&events).into_iter().filter(|(k, _)| k == "STUDY_MERGED").collect();
     assert_eq!(merged.len(), 6, "two studies merged there and back, one there and back: {merged:?}");
+    s.stop().await;
+}
+
+/// A patient merged into another while its studies are each moved to a third patient: every
+/// move answered 200, so every study ends with the third patient, whichever request ran first
+/// (the merge takes only the studies the source still has when it moves them).
+async fn a_study_moved_during_a_merge_stays_moved(backend: Backend) {
+    const STUDIES: usize = 6;
+    let mut s = TestServer::start(backend).await;
+    for round in 0..3 {
+        let root = format!("1.2.826.0.1.11.{round}");
+        let source = format!("MERGED-{round}");
+        let uids: Vec<String> = (0..STUDIES).map(|i| format!("{root}.{i}")).collect();
+        for uid in &uids {
+            s.seed_study("alpha", &source, uid, &[(&format!("{uid}.1"), 1)]).await;
+        }
+        let merge = json!({"sourcePatientID": source, "targetPatientID": format!("MERGE-INTO-{round}"), "userName": "u"});
+        let moves: Vec<Value> = uids
+            .iter()
+            .map(|uid| json!({"studyInstanceUid": uid, "targetPatientID": format!("MOVED-TO-{round}"), "patientName": "M^T", "userName": "u"}))
+            .collect();
+        let (merged, moved) = tokio::join!(
+            s.post("patients/merge", &merge),
+            futures::future::join_all(moves.iter().map(|m| s.post("studies/move", m)))
+        );
+        // All studies may have moved away before the merge looked: then it finds none.
+        assert!(matches!(merged.0, StatusCode::OK | StatusCode::CONFLICT), "{merged:?}");
+        assert!(moved.iter().all(|(status, _)| *status == StatusCode::OK), "{moved:?}");
+        let owners: Vec<(String, String)> = sqlx::query_as(
+            "SELECT s.study_uid, p.patient_id FROM studies s JOIN patients p ON p.id = s.patient_fk \
+             WHERE s.study_uid LIKE $1 ORDER BY s.study_uid",
+        )
+        .bind(format!("{root}.%"))
+        .fetch_all(&s.connect_db().await)
+        .await
+        .unwrap();
+        assert_eq!(owners.len(), STUDIES);
+        for (study, owner) in owners {
+            assert_eq!(owner, format!("MOVED-TO-{round}"), "round {round}: study {study} was moved, merge {merged:?}");
+        }
+    }
+    s.stop().await;
+}
+
+/// A merge (whose new target takes the source's issuer) and moves (whose new target has none)
+/// naming one new Patient ID at once: they create one patient between them, not one per
+/// issuer, so the ID keeps identifying one patient.
+async fn one_new_id_named_under_two_issuers_at_once_gives_one_patient(backend: Backend) {
+    let mut s = TestServer::start(backend).await;
+    let db = s.connect_db().await;
+    for round in 0..4 {
+        let root = format!("1.2.826.0.1.12.{round}");
+        let (source, newcomer) = (format!("ISSUED-{round}"), format!("NEWCOMER-{round}"));
+        s.seed_study("alpha", &source, &format!("{root}.0"), &[(&format!("{root}.0.1"), 1)]).await;
+        sqlx::query("UPDATE patients SET issuer = 'HOSPITAL' WHERE patient_id = $1").bind(&source).execute(&db).await.unwrap();
+        let others: Vec<String> = (1..4).map(|i| format!("{root}.{i}")).collect();
+        for (i, uid) in others.iter().enumerate() {
+            s.seed_study("alpha", &format!("OTHER-{round}-{i}"), uid, &[(&format!("{uid}.1"), 1)]).await;
+        }
+        let merge = json!({"sourcePatientID": source, "targetPatientID": newcomer, "userName": "u"});
+        let moves: Vec<Value> = others
+            .iter()
+            .map(|uid| json!({"studyInstanceUid": uid, "targetPatientID": newcomer, "patientName": "N^C", "userName": "u"}))
+            .collect();
+        let (merged, moved) = tokio::join!(
+            s.post("patients/merge", &merge),
+            futures::future::join_all(moves.iter().map(|m| s.post("studies/move", m)))
+        );
+        assert_eq!(merged.0, StatusCode::OK, "{merged:?}");
+        assert!(moved.iter().all(|(status, _)| *status == StatusCode::OK), "{moved:?}");
+        let patients: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM patients WHERE patient_id = $1")
+            .bind(&newcomer)
+            .fetch_one(&db)
+            .await
+            .unwrap();
+        assert_eq!(patients, 1, "round {round}: one patient has the new ID");
+    }
     s.stop().await;
 }
 

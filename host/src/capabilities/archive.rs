@@ -24,6 +24,10 @@ macro_rules! op {
 }
 
 impl wit::Host for RequestState {
+    async fn lock_patient_id(&mut self, patient_id: String) -> wasmtime::Result<Result<(), HostError>> {
+        op!(self, |conn, tenant| db::lock_patient_id(conn, tenant, &patient_id), |()| ())
+    }
+
     async fn find_patients(&mut self, patient_id: String, issuer: Option<String>) -> wasmtime::Result<Result<Vec<Patient>, HostError>> {
         op!(self, |conn, tenant| db::find_patients(conn, tenant, &patient_id, issuer.as_deref()), |v| v.into_iter().map(Into::into).collect())
     }
@@ -59,8 +63,19 @@ impl wit::Host for RequestState {
         op!(self, |conn, tenant| db::create_study(conn, tenant, patient_key, &fields), Into::into)
     }
 
+    async fn lock_study(&mut self, study_key: i64) -> wasmtime::Result<Result<(), HostError>> {
+        op!(self, |conn, tenant| db::lock_study(conn, tenant, study_key), |()| ())
+    }
+
     async fn assign_study(&mut self, study_key: i64, patient_key: i64) -> wasmtime::Result<Result<(), HostError>> {
         op!(self, |conn, tenant| db::assign_study(conn, tenant, study_key, patient_key), |()| ())
+    }
+
+    async fn move_studies_of_patient(&mut self, from_patient: i64, to_patient: i64) -> wasmtime::Result<Result<Vec<Study>, HostError>> {
+        op!(self, |conn, tenant| db::move_studies_of_patient(conn, tenant, from_patient, to_patient), |v| v
+            .into_iter()
+            .map(Into::into)
+            .collect())
     }
 
     async fn move_all_series(&mut self, from_study: i64, to_study: i64) -> wasmtime::Result<Result<u32, HostError>> {

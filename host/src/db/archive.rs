@@ -140,6 +140,25 @@ fn patient(row: &AnyRow) -> OpResult<Patient> {
     })
 }
 
+/// Holds a Patient ID of a tenant, under every issuer, until the unit of work ends (PostgreSQL,
+/// with an advisory lock keyed by a hash of both; SQLite has a single writer). A unit holding it
+/// takes study rows and the event feed's lock after it, never before (see [`lock_studies`]).
+pub async fn lock_patient_id(conn: &mut AnyConnection, tenant: &str, patient_id: &str) -> OpResult<()> {
+    if conn.backend_name() != <sqlx::Postgres as sqlx::Database>::NAME {
+        return Ok(());
+    }
+    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2 || '/' || $3))")
+        .bind(PATIENT_ID_LOCKS)
+        .bind(tenant)
+        .bind(patient_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// The first key of the advisory locks on Patient IDs (see [`lock_patient_id`]).
+const PATIENT_ID_LOCKS: i32 = 7411002;
+
 /// Patients with this ID, under one issuer or any.
 pub async fn find_patients(
     conn: &mut AnyConnection,
@@ -217,12 +236,13 @@ pub async fn create_patient(conn: &mut AnyConnection, tenant: &str, f: &PatientF
     })
 }
 
-/// Replaces a patient's demographics.
+/// Updates a patient's demographics: ID, issuer and name replaced, a birth date or sex left out
+/// kept as the row has it when updated (not as the caller read it).
 pub async fn update_patient(conn: &mut AnyConnection, tenant: &str, key: i64, f: &PatientFields) -> OpResult<Patient> {
     validate_patient(f)?;
     let result = sqlx::query(
-        "UPDATE patients SET patient_id = $3, issuer = $4, name = $5, birth_date = $6, sex = $7, updated_at = $8 \
-         WHERE tenant = $1 AND id = $2",
+        "UPDATE patients SET patient_id = $3, issuer = $4, name = $5, birth_date = COALESCE($6, birth_date), \
+         sex = COALESCE($7, sex), updated_at = $8 WHERE tenant = $1 AND id = $2",
     )
     .bind(tenant)
     .bind(key)
@@ -376,6 +396,12 @@ pub async fn create_study(conn: &mut AnyConnection, tenant: &str, patient_key: i
         .ok_or_else(|| OpError::NotFound(format!("study `{}` vanished", f.study_uid)))
 }
 
+/// Locks a study's row until the unit of work ends (see [`lock_studies`]).
+pub async fn lock_study(conn: &mut AnyConnection, tenant: &str, study_key: i64) -> OpResult<()> {
+    require_study_key(conn, tenant, study_key).await?;
+    Ok(lock_studies(conn, &[study_key]).await?)
+}
+
 /// Hooks a study to another patient.
 pub async fn assign_study(conn: &mut AnyConnection, tenant: &str, study_key: i64, patient_key: i64) -> OpResult<()> {
     get_patient(conn, tenant, patient_key).await?;
@@ -398,6 +424,44 @@ pub async fn assign_study(conn: &mut AnyConnection, tenant: &str, study_key: i64
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// Hooks every study of the patient `from` to the patient `to` with one statement, so that a
+/// study another request moved away meanwhile stays where it went; their orders follow. The
+/// studies are locked first, in key order (see [`lock_studies`]). Returns the studies moved.
+pub async fn move_studies_of_patient(conn: &mut AnyConnection, tenant: &str, from: i64, to: i64) -> OpResult<Vec<Study>> {
+    get_patient(conn, tenant, to).await?;
+    let held: Vec<i64> = sqlx::query_scalar("SELECT id FROM studies WHERE tenant = $1 AND patient_fk = $2")
+        .bind(tenant)
+        .bind(from)
+        .fetch_all(&mut *conn)
+        .await?;
+    lock_studies(conn, &held).await?;
+    let mut moved: Vec<i64> = sqlx::query_scalar("UPDATE studies SET patient_fk = $3 WHERE tenant = $1 AND patient_fk = $2 RETURNING id")
+        .bind(tenant)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&mut *conn)
+        .await?;
+    moved.sort_unstable();
+    let mut studies = Vec::with_capacity(moved.len());
+    for key in moved {
+        sqlx::query(
+            "UPDATE orders SET patient_fk = $3 WHERE tenant = $1 AND study_uid = (SELECT study_uid FROM studies WHERE id = $2)",
+        )
+        .bind(tenant)
+        .bind(key)
+        .bind(to)
+        .execute(&mut *conn)
+        .await?;
+        let row = sqlx::query(AssertSqlSafe(format!("{STUDY_SELECT} WHERE s.tenant = $1 AND s.id = $2")))
+            .bind(tenant)
+            .bind(key)
+            .fetch_one(&mut *conn)
+            .await?;
+        studies.push(study(&row)?);
+    }
+    Ok(studies)
 }
 
 /// Moves every series of `from` into `to`; returns how many moved.

@@ -42,7 +42,7 @@ fn create(request: &Request) -> Result<Response, Failure> {
     };
     let study_uid = field("studyInstanceUid")?;
     let calling_ae = field("callingAE")?;
-    let kos = build(&study_uid)?;
+    let kos = build(&study_uid, Purpose::Store)?;
     let stored = archive::store_instance(&calling_ae, &kos.part10).map_err(Failure::store)?;
     let detail = json!({
         "sopInstanceUid": stored.sop_instance_uid,
@@ -63,7 +63,7 @@ fn generate(request: &Request) -> Result<Response, Failure> {
         .map(str::trim)
         .filter(|v| !v.is_empty())
         .ok_or_else(|| Failure::new(Code::MissingParameter, "the query parameter `studyUid` is required"))?;
-    let kos = build(study_uid)?;
+    let kos = build(study_uid, Purpose::Answer)?;
     Ok(Response {
         status: 200,
         headers: vec![
@@ -84,12 +84,25 @@ struct Built {
     referenced: usize,
 }
 
+/// What a document is built for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    /// To be stored in the study, as a new series.
+    Store,
+    /// To be answered only.
+    Answer,
+}
+
 /// Reads the study from the archive and builds its KOS as the rules say.
-fn build(study_uid: &str) -> Result<Built, Failure> {
+fn build(study_uid: &str, purpose: Purpose) -> Result<Built, Failure> {
     let study = archive::find_study(study_uid)
         .map_err(|e| Failure::archive("cannot read the study", e))?
         .filter(|s| !s.deprecated)
         .ok_or_else(|| Failure::new(Code::StudyNotFound, format!("study `{study_uid}` not found")))?;
+    if purpose == Purpose::Store {
+        // Two documents stored at once in the study take the next Series Number in turn.
+        archive::lock_study(study.key).map_err(|e| Failure::archive("cannot lock the study", e))?;
+    }
     let patient = archive::get_patient(study.patient_key).map_err(|e| Failure::archive("cannot read the patient", e))?;
     let instances = archive::list_instances(study.key).map_err(|e| Failure::archive("cannot list the instances", e))?;
     let series = archive::list_series(study.key).map_err(|e| Failure::archive("cannot list the series", e))?;

@@ -69,8 +69,9 @@ fn update(request: &Request) -> Answer {
         patient_id: patient.patient_id.clone(),
         issuer: patient.issuer.clone(),
         name: body.text("patientName").unwrap_or_default(),
-        birth_date: birth_date.or(patient.birth_date.clone()),
-        sex: sex.or(patient.sex.clone()),
+        // Left out, they keep what the patient has then (not what was read here).
+        birth_date,
+        sex,
     };
     let updated = archive::update_patient(patient.key, &fields)?;
     let detail = json!({
@@ -116,8 +117,10 @@ fn merge(request: &Request) -> Answer {
         sex,
     };
     let target = patients::find_or_create(&fields, "target patientID")?;
-    for study in &studies {
-        archive::assign_study(study.key, target.key)?;
+    // The studies the source still has now: one moved away meanwhile by another request stays.
+    let studies = archive::move_studies_of_patient(source.key, target.key)?;
+    if studies.is_empty() {
+        return Err(error(409, format!("no study found for source patient `{source_id}`")));
     }
     let detail = json!({
         "source": patient_json(&source),

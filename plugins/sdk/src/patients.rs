@@ -9,7 +9,10 @@ use crate::{HostError, Response, error};
 /// "target patientID"), and the host's refusal otherwise. When another request creates that
 /// patient between the look-up and the creation (two requests naming one new patient at once),
 /// the creation is refused as a conflict and the patient the other request created is taken.
+/// The ID is held first (`lock-patient-id`), so that requests naming one new ID under different
+/// issuers at once create one patient, not one per issuer.
 pub fn find_or_create(fields: &PatientFields, id_label: &str) -> Result<Patient, Response> {
+    archive::lock_patient_id(&fields.patient_id)?;
     let mut attempts = 2;
     loop {
         attempts -= 1;
