@@ -28,7 +28,7 @@ plugins:
 	rustup target add $(PLUGIN_TARGET) >/dev/null 2>&1 || true
 	cd plugins && $(CARGO) build --release --target $(PLUGIN_TARGET)
 	mkdir -p $(DIST)
-	cp $(PLUGIN_OUT)/patients.wasm $(PLUGIN_OUT)/hostile.wasm $(DIST)/
+	cp $(PLUGIN_OUT)/patients.wasm $(PLUGIN_OUT)/hostile.wasm $(PLUGIN_OUT)/legacy.wasm $(DIST)/
 	cp $(PLUGIN_OUT)/kos.wasm $(PLUGIN_OUT)/orders.wasm $(PLUGIN_OUT)/pathology.wasm $(DIST)/
 	cd plugins && $(CARGO) build --release --target $(PLUGIN_TARGET) -p wasmpacs-plugin-patients --features strict
 	cp $(PLUGIN_OUT)/patients.wasm $(DIST)/patients-strict.wasm

@@ -1,5 +1,6 @@
 //! Hot reload under load: a changed patients component takes over without a restart while
 //! requests keep succeeding; a broken file is refused and the previous version keeps serving.
+//! Components built against an older WIT version keep loading and keep that version's meaning.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -9,7 +10,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use wasmpacs_tests::{Backend, Options, TestServer, component, on_both_backends, patients_manifest};
 
-on_both_backends!(swapping_the_patients_component_under_load);
+on_both_backends!(swapping_the_patients_component_under_load, a_component_of_wit_0_1_0_is_served_as_written);
 
 /// A create without a birth date: accepted by the bundled rule, refused by the strict variant.
 fn probe(i: usize) -> Value {
@@ -122,4 +123,36 @@ async fn swapping_the_patients_component_under_load(backend: Backend) {
     }
     assert!(sent.load(Ordering::Relaxed) > 20, "the load ran through the reloads");
     Arc::try_unwrap(s).ok().expect("sole owner").stop().await;
+}
+
+/// The test-only `legacy` component, built against WIT 0.1.0 (the bundled ones follow 0.1.1),
+/// loads beside the bundled patients plugin and is listed with its own version. Its
+/// `update-patient` keeps 0.1.0's meaning, replacing every field, so leaving the sex out clears
+/// it, while the bundled `patients/update` (0.1.1) keeps a field left out.
+async fn a_component_of_wit_0_1_0_is_served_as_written(backend: Backend) {
+    let mut options = Options::new(backend);
+    let legacy = format!(
+        "\n[[plugin]]\nname = \"legacy\"\ncomponent = \"{}\"\nroutes = [\"POST test/legacy/replace\"]\ngrants = [\"archive\"]\n",
+        component("legacy").display()
+    );
+    options.manifest = Some(patients_manifest(&component("patients")) + &legacy);
+    let s = TestServer::start_with(options).await.expect("server starts");
+    let listing = s.admin_plugins().await;
+    let version = |name: &str| {
+        let plugins = listing["plugins"].as_array().unwrap();
+        plugins.iter().find(|p| p["name"] == name).map(|p| p["wit_version"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(version("legacy").as_deref(), Some("0.1.0"), "{listing}");
+    assert_eq!(version("patients").as_deref(), Some("0.1.1"), "{listing}");
+
+    let created = json!({"patientID": "OLD-1", "patientName": "A^B", "patientSex": "F", "patientBirthDate": "19700101", "userName": "u"});
+    assert_eq!(s.post("patients/create", &created).await.0, StatusCode::OK);
+    let (status, answer) = s.post("patients/update", &json!({"patientID": "OLD-1", "patientName": "C^D", "userName": "u"})).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!((&answer["patient"]["patientSex"], &answer["patient"]["patientBirthDate"]), (&json!("F"), &json!("19700101")));
+
+    let (status, answer) = s.post("test/legacy/replace", &json!({"patientID": "OLD-1", "patientName": "E^F"})).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer, json!({"patientName": "E^F", "patientBirthDate": null, "patientSex": null}));
+    s.stop().await;
 }

@@ -3,7 +3,7 @@
 use super::{Capability, HostError, RequestState, host_error};
 use crate::db::archive as db;
 use crate::ingest::{IngestError, Outcome};
-use crate::runtime::bindings::v0_1_0::wasmpacs::plugin::archive::{
+use crate::runtime::bindings::v0_1_1::wasmpacs::plugin::archive::{
     self as wit, Instance, Order, Patient, PatientFields, Series, Study, StudyFields,
 };
 
@@ -43,7 +43,9 @@ impl wit::Host for RequestState {
 
     async fn update_patient(&mut self, key: i64, fields: PatientFields) -> wasmtime::Result<Result<Patient, HostError>> {
         let fields = fields.into();
-        op!(self, |conn, tenant| db::update_patient(conn, tenant, key, &fields), Into::into)
+        // 0.1.0 replaced every field; 0.1.1 keeps those left out.
+        let left_out = if self.wit_version == "0.1.0" { db::LeftOut::Cleared } else { db::LeftOut::Kept };
+        op!(self, |conn, tenant| db::update_patient(conn, tenant, key, &fields, left_out), Into::into)
     }
 
     async fn find_study(&mut self, study_uid: String) -> wasmtime::Result<Result<Option<Study>, HostError>> {

@@ -2,7 +2,7 @@
 
 use super::{Capability, HostError, RequestState};
 use crate::db::events;
-use crate::runtime::bindings::v0_1_0::wasmpacs::plugin::events as wit;
+use crate::runtime::bindings::v0_1_1::wasmpacs::plugin::events as wit;
 
 impl wit::Host for RequestState {
     async fn emit(&mut self, kind: String, study_uid: Option<String>, detail: String) -> wasmtime::Result<Result<i64, HostError>> {

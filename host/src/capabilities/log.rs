@@ -1,7 +1,7 @@
 //! The `log` capability: plugin messages in the host's log, tagged with the plugin and tenant.
 
 use super::{Capability, RequestState};
-use crate::runtime::bindings::v0_1_0::wasmpacs::plugin::log::{self as wit, Level};
+use crate::runtime::bindings::v0_1_1::wasmpacs::plugin::log::{self as wit, Level};
 
 /// Longest message kept; a plugin cannot flood the log with one call.
 const MAX_MESSAGE: usize = 8 * 1024;

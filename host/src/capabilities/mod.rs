@@ -20,9 +20,9 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use crate::db::events::StudyEvent;
 use crate::db::{Database, UnitOfWork};
 use crate::ingest::{Ingest, PlacedFile};
-use crate::runtime::bindings::v0_1_0;
+use crate::runtime::bindings::v0_1_1;
 
-pub use v0_1_0::wasmpacs::plugin::types::HostError;
+pub use v0_1_1::wasmpacs::plugin::types::HostError;
 
 /// A host interface a plugin can be granted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -69,6 +69,8 @@ pub struct StagedFile {
 pub struct RequestState {
     pub plugin: Arc<str>,
     pub tenant: Arc<str>,
+    /// The WIT version the plugin was built against (see `runtime::loaded::SERVED_VERSIONS`).
+    wit_version: &'static str,
     grants: Arc<[Capability]>,
     settings: Arc<Vec<(String, String)>>,
     db: Database,
@@ -93,6 +95,7 @@ impl RequestState {
         tenant: Arc<str>,
         grants: Arc<[Capability]>,
         settings: Arc<Vec<(String, String)>>,
+        wit_version: &'static str,
         db: Database,
         ingest: Ingest,
         limits: StoreLimits,
@@ -100,6 +103,7 @@ impl RequestState {
         Self {
             plugin,
             tenant,
+            wit_version,
             grants,
             settings,
             db,
@@ -166,10 +170,10 @@ impl WasiView for RequestState {
     }
 }
 
-/// Adds every capability of WIT 0.1.0, and the WASI 0.2 interfaces Rust guests import, to a linker.
-pub fn link_v0_1_0(linker: &mut Linker<RequestState>) -> wasmtime::Result<()> {
+/// Adds every capability of WIT 0.1.1, and the WASI 0.2 interfaces Rust guests import, to a linker.
+pub fn link_v0_1_1(linker: &mut Linker<RequestState>) -> wasmtime::Result<()> {
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
-    v0_1_0::Plugin::add_to_linker::<RequestState, HasSelf<RequestState>>(linker, |state| state)?;
+    v0_1_1::Plugin::add_to_linker::<RequestState, HasSelf<RequestState>>(linker, |state| state)?;
     Ok(())
 }
 
@@ -187,4 +191,4 @@ fn host_error(plugin: &str, e: crate::db::archive::OpError) -> HostError {
     }
 }
 
-impl v0_1_0::wasmpacs::plugin::types::Host for RequestState {}
+impl v0_1_1::wasmpacs::plugin::types::Host for RequestState {}

@@ -1,7 +1,7 @@
 //! The `settings` capability: the plugin's own table from plugins.toml.
 
 use super::{Capability, RequestState};
-use crate::runtime::bindings::v0_1_0::wasmpacs::plugin::settings as wit;
+use crate::runtime::bindings::v0_1_1::wasmpacs::plugin::settings as wit;
 
 impl wit::Host for RequestState {
     async fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {

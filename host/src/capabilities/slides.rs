@@ -7,7 +7,7 @@ use super::archive::{ingest_error, instance_of};
 use super::{HostError, RequestState};
 use crate::db::slides::{self, SlideFile};
 use crate::ingest::PlacedFile;
-use crate::runtime::bindings::v0_1_0::wasmpacs::plugin::archive::Instance;
+use crate::runtime::bindings::v0_1_1::wasmpacs::plugin::archive::Instance;
 
 impl RequestState {
     /// Stores the staged file `file` as the slide described by `sidecar` (Part-10 bytes). A

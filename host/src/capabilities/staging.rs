@@ -5,7 +5,7 @@ use std::io::{Read, Seek, SeekFrom};
 use sha1::{Digest, Sha1};
 
 use super::{Capability, HostError, RequestState, StagedFile};
-use crate::runtime::bindings::v0_1_0::wasmpacs::plugin::staging::{self as wit, ZipEntry};
+use crate::runtime::bindings::v0_1_1::wasmpacs::plugin::staging::{self as wit, ZipEntry};
 
 /// Most bytes one `read` returns.
 const MAX_READ: u32 = 1024 * 1024;

@@ -236,14 +236,37 @@ pub async fn create_patient(conn: &mut AnyConnection, tenant: &str, f: &PatientF
     })
 }
 
+/// What [`update_patient`] does with a birth date or sex left out (`None`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeftOut {
+    /// Kept as the row has it when updated, not as the caller read it: updates of different
+    /// fields at once all apply (WIT 0.1.1 on).
+    Kept,
+    /// Cleared, every field replaced (WIT 0.1.0, whose plugins send what they want kept).
+    Cleared,
+}
+
 /// Updates a patient's demographics: ID, issuer and name replaced, a birth date or sex left out
-/// kept as the row has it when updated (not as the caller read it).
-pub async fn update_patient(conn: &mut AnyConnection, tenant: &str, key: i64, f: &PatientFields) -> OpResult<Patient> {
+/// kept or cleared as `left_out` says.
+pub async fn update_patient(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    key: i64,
+    f: &PatientFields,
+    left_out: LeftOut,
+) -> OpResult<Patient> {
     validate_patient(f)?;
-    let result = sqlx::query(
-        "UPDATE patients SET patient_id = $3, issuer = $4, name = $5, birth_date = COALESCE($6, birth_date), \
-         sex = COALESCE($7, sex), updated_at = $8 WHERE tenant = $1 AND id = $2",
-    )
+    let sql = match left_out {
+        LeftOut::Kept => {
+            "UPDATE patients SET patient_id = $3, issuer = $4, name = $5, birth_date = COALESCE($6, birth_date), \
+             sex = COALESCE($7, sex), updated_at = $8 WHERE tenant = $1 AND id = $2"
+        }
+        LeftOut::Cleared => {
+            "UPDATE patients SET patient_id = $3, issuer = $4, name = $5, birth_date = $6, sex = $7, updated_at = $8 \
+             WHERE tenant = $1 AND id = $2"
+        }
+    };
+    let result = sqlx::query(sql)
     .bind(tenant)
     .bind(key)
     .bind(&f.patient_id)
@@ -414,7 +437,11 @@ pub async fn assign_study(conn: &mut AnyConnection, tenant: &str, study_key: i64
     if r.rows_affected() == 0 {
         return Err(OpError::NotFound(format!("no study with key {study_key}")));
     }
-    // Orders scheduled for the study follow it to the new patient.
+    orders_follow(conn, tenant, study_key, patient_key).await
+}
+
+/// The orders scheduled for a study follow it to its new patient.
+async fn orders_follow(conn: &mut AnyConnection, tenant: &str, study_key: i64, patient_key: i64) -> OpResult<()> {
     sqlx::query(
         "UPDATE orders SET patient_fk = $3 WHERE tenant = $1 AND study_uid = (SELECT study_uid FROM studies WHERE id = $2)",
     )
@@ -446,14 +473,7 @@ pub async fn move_studies_of_patient(conn: &mut AnyConnection, tenant: &str, fro
     moved.sort_unstable();
     let mut studies = Vec::with_capacity(moved.len());
     for key in moved {
-        sqlx::query(
-            "UPDATE orders SET patient_fk = $3 WHERE tenant = $1 AND study_uid = (SELECT study_uid FROM studies WHERE id = $2)",
-        )
-        .bind(tenant)
-        .bind(key)
-        .bind(to)
-        .execute(&mut *conn)
-        .await?;
+        orders_follow(conn, tenant, key, to).await?;
         let row = sqlx::query(AssertSqlSafe(format!("{STUDY_SELECT} WHERE s.tenant = $1 AND s.id = $2")))
             .bind(tenant)
             .bind(key)

@@ -8,7 +8,7 @@ use sha1::{Digest, Sha1};
 use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
 
-use super::bindings::v0_1_0;
+use super::bindings::v0_1_1;
 use super::cache::CompileCache;
 use crate::capabilities::RequestState;
 
@@ -27,30 +27,31 @@ pub enum LoadError {
 
 /// Instantiation-ready plugin of one WIT version.
 pub enum PluginPre {
-    V0_1_0(v0_1_0::PluginPre<RequestState>),
+    V0_1_1(v0_1_1::PluginPre<RequestState>),
 }
 
 /// The linkers for every WIT version the host serves.
 pub struct Linkers {
-    pub v0_1_0: Linker<RequestState>,
+    pub v0_1_1: Linker<RequestState>,
 }
 
 impl Linkers {
     pub fn new(engine: &Engine) -> wasmtime::Result<Self> {
-        let mut v0_1_0 = Linker::new(engine);
-        crate::capabilities::link_v0_1_0(&mut v0_1_0)?;
-        Ok(Self { v0_1_0 })
+        let mut v0_1_1 = Linker::new(engine);
+        crate::capabilities::link_v0_1_1(&mut v0_1_1)?;
+        Ok(Self { v0_1_1 })
     }
 }
 
 /// WIT versions this host serves, newest last.
-pub const SERVED_VERSIONS: &[&str] = &[v0_1_0::VERSION];
+pub const SERVED_VERSIONS: &[&str] = v0_1_1::SERVES;
 
 /// One loaded version of a plugin.
 pub struct LoadedPlugin {
     pub pre: PluginPre,
     /// SHA-1 of the component file, lower-case hex.
     pub digest: String,
+    /// The WIT version the component was built against (one of [`SERVED_VERSIONS`]).
     pub wit_version: &'static str,
     pub loaded_at: SystemTime,
     pub size: u64,
@@ -64,13 +65,13 @@ impl LoadedPlugin {
         let component = cache.load(engine, &digest, &bytes).map_err(LoadError::Compile)?;
         let version = wit_version(engine, &component)?;
         let pre = match version {
-            v0_1_0::VERSION => {
+            version if v0_1_1::SERVES.contains(&version) => {
                 let instance_pre = linkers
-                    .v0_1_0
+                    .v0_1_1
                     .instantiate_pre(&component)
                     .map_err(|source| LoadError::World { version, source })?;
-                PluginPre::V0_1_0(
-                    v0_1_0::PluginPre::new(instance_pre).map_err(|source| LoadError::World { version, source })?,
+                PluginPre::V0_1_1(
+                    v0_1_1::PluginPre::new(instance_pre).map_err(|source| LoadError::World { version, source })?,
                 )
             }
             _ => return Err(LoadError::UnknownVersion(SERVED_VERSIONS.join(", "))),

@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use super::bindings::v0_1_0::wasmpacs::plugin::types as v0_1_0;
+use super::bindings::v0_1_1::wasmpacs::plugin::types as v0_1_1;
 use crate::capabilities::StagedFile;
 use crate::db::events::StudyEvent;
 
@@ -27,8 +27,8 @@ pub struct PluginResponse {
 }
 
 impl PluginRequest {
-    pub fn to_v0_1_0(&self, tenant: &str) -> v0_1_0::Request {
-        v0_1_0::Request {
+    pub fn to_v0_1_1(&self, tenant: &str) -> v0_1_1::Request {
+        v0_1_1::Request {
             method: self.method.clone(),
             path: self.path.clone(),
             params: self.params.clone(),
@@ -36,13 +36,13 @@ impl PluginRequest {
             headers: self
                 .headers
                 .iter()
-                .map(|(name, value)| v0_1_0::Header { name: name.clone(), value: value.clone() })
+                .map(|(name, value)| v0_1_1::Header { name: name.clone(), value: value.clone() })
                 .collect(),
             body: self.body.to_vec(),
             files: self
                 .files
                 .iter()
-                .map(|f| v0_1_0::StagedFile {
+                .map(|f| v0_1_1::StagedFile {
                     id: f.id,
                     part: f.part.clone(),
                     file_name: f.file_name.clone(),
@@ -56,8 +56,8 @@ impl PluginRequest {
     }
 }
 
-impl From<v0_1_0::Response> for PluginResponse {
-    fn from(r: v0_1_0::Response) -> Self {
+impl From<v0_1_1::Response> for PluginResponse {
+    fn from(r: v0_1_1::Response) -> Self {
         PluginResponse {
             status: r.status,
             headers: r.headers.into_iter().map(|h| (h.name, h.value)).collect(),
@@ -66,9 +66,9 @@ impl From<v0_1_0::Response> for PluginResponse {
     }
 }
 
-/// An event in the form WIT 0.1.0 hands it to `on-event`.
-pub fn event_v0_1_0(event: &StudyEvent, tenant: &str) -> v0_1_0::StudyEvent {
-    v0_1_0::StudyEvent {
+/// An event in the form WIT 0.1.1 (as 0.1.0) hands it to `on-event`.
+pub fn event_v0_1_1(event: &StudyEvent, tenant: &str) -> v0_1_1::StudyEvent {
+    v0_1_1::StudyEvent {
         offset: event.offset,
         kind: event.kind.clone(),
         study_uid: event.study_uid.clone(),

@@ -132,7 +132,7 @@ impl PluginRuntime {
         self.slots.get(plugin).ok_or_else(|| ApiError::Internal(format!("no plugin named `{plugin}`")))
     }
 
-    fn new_store(&self, slot: &PluginSlot, tenant: &str) -> Store<RequestState> {
+    fn new_store(&self, slot: &PluginSlot, loaded: &LoadedPlugin, tenant: &str) -> Store<RequestState> {
         let limits = StoreLimitsBuilder::new()
             .memory_size((slot.spec.memory_limit_mb * 1024 * 1024) as usize)
             .trap_on_grow_failure(true)
@@ -142,6 +142,7 @@ impl PluginRuntime {
             Arc::from(tenant),
             slot.grants.clone(),
             slot.settings.clone(),
+            loaded.wit_version,
             self.db.clone(),
             self.ingest.clone(),
             limits,
@@ -159,13 +160,13 @@ impl PluginRuntime {
         let slot = self.slot(plugin)?;
         // The version serving this request: a reload meanwhile does not affect it.
         let loaded = slot.current.load_full();
-        let mut store = self.new_store(slot, tenant);
+        let mut store = self.new_store(slot, &loaded, tenant);
         store.data_mut().staged = request.files.clone();
         let call = async {
             match &loaded.pre {
-                PluginPre::V0_1_0(pre) => {
+                PluginPre::V0_1_1(pre) => {
                     let plugin = pre.instantiate_async(&mut store).await?;
-                    let wit_request = request.to_v0_1_0(tenant);
+                    let wit_request = request.to_v0_1_1(tenant);
                     let response = plugin.wasmpacs_plugin_handler().call_handle(&mut store, &wit_request).await?;
                     wasmtime::Result::<PluginResponse>::Ok(response.into())
                 }
@@ -206,9 +207,9 @@ impl PluginRuntime {
         let slot = self.slot(plugin)?;
         let loaded = slot.current.load_full();
         let started = Instant::now();
-        let mut store = self.new_store(slot, "bench");
+        let mut store = self.new_store(slot, &loaded, "bench");
         match &loaded.pre {
-            PluginPre::V0_1_0(pre) => {
+            PluginPre::V0_1_1(pre) => {
                 pre.instantiate_async(&mut store).await.map_err(|e| self.failure(slot, &e))?;
             }
         }
@@ -220,12 +221,12 @@ impl PluginRuntime {
     pub async fn deliver_event(&self, tenant: &str, event: &StudyEvent) {
         for slot in self.slots.values().filter(|s| s.spec.wants_event(&event.kind)) {
             let loaded = slot.current.load_full();
-            let mut store = self.new_store(slot, tenant);
+            let mut store = self.new_store(slot, &loaded, tenant);
             let call = async {
                 match &loaded.pre {
-                    PluginPre::V0_1_0(pre) => {
+                    PluginPre::V0_1_1(pre) => {
                         let plugin = pre.instantiate_async(&mut store).await?;
-                        let wit_event = message::event_v0_1_0(event, tenant);
+                        let wit_event = message::event_v0_1_1(event, tenant);
                         plugin.wasmpacs_plugin_hooks().call_on_event(&mut store, &wit_event).await
                     }
                 }

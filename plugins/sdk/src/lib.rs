@@ -1,4 +1,4 @@
-//! Guest SDK for wasmpacs plugins: the WIT 0.1.0 bindings, an `export_plugin!` macro, and small
+//! Guest SDK for wasmpacs plugins: the WIT 0.1.1 bindings, an `export_plugin!` macro, and small
 //! helpers that keep plugin code about decisions rather than plumbing.
 //!
 //! ```ignore
@@ -13,10 +13,10 @@ mod body;
 pub mod clock;
 pub mod patients;
 
-/// Generated bindings of `wasmpacs:plugin@0.1.0`.
+/// Generated bindings of `wasmpacs:plugin@0.1.1`.
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../../wit/v0.1.0",
+        path: "../../wit/v0.1.1",
         world: "plugin",
         pub_export_macro: true,
         export_macro_name: "export_bindings",
