@@ -74,10 +74,8 @@ impl wit::Host for RequestState {
     }
 
     async fn move_studies_of_patient(&mut self, from_patient: i64, to_patient: i64) -> wasmtime::Result<Result<Vec<Study>, HostError>> {
-        op!(self, |conn, tenant| db::move_studies_of_patient(conn, tenant, from_patient, to_patient), |v| v
-            .into_iter()
-            .map(Into::into)
-            .collect())
+        let studies = |v: Vec<db::Study>| v.into_iter().map(Into::into).collect();
+        op!(self, |conn, tenant| db::move_studies_of_patient(conn, tenant, from_patient, to_patient), studies)
     }
 
     async fn move_all_series(&mut self, from_study: i64, to_study: i64) -> wasmtime::Result<Result<u32, HostError>> {

@@ -47,9 +47,10 @@ pub struct Registration {
 /// sums the series and bytes each study gains, written once by [`Registrar::finish`], which
 /// must run before the unit commits. Only `finish` updates existing study rows, and it does so
 /// in key order: a unit of work locking studies in that order too (see
-/// [`crate::db::lock_studies`]) never waits on this one crosswise. Valid for one unit of work, or for several in turn while no
-/// other writer can change studies and series in between (the SQLite committer holding the only
-/// writer connection); a unit that does not commit must make it [`Registrar::forget`].
+/// [`crate::db::lock_studies`]) never waits on this one crosswise. Valid for one unit of work,
+/// or for several in turn while no other writer can change studies and series in between (the
+/// SQLite committer holding the only writer connection); a unit that does not commit must make
+/// it [`Registrar::forget`].
 #[derive(Debug, Default)]
 pub struct Registrar {
     /// (tenant, Study Instance UID) -> study key.
