@@ -467,8 +467,9 @@ async fn swap_studies_rules(backend: Backend) {
 
 /// Two studies swapped again and again while four associations store new series into both:
 /// every swap and every store succeeds (the two never wait on each other crosswise), and each
-/// study's series count and size end as what it holds. (Each series has one instance: one sent
-/// to a series already swapped into the other study would rightly be refused.)
+/// study's series count and size end as what it holds. (Each series has one instance: a further
+/// instance of a series swapped into the other study meanwhile would be refused, as the series
+/// belongs to another study than the one it names.)
 async fn studies_swapped_while_instances_arrive_keep_true_totals(backend: Backend) {
     let s = TestServer::start(backend).await;
     let dir = tempfile::tempdir().unwrap();

@@ -453,24 +453,32 @@ async fn orders_follow(conn: &mut AnyConnection, tenant: &str, study_key: i64, p
     Ok(())
 }
 
-/// Hooks every study of the patient `from` to the patient `to` with one statement, so that a
-/// study another request moved away meanwhile stays where it went; their orders follow. The
-/// studies are locked first, in key order (see [`lock_studies`]). Returns the studies moved.
+/// Hooks every study of the patient `from` to the patient `to`; their orders follow. The studies
+/// are locked first, in key order (see [`lock_studies`]), and each moves only if it is still the
+/// patient's then: a study another request moved away meanwhile stays where it went. Returns the
+/// studies moved.
 pub async fn move_studies_of_patient(conn: &mut AnyConnection, tenant: &str, from: i64, to: i64) -> OpResult<Vec<Study>> {
     get_patient(conn, tenant, to).await?;
-    let held: Vec<i64> = sqlx::query_scalar("SELECT id FROM studies WHERE tenant = $1 AND patient_fk = $2")
+    let mut held: Vec<i64> = sqlx::query_scalar("SELECT id FROM studies WHERE tenant = $1 AND patient_fk = $2")
         .bind(tenant)
         .bind(from)
         .fetch_all(&mut *conn)
         .await?;
     lock_studies(conn, &held).await?;
-    let mut moved: Vec<i64> = sqlx::query_scalar("UPDATE studies SET patient_fk = $3 WHERE tenant = $1 AND patient_fk = $2 RETURNING id")
-        .bind(tenant)
-        .bind(from)
-        .bind(to)
-        .fetch_all(&mut *conn)
-        .await?;
-    moved.sort_unstable();
+    held.sort_unstable();
+    let mut moved = Vec::with_capacity(held.len());
+    for key in held {
+        let r = sqlx::query("UPDATE studies SET patient_fk = $3 WHERE tenant = $1 AND id = $2 AND patient_fk = $4")
+            .bind(tenant)
+            .bind(key)
+            .bind(to)
+            .bind(from)
+            .execute(&mut *conn)
+            .await?;
+        if r.rows_affected() == 1 {
+            moved.push(key);
+        }
+    }
     let mut studies = Vec::with_capacity(moved.len());
     for key in moved {
         orders_follow(conn, tenant, key, to).await?;

@@ -1,5 +1,6 @@
-//! Host-side bindings of every WIT version the host serves, one module per version.
-//! A released version's module is never changed; a new WIT version gets a new module here.
+//! Host-side bindings of every WIT version the host serves. A module serves its version and
+//! the earlier ones that version only adds to (wasmtime matches their names semver-compatibly);
+//! a version that changes or removes what components rely on gets a module of its own.
 
 /// `wasmpacs:plugin@0.1.1`, which also serves components built against 0.1.0: 0.1.1 only adds
 /// to it, and wasmtime matches 0.1.z import and export names to these semver-compatibly.

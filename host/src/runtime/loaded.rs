@@ -25,7 +25,7 @@ pub enum LoadError {
     World { version: &'static str, source: wasmtime::Error },
 }
 
-/// Instantiation-ready plugin of one WIT version.
+/// Instantiation-ready plugin, under the bindings that serve its WIT version.
 pub enum PluginPre {
     V0_1_1(v0_1_1::PluginPre<RequestState>),
 }
