@@ -211,6 +211,17 @@ async fn merge_patients_rules(backend: Backend) {
     s.stop().await;
 }
 
+/// Sends `merge` and, at the same time, a `studies/move` of each of `studies` to the Patient ID
+/// `target`; answers the merge's answer and the moves'.
+async fn merge_while_moving(s: &TestServer, merge: &Value, studies: &[String], target: impl AsRef<str>) -> ((StatusCode, Value), Vec<(StatusCode, Value)>) {
+    let target = target.as_ref();
+    let moves: Vec<Value> = studies
+        .iter()
+        .map(|uid| json!({"studyInstanceUid": uid, "targetPatientID": target, "patientName": "M^T", "userName": "u"}))
+        .collect();
+    tokio::join!(s.post("patients/merge", merge), futures::future::join_all(moves.iter().map(|m| s.post("studies/move", m))))
+}
+
 /// A patient merged into another while its studies are each moved to a third patient: every
 /// move answered 200, so every study ends with the third patient, whichever request ran first
 /// (the merge takes only the studies the source still has when it moves them).
@@ -225,14 +236,7 @@ async fn a_study_moved_during_a_merge_stays_moved(backend: Backend) {
             s.seed_study("alpha", &source, uid, &[(&format!("{uid}.1"), 1)]).await;
         }
         let merge = json!({"sourcePatientID": source, "targetPatientID": format!("MERGE-INTO-{round}"), "userName": "u"});
-        let moves: Vec<Value> = uids
-            .iter()
-            .map(|uid| json!({"studyInstanceUid": uid, "targetPatientID": format!("MOVED-TO-{round}"), "patientName": "M^T", "userName": "u"}))
-            .collect();
-        let (merged, moved) = tokio::join!(
-            s.post("patients/merge", &merge),
-            futures::future::join_all(moves.iter().map(|m| s.post("studies/move", m)))
-        );
+        let (merged, moved) = merge_while_moving(&s, &merge, &uids, format!("MOVED-TO-{round}")).await;
         // All studies may have moved away before the merge looked: then it finds none.
         assert!(matches!(merged.0, StatusCode::OK | StatusCode::CONFLICT), "{merged:?}");
         assert!(moved.iter().all(|(status, _)| *status == StatusCode::OK), "{moved:?}");
@@ -268,14 +272,7 @@ async fn one_new_id_named_under_two_issuers_at_once_gives_one_patient(backend: B
             s.seed_study("alpha", &format!("OTHER-{round}-{i}"), uid, &[(&format!("{uid}.1"), 1)]).await;
         }
         let merge = json!({"sourcePatientID": source, "targetPatientID": newcomer, "userName": "u"});
-        let moves: Vec<Value> = others
-            .iter()
-            .map(|uid| json!({"studyInstanceUid": uid, "targetPatientID": newcomer, "patientName": "N^C", "userName": "u"}))
-            .collect();
-        let (merged, moved) = tokio::join!(
-            s.post("patients/merge", &merge),
-            futures::future::join_all(moves.iter().map(|m| s.post("studies/move", m)))
-        );
+        let (merged, moved) = merge_while_moving(&s, &merge, &others, &newcomer).await;
         assert_eq!(merged.0, StatusCode::OK, "{merged:?}");
         assert!(moved.iter().all(|(status, _)| *status == StatusCode::OK), "{moved:?}");
         let patients: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM patients WHERE patient_id = $1")

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AssertSqlSafe, Row};
 
-use super::{is_unique_violation, lock_studies, now_text};
+use super::{is_postgres, is_unique_violation, lock_studies, now_text};
 
 /// Why a domain operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -144,7 +144,7 @@ fn patient(row: &AnyRow) -> OpResult<Patient> {
 /// with an advisory lock keyed by a hash of both; SQLite has a single writer). A unit holding it
 /// takes study rows and the event feed's lock after it, never before (see [`lock_studies`]).
 pub async fn lock_patient_id(conn: &mut AnyConnection, tenant: &str, patient_id: &str) -> OpResult<()> {
-    if conn.backend_name() != <sqlx::Postgres as sqlx::Database>::NAME {
+    if !is_postgres(conn) {
         return Ok(());
     }
     sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2 || '/' || $3))")

@@ -238,7 +238,7 @@ pub fn text_in(wait: std::time::Duration) -> String {
 /// every unit keeps: study rows in key order (ingest adds to its studies' totals that way too),
 /// then the event feed's lock ([`events::append`]), so call this before recording an event.
 pub async fn lock_studies(conn: &mut sqlx::AnyConnection, keys: &[i64]) -> Result<(), sqlx::Error> {
-    if conn.backend_name() != <sqlx::Postgres as sqlx::Database>::NAME {
+    if !is_postgres(conn) {
         return Ok(());
     }
     let mut keys = keys.to_vec();
@@ -248,6 +248,12 @@ pub async fn lock_studies(conn: &mut sqlx::AnyConnection, keys: &[i64]) -> Resul
         sqlx::query("SELECT id FROM studies WHERE id = $1 FOR NO KEY UPDATE").bind(key).execute(&mut *conn).await?;
     }
     Ok(())
+}
+
+/// True when `conn` is a PostgreSQL connection (row and advisory locks matter there; SQLite has
+/// a single writer).
+pub fn is_postgres(conn: &sqlx::AnyConnection) -> bool {
+    conn.backend_name() == <sqlx::Postgres as sqlx::Database>::NAME
 }
 
 /// True when `e` is a unique-constraint violation.
