@@ -19,6 +19,7 @@ on_both_backends!(
     studies_reconciled_at_once_into_a_new_study_all_arrive,
     swap_studies_rules,
     studies_swapped_while_instances_arrive_keep_true_totals,
+    instances_arriving_into_swapped_series_count_where_their_series_is,
 );
 
 fn kinds(events: &[Value]) -> Vec<(String, Option<String>)> {
@@ -492,33 +493,109 @@ async fn studies_swapped_while_instances_arrive_keep_true_totals(backend: Backen
         sending.store(false, std::sync::atomic::Ordering::SeqCst);
         sends
     };
-    let swaps = async {
-        let body = json!({"sourceStudyInstanceUID": studies[0], "targetStudyInstanceUID": studies[1], "userName": "u"});
-        let mut answers = Vec::new();
-        while sending.load(std::sync::atomic::Ordering::SeqCst) {
-            answers.push(s.post("studies/swap", &body).await);
-        }
-        answers
-    };
+    let swaps = swap_while(&s, &studies[0], &studies[1], &sending);
     let (sends, swaps) = tokio::join!(sends, swaps);
     assert!(sends.iter().all(|(ok, _)| *ok), "{sends:?}");
     assert!(swaps.len() >= 3, "the swaps overlapped the stores: {}", swaps.len());
     assert!(swaps.iter().all(|(status, _)| *status == StatusCode::OK), "{swaps:?}");
 
-    let db = s.connect_db().await;
-    let totals: Vec<(String, i64, i64, i64, i64)> = sqlx::query_as(
+    let totals = totals_against_held(&s).await;
+    assert_eq!(totals.len(), 2, "{totals:?}");
+    let series: i64 = totals.iter().map(|t| t.2).sum();
+    assert_eq!(series, 128, "every series arrived");
+    s.stop().await;
+}
+
+/// Swaps the series of studies `a` and `b` again and again while `going` is true; answers
+/// each swap's status and body.
+async fn swap_while(s: &TestServer, a: &str, b: &str, going: &std::sync::atomic::AtomicBool) -> Vec<(StatusCode, Value)> {
+    let body = json!({"sourceStudyInstanceUID": a, "targetStudyInstanceUID": b, "userName": "u"});
+    let mut answers = Vec::new();
+    while going.load(std::sync::atomic::Ordering::SeqCst) {
+        answers.push(s.post("studies/swap", &body).await);
+    }
+    answers
+}
+
+/// Each study of tenant alpha (by UID) with its series count and size as recorded, and as its
+/// series and instances are now: (study, series counted, series held, size, bytes held).
+/// Asserts that each is counted as held.
+async fn totals_against_held(s: &TestServer) -> Vec<(String, i64, i64, i64, i64)> {
+    let totals = totals_and_held(&s.connect_db().await).await;
+    for (study, series_count, series_held, size, bytes_held) in &totals {
+        assert_eq!((series_count, size), (series_held, bytes_held), "study {study}: counted against held");
+    }
+    totals
+}
+
+/// As [`totals_against_held`] without asserting, read in one statement: on both databases, as
+/// one snapshot of what was committed.
+async fn totals_and_held(db: &sqlx::AnyPool) -> Vec<(String, i64, i64, i64, i64)> {
+    sqlx::query_as(
         "SELECT st.study_uid, st.series_count, (SELECT COUNT(*) FROM series se WHERE se.study_fk = st.id), \
          st.size_bytes, CAST(COALESCE((SELECT SUM(i.size_bytes) FROM instances i JOIN series se ON se.id = i.series_fk \
          WHERE se.study_fk = st.id), 0) AS BIGINT) FROM studies st WHERE st.tenant = 'alpha' ORDER BY st.study_uid",
     )
-    .fetch_all(&db)
+    .fetch_all(db)
     .await
-    .unwrap();
-    assert_eq!(totals.len(), 2, "{totals:?}");
-    for (study, series_count, series_held, size, bytes_held) in &totals {
-        assert_eq!((series_count, size), (series_held, bytes_held), "study {study}: counted against held");
+    .unwrap()
+}
+
+/// Instances keep arriving into the series of two studies while the studies swap their series
+/// again and again: each instance is stored into its series where the series is when it arrives,
+/// or refused when its series is in the other study by then (its study no longer holds it), and
+/// each study's size is the weight of what it holds, in every snapshot read meanwhile (the next
+/// swap recounts both studies, so a wrong total shows only until then). Before, an instance
+/// added while a swap was under way could count in the study its series had just left.
+async fn instances_arriving_into_swapped_series_count_where_their_series_is(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    // 2 studies of 2 series of 100 instances of 160x160.
+    let files = wasmpacs_tests::generate_cts(dir.path(), &["-n", "400", "--studies", "2", "--series-per-study", "2", "--rows", "160", "--cols", "160"]);
+    let mut by_series: std::collections::BTreeMap<(String, String), Vec<std::path::PathBuf>> = Default::default();
+    for file in files {
+        let (study, series, _) = wasmpacs_tests::uids(&file);
+        by_series.entry((study, series)).or_default().push(file);
     }
-    let series: i64 = totals.iter().map(|t| t.2).sum();
-    assert_eq!(series, 128, "every series arrived");
+    assert_eq!(by_series.len(), 4);
+    let studies: std::collections::BTreeSet<String> = by_series.keys().map(|(study, _)| study.clone()).collect();
+    let studies: Vec<String> = studies.into_iter().collect();
+    // One instance of each series first, so that every series exists; the rest then arrive
+    // over 4 associations, each sending into every series in turn.
+    let firsts: Vec<_> = by_series.values_mut().map(|files| files.remove(0)).collect();
+    let (ok, output) = s.storescu(wasmpacs_tests::NODE_A, &firsts).await;
+    assert!(ok, "{output}");
+    let rest: Vec<Vec<std::path::PathBuf>> = by_series.into_values().collect();
+    let interleaved: Vec<std::path::PathBuf> = (0..rest[0].len()).flat_map(|i| rest.iter().map(move |files| files[i].clone())).collect();
+    let shares: Vec<Vec<_>> = (0..4).map(|k| interleaved.iter().skip(k).step_by(4).cloned().collect()).collect();
+
+    let sending = std::sync::atomic::AtomicBool::new(true);
+    let sends = async {
+        // Refused instances make storescu fail; what was stored is read back below.
+        futures::future::join_all(shares.iter().map(|share| s.storescu_past_refusals(wasmpacs_tests::NODE_A, share))).await;
+        sending.store(false, std::sync::atomic::Ordering::SeqCst);
+    };
+    let swaps = swap_while(&s, &studies[0], &studies[1], &sending);
+    let watch = async {
+        let db = s.connect_db().await;
+        let (mut looks, mut wrong) = (0, Vec::new());
+        while sending.load(std::sync::atomic::Ordering::SeqCst) {
+            looks += 1;
+            wrong.extend(totals_and_held(&db).await.into_iter().filter(|t| (t.1, t.3) != (t.2, t.4)));
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        (looks, wrong)
+    };
+    let ((), swaps, (looks, wrong)) = tokio::join!(sends, swaps, watch);
+    assert!(wrong.is_empty(), "{} of {looks} looks saw totals other than held: {wrong:?}", wrong.len());
+    assert!(swaps.len() >= 3, "the swaps overlapped the stores: {}", swaps.len());
+    assert!(swaps.iter().all(|(status, _)| *status == StatusCode::OK), "{swaps:?}");
+
+    let totals = totals_against_held(&s).await;
+    assert_eq!(totals.len(), 2, "{totals:?}");
+    assert_eq!(totals.iter().map(|t| t.2).sum::<i64>(), 4, "every series stays: {totals:?}");
+    let db = s.connect_db().await;
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM instances WHERE tenant = 'alpha'").fetch_one(&db).await.unwrap();
+    assert!(stored > 4, "instances arrived during the swaps: {stored}");
     s.stop().await;
 }

@@ -437,6 +437,16 @@ max_instances = 64
     /// (one association per transfer syntax); returns whether every storescu succeeded, and
     /// their output.
     pub async fn storescu(&self, calling_ae: &str, files: &[PathBuf]) -> (bool, String) {
+        self.storescu_with(calling_ae, files, &[]).await
+    }
+
+    /// As [`TestServer::storescu`], going on past a refused instance (`-nh`: by default,
+    /// storescu stops at the first).
+    pub async fn storescu_past_refusals(&self, calling_ae: &str, files: &[PathBuf]) -> (bool, String) {
+        self.storescu_with(calling_ae, files, &["-nh"]).await
+    }
+
+    async fn storescu_with(&self, calling_ae: &str, files: &[PathBuf], options: &[&str]) -> (bool, String) {
         let mut groups: std::collections::BTreeMap<&'static str, Vec<&PathBuf>> = Default::default();
         for file in files {
             groups.entry(storescu_option(&transfer_syntax_of(file))).or_default().push(file);
@@ -448,6 +458,7 @@ max_instances = 64
                 // -R: propose the SOP classes of the files (dcmtk's default list lacks some, e.g. whole slides).
                 .args(["-R", "-aet", calling_ae, "-aec", SERVER_AE])
                 .args((!option.is_empty()).then_some(option))
+                .args(options)
                 .arg("127.0.0.1")
                 .arg(self.dicom_port.to_string())
                 .args(&files)

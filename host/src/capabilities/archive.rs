@@ -122,7 +122,7 @@ impl wit::Host for RequestState {
             Ok(savepoint) => savepoint,
             Err(e) => return Ok(Err(ingest_error(&plugin, e.into()))),
         };
-        let (outcome, placed) = match ingest.store_in(&mut savepoint, &tenant, &calling_ae, staged).await {
+        let (outcome, placed) = match ingest.store_in(&mut savepoint, &tenant, &calling_ae, staged, 0).await {
             Ok(stored) => stored,
             Err(e) => return Ok(Err(ingest_error(&plugin, e))),
         };

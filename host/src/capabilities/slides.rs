@@ -21,7 +21,7 @@ impl RequestState {
         // A savepoint: a failure half way leaves the unit as it was, whatever the plugin does next.
         let mut savepoint = sqlx::Connection::begin(conn).await.map_err(|e| ingest_error(&plugin, e.into()))?;
         let (outcome, placed) =
-            ingest.store_in(&mut savepoint, &tenant, calling_ae, staged).await.map_err(|e| ingest_error(&plugin, e))?;
+            ingest.store_in(&mut savepoint, &tenant, calling_ae, staged, slide.size).await.map_err(|e| ingest_error(&plugin, e))?;
         let sop = outcome.header.sop_instance_uid.clone();
         let internal = |e: sqlx::Error| {
             tracing::error!(plugin = %plugin, error = %e, "recording a slide failed");

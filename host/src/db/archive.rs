@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AssertSqlSafe, Row};
 
-use super::{is_postgres, is_unique_violation, lock_studies, now_text};
+use super::{is_postgres, is_unique_violation, lock_series_of_studies, lock_studies, now_text};
 
 /// Why a domain operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -142,7 +142,8 @@ fn patient(row: &AnyRow) -> OpResult<Patient> {
 
 /// Holds a Patient ID of a tenant, under every issuer, until the unit of work ends (PostgreSQL,
 /// with an advisory lock keyed by a hash of both; SQLite has a single writer). A unit holding it
-/// takes study rows and the event feed's lock after it, never before (see [`lock_studies`]).
+/// takes series rows, study rows and the event feed's lock after it, never before (see
+/// [`lock_studies`]).
 pub async fn lock_patient_id(conn: &mut AnyConnection, tenant: &str, patient_id: &str) -> OpResult<()> {
     if !is_postgres(conn) {
         return Ok(());
@@ -492,10 +493,12 @@ pub async fn move_studies_of_patient(conn: &mut AnyConnection, tenant: &str, fro
     Ok(studies)
 }
 
-/// Moves every series of `from` into `to`; returns how many moved.
+/// Moves every series of `from` into `to`; returns how many moved. Their rows are locked first,
+/// in key order (see [`lock_series_of_studies`]), then the studies'.
 pub async fn move_all_series(conn: &mut AnyConnection, tenant: &str, from: i64, to: i64) -> OpResult<u32> {
     require_study_key(conn, tenant, from).await?;
     require_study_key(conn, tenant, to).await?;
+    lock_series_of_studies(conn, tenant, &[from, to]).await?;
     let r = sqlx::query("UPDATE series SET study_fk = $3 WHERE tenant = $1 AND study_fk = $2")
         .bind(tenant)
         .bind(from)
@@ -506,10 +509,11 @@ pub async fn move_all_series(conn: &mut AnyConnection, tenant: &str, from: i64, 
     Ok(r.rows_affected() as u32)
 }
 
-/// Exchanges the series of two studies.
+/// Exchanges the series of two studies, locking them as [`move_all_series`] does.
 pub async fn swap_series(conn: &mut AnyConnection, tenant: &str, a: i64, b: i64) -> OpResult<()> {
     require_study_key(conn, tenant, a).await?;
     require_study_key(conn, tenant, b).await?;
+    lock_series_of_studies(conn, tenant, &[a, b]).await?;
     sqlx::query(
         "UPDATE series SET study_fk = CASE WHEN study_fk = $2 THEN $3 ELSE $2 END \
          WHERE tenant = $1 AND study_fk IN ($2, $3)",

@@ -235,8 +235,10 @@ pub fn text_in(wait: std::time::Duration) -> String {
 /// rows are locked one by one in key order, so that two units never wait on each other crosswise,
 /// and `FOR NO KEY UPDATE`, as an update of the totals would: a unit that only points a row at the
 /// study (its series moved there, holding the study's key share) does not block it. The order
-/// every unit keeps: study rows in key order (ingest adds to its studies' totals that way too),
-/// then the event feed's lock ([`events::append`]), so call this before recording an event.
+/// every unit keeps: a Patient ID ([`archive::lock_patient_id`]), then series rows in key order
+/// (a unit moving series locks them with [`lock_series_of_studies`], ingest shares those it adds
+/// to), then study rows in key order (ingest adds to its studies' totals that way too), then the
+/// event feed's lock ([`events::append`]), so call this before recording an event.
 pub async fn lock_studies(conn: &mut sqlx::AnyConnection, keys: &[i64]) -> Result<(), sqlx::Error> {
     if !is_postgres(conn) {
         return Ok(());
@@ -247,6 +249,29 @@ pub async fn lock_studies(conn: &mut sqlx::AnyConnection, keys: &[i64]) -> Resul
     for key in keys {
         sqlx::query("SELECT id FROM studies WHERE id = $1 FOR NO KEY UPDATE").bind(key).execute(&mut *conn).await?;
     }
+    Ok(())
+}
+
+/// Locks the rows of every series of the studies `keys` of a tenant, in key order, until the unit
+/// of work ends (PostgreSQL; SQLite has a single writer), for a unit about to move them between
+/// those studies: ingest, which shares the rows of the series it adds instances to before it
+/// locks their studies, then waits until the move commits and adds to the study each series is
+/// in by then. Call it before [`lock_studies`] (see there for the order).
+pub async fn lock_series_of_studies(conn: &mut sqlx::AnyConnection, tenant: &str, keys: &[i64]) -> Result<(), sqlx::Error> {
+    if !is_postgres(conn) || keys.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = (0..keys.len()).map(|i| format!("${}", i + 2)).collect();
+    let sql = format!(
+        "SELECT id FROM series WHERE tenant = $1 AND study_fk IN ({}) ORDER BY id FOR NO KEY UPDATE",
+        list.join(", ")
+    );
+    // Only placeholders are built into the text; every value is bound.
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant);
+    for key in keys {
+        query = query.bind(*key);
+    }
+    query.execute(&mut *conn).await?;
     Ok(())
 }
 

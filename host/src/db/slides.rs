@@ -51,8 +51,9 @@ fn slide_file(row: &sqlx::any::AnyRow) -> Result<SlideFile, sqlx::Error> {
     })
 }
 
-/// Records `slide` as the file of the sidecar instance `instance_key`, and adds its weight to
-/// the study's size (unless its series is deprecated, as for any instance).
+/// Records `slide` as the file of the sidecar instance `instance_key`. Its weight counts in the
+/// study's size from the sidecar's registration (see [`crate::ingest::Ingest::store_in`]), which
+/// adds to the study before the unit records its events (see [`crate::db::lock_studies`]).
 pub async fn record(conn: &mut AnyConnection, instance_key: i64, slide: &SlideFile) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO slide_files (instance_fk, medium, file_path, file_name, content_type, size_bytes, sha1, mirax, created_at) \
@@ -67,14 +68,6 @@ pub async fn record(conn: &mut AnyConnection, instance_key: i64, slide: &SlideFi
     .bind(&slide.sha1)
     .bind(i64::from(slide.mirax))
     .bind(now_text())
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query(
-        "UPDATE studies SET size_bytes = size_bytes + $2 \
-         WHERE id = (SELECT se.study_fk FROM instances i JOIN series se ON se.id = i.series_fk WHERE i.id = $1 AND se.deprecated = 0)",
-    )
-    .bind(instance_key)
-    .bind(slide.size as i64)
     .execute(&mut *conn)
     .await?;
     Ok(())

@@ -161,15 +161,18 @@ impl Ingest {
     /// file, registers it in the index and records its events. The caller commits, then keeps
     /// the returned [`PlacedFile`]; dropping it instead (rollback, failure) removes the file. A
     /// re-send returns no file. On an error the caller must roll the unit (or its savepoint)
-    /// back: rows may have been written.
+    /// back: rows may have been written. `beside`: bytes of a file the caller stores beside the
+    /// instance in the same unit (a slide's), counted in its study's size with it.
     pub async fn store_in(
         &self,
         conn: &mut AnyConnection,
         tenant: &str,
         calling_aet: &str,
         staged: StagedInstance,
+        beside: u64,
     ) -> Result<(Outcome, Option<PlacedFile>), IngestError> {
-        let placed = self.place(tenant, staged).await?;
+        let mut placed = self.place(tenant, staged).await?;
+        placed.record.beside = beside;
         let outcome = register(conn, &mut Registrar::new(), &self.db, tenant, calling_aet, &placed).await?;
         if !outcome.stored {
             // A re-send: the copy just placed goes again.
@@ -230,7 +233,7 @@ impl PlacedInstance {
         storage.place_all(&medium, &[(staged.file.path().to_owned(), relative.clone())])?;
         // Moved: the staging path is gone.
         staged.file.keep();
-        let record = FileRecord { medium: medium.clone(), relative_path: relative.clone(), size: staged.size, digest: staged.digest };
+        let record = FileRecord { medium: medium.clone(), relative_path: relative.clone(), size: staged.size, digest: staged.digest, beside: 0 };
         Ok(Self { header, record, file: PlacedFile::new(storage.clone(), medium, relative) })
     }
 

@@ -133,7 +133,8 @@ impl Registrar {
         Ok(registrations)
     }
 
-    /// [`Registrar::finish`] in a unit of the direct connection.
+    /// [`Registrar::finish`] in a unit of the direct connection, SQLite's only writer while it
+    /// runs: each series is still in the study this unit found it in, so its bytes go there.
     pub fn finish_direct(&mut self, unit: &DirectUnit<'_>) -> Result<(), DirectError> {
         for (study_key, gain) in std::mem::take(&mut self.gains) {
             if gain.series_created > 0 {

@@ -21,6 +21,16 @@ pub struct FileRecord {
     pub size: u64,
     /// Its digest, in its recorded form (see [`crate::storage::digest`]).
     pub digest: String,
+    /// Bytes of files stored beside it that count in its study's size too (a slide's file,
+    /// recorded with its sidecar instance).
+    pub beside: u64,
+}
+
+impl FileRecord {
+    /// What the instance adds to its study's size.
+    fn weight(&self) -> u64 {
+        self.size + self.beside
+    }
 }
 
 /// One instance to register: its header, where its file is, and who sent it for which tenant.
@@ -45,9 +55,10 @@ pub struct Registration {
 /// Registers the instances of one unit of work. It remembers the studies and series it has
 /// looked up or created, so that each further instance of them costs a single statement, and it
 /// sums the series and bytes each study gains, written once by [`Registrar::finish`], which
-/// must run before the unit commits. Only `finish` updates existing study rows, and it does so
-/// in key order: a unit of work locking studies in that order too (see
-/// [`crate::db::lock_studies`]) never waits on this one crosswise. Valid for one unit of work,
+/// must run before the unit commits. Only `finish` updates existing study rows: it shares the
+/// rows of the series it added to, then updates the studies, each in key order, the order every
+/// unit of work takes them in (see [`crate::db::lock_studies`]), so that none waits on this one
+/// crosswise. Valid for one unit of work,
 /// or for several in turn while no other writer can change studies and series in between (the
 /// SQLite committer holding the only writer connection); a unit that does not commit must make
 /// it [`Registrar::forget`].
@@ -146,7 +157,7 @@ impl Registrar {
             let key = stored_instance(conn, tenant, &header.sop_instance_uid).await?.unwrap_or_default();
             return Ok(Registration { stored: false, instance_key: key, ..Default::default() });
         };
-        self.gain_bytes((study_key, series_key), file.size);
+        self.gain_bytes((study_key, series_key), file.weight());
         Ok(Registration { stored: true, study_created, series_created, instance_key })
     }
 
@@ -155,7 +166,7 @@ impl Registrar {
     /// a re-send (stored already, or another entry of the same instance was inserted).
     fn settle(&mut self, inserted: &Inserted, entry: &Entry<'_>, keys: (i64, i64)) -> Option<Registration> {
         let instance_key = inserted_key(inserted, entry)?;
-        self.gain_bytes(keys, entry.file.size);
+        self.gain_bytes(keys, entry.file.weight());
         Some(Registration { stored: true, instance_key, ..Default::default() })
     }
 
@@ -176,16 +187,28 @@ impl Registrar {
     }
 
     /// Adds to each study, in key order, the series created in it and the bytes its instances
-    /// registered here weigh. A deprecated series does not count in its study's size (see
-    /// series/deprecation).
+    /// registered here weigh. The bytes of a series go to the study it is in once its row is
+    /// shared (see [`where_series_are`]): a swap or move that committed since it was looked up
+    /// took it, with the instances just added, elsewhere, and recounted without them. A deprecated
+    /// series does not count in its study's size (see series/deprecation).
     pub async fn finish(&mut self, conn: &mut AnyConnection) -> Result<(), OpError> {
-        for (study_key, gain) in std::mem::take(&mut self.gains) {
+        let gains = std::mem::take(&mut self.gains);
+        let series: Vec<i64> = gains.values().flat_map(|gain| gain.bytes.keys().copied()).collect();
+        let standing = where_series_are(conn, &series).await?;
+        // Study key -> (series created, bytes).
+        let mut totals: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+        for (study_key, gain) in gains {
             if gain.series_created > 0 {
-                sqlx::query(ADD_SERIES).bind(study_key).bind(gain.series_created).execute(&mut *conn).await?;
+                totals.entry(study_key).or_default().0 += gain.series_created;
             }
             for (series_key, bytes) in gain.bytes {
-                sqlx::query(ADD_SIZE).bind(study_key).bind(bytes).bind(series_key).execute(&mut *conn).await?;
+                if let Some(&(study_key, false)) = standing.get(&series_key) {
+                    totals.entry(study_key).or_default().1 += bytes;
+                }
             }
+        }
+        for (study_key, (series, bytes)) in totals {
+            sqlx::query(ADD_TOTALS).bind(study_key).bind(series).bind(bytes).execute(&mut *conn).await?;
         }
         Ok(())
     }
@@ -207,11 +230,14 @@ impl Registrar {
 }
 
 /// Adds the bytes of a series' new instances (`$2`) to its study (`$1`), unless the series (`$3`)
-/// is deprecated.
+/// is deprecated (the SQLite committer's way, see [`Registrar::finish_direct`]).
 const ADD_SIZE: &str = "UPDATE studies SET size_bytes = size_bytes + $2 WHERE id = $1 \
      AND NOT EXISTS (SELECT 1 FROM series WHERE id = $3 AND deprecated = 1)";
 
-/// Adds series created (`$2`) to a study's count (`$1`).
+/// Adds series created (`$2`) and bytes (`$3`) to a study's totals (`$1`).
+const ADD_TOTALS: &str = "UPDATE studies SET series_count = series_count + $2, size_bytes = size_bytes + $3 WHERE id = $1";
+
+/// Adds series created (`$2`) to a study's count (`$1`) (the SQLite committer's way).
 const ADD_SERIES: &str = "UPDATE studies SET series_count = series_count + $2 WHERE id = $1";
 
 /// The keys of a study (`$2`), of a series (`$3`) and of the series' study, for a tenant (`$1`).
@@ -252,6 +278,34 @@ impl Filed {
 async fn filed(conn: &mut AnyConnection, tenant: &str, header: &InstanceHeader) -> Result<Filed, OpError> {
     let row = sqlx::query(FILED).bind(tenant).bind(&header.study_uid).bind(&header.series_uid).fetch_one(&mut *conn).await?;
     Ok(Filed::of(row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))
+}
+
+/// Series, in key order, looked up with one statement at most.
+const SERIES_CHUNK: usize = 500;
+
+/// The study each of the series `keys` is in, and whether it is deprecated, as committed now:
+/// on PostgreSQL their rows are shared in key order until the unit of work ends, so that no unit
+/// moves or deprecates them before this one commits (one doing so already is waited for), and
+/// their studies are locked after them (see [`crate::db::lock_studies`] for the order).
+async fn where_series_are(conn: &mut AnyConnection, keys: &[i64]) -> Result<HashMap<i64, (i64, bool)>, OpError> {
+    let mut keys = keys.to_vec();
+    keys.sort_unstable();
+    keys.dedup();
+    let shared = if crate::db::is_postgres(conn) { " FOR SHARE" } else { "" };
+    let mut standing = HashMap::with_capacity(keys.len());
+    for chunk in keys.chunks(SERIES_CHUNK) {
+        let list: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let sql = format!("SELECT id, study_fk, deprecated FROM series WHERE id IN ({}) ORDER BY id{shared}", list.join(", "));
+        // Only placeholders are built into the text; every value is bound.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for key in chunk {
+            query = query.bind(*key);
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            standing.insert(row.try_get(0)?, (row.try_get(1)?, row.try_get::<i64, _>(2)? != 0));
+        }
+    }
+    Ok(standing)
 }
 
 /// The key of the instance `sop_instance_uid` when it is stored already.

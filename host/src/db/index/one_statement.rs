@@ -14,11 +14,14 @@ const COLUMNS: usize = 13;
 
 /// The statement for `rows` instances: each is inserted when its series exists in its study
 /// (and its SOP Instance UID is new), and each study gains the bytes of its instances in series
-/// that are not deprecated, as [`super::Registrar::finish`] adds them. The studies are locked in
-/// key order before they are updated (`locked`: rows are locked as the sort hands them out, and
-/// the update joins them), as [`crate::db::lock_studies`] locks them: in whatever order the
-/// planner would update them, a unit of work recounting two of these studies cannot hold one
-/// while this statement holds the other.
+/// that are not deprecated, as [`super::Registrar::finish`] adds them. The series rows are
+/// shared, then the studies locked, each in key order (`standing`, `locked`: rows are locked as
+/// the sort hands them out, and what follows joins them), as [`crate::db::lock_studies`] says
+/// every unit does. Shared, a series row is read as last committed: a swap, move or deprecation
+/// under way when the statement began is waited for, and the bytes go to the study the series
+/// is in after it (or nowhere, deprecated), which recounted without them. In whatever order the
+/// planner would update the studies, a unit recounting two of them cannot hold one while this
+/// statement holds the other.
 fn statement(rows: usize) -> String {
     let values: Vec<String> = (0..rows)
         .map(|row| {
@@ -43,7 +46,9 @@ fn statement(rows: usize) -> String {
          JOIN studies st ON st.id = se.study_fk AND st.study_uid = v.study_uid \
          ON CONFLICT (tenant, sop_instance_uid) DO NOTHING \
          RETURNING id, tenant, sop_instance_uid, file_path, series_fk, size_bytes), \
-         gained AS (SELECT se.study_fk, sum(ins.size_bytes) AS bytes FROM ins JOIN series se ON se.id = ins.series_fk \
+         standing AS (SELECT se.id, se.study_fk, se.deprecated FROM series se \
+         WHERE se.id IN (SELECT series_fk FROM ins) ORDER BY se.id FOR SHARE), \
+         gained AS (SELECT se.study_fk, sum(ins.size_bytes) AS bytes FROM ins JOIN standing se ON se.id = ins.series_fk \
          WHERE se.deprecated = 0 GROUP BY se.study_fk), \
          locked AS (SELECT s.id FROM studies s WHERE s.id IN (SELECT study_fk FROM gained) ORDER BY s.id FOR NO KEY UPDATE), \
          added AS (UPDATE studies s SET size_bytes = s.size_bytes + g.bytes \
