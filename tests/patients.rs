@@ -541,23 +541,24 @@ async fn totals_and_held(db: &sqlx::AnyPool) -> Vec<(String, i64, i64, i64, i64)
     .unwrap()
 }
 
-/// Instances keep arriving into the series of two studies while the studies swap their series
-/// again and again: each instance is stored into its series where the series is when it arrives,
-/// or refused when its series is in the other study by then (its study no longer holds it), and
-/// each study's size is the weight of what it holds, in every snapshot read meanwhile (the next
-/// swap recounts both studies, so a wrong total shows only until then). Before, an instance
-/// added while a swap was under way could count in the study its series had just left.
+/// Instances keep arriving into the series of three studies while the first two and the last two
+/// swap their series again and again, at once: each instance is stored into its series where the
+/// series is when it arrives, or refused when its series is in another study by then (its study
+/// no longer holds it), every swap succeeds (none deadlocks with another or with ingest), and each
+/// study's size is the weight of what it holds, in every snapshot read meanwhile (the next swap
+/// recounts, so a wrong total shows only until then). Before, an instance added while a swap was
+/// under way could count in the study its series had just left.
 async fn instances_arriving_into_swapped_series_count_where_their_series_is(backend: Backend) {
     let s = TestServer::start(backend).await;
     let dir = tempfile::tempdir().unwrap();
-    // 2 studies of 2 series of 100 instances of 160x160.
-    let files = wasmpacs_tests::generate_cts(dir.path(), &["-n", "400", "--studies", "2", "--series-per-study", "2", "--rows", "160", "--cols", "160"]);
+    // 3 studies of 2 series of 80 instances of 160x160.
+    let files = wasmpacs_tests::generate_cts(dir.path(), &["-n", "480", "--studies", "3", "--series-per-study", "2", "--rows", "160", "--cols", "160"]);
     let mut by_series: std::collections::BTreeMap<(String, String), Vec<std::path::PathBuf>> = Default::default();
     for file in files {
         let (study, series, _) = wasmpacs_tests::uids(&file);
         by_series.entry((study, series)).or_default().push(file);
     }
-    assert_eq!(by_series.len(), 4);
+    assert_eq!(by_series.len(), 6);
     let studies: std::collections::BTreeSet<String> = by_series.keys().map(|(study, _)| study.clone()).collect();
     let studies: Vec<String> = studies.into_iter().collect();
     // One instance of each series first, so that every series exists; the rest then arrive
@@ -575,7 +576,10 @@ async fn instances_arriving_into_swapped_series_count_where_their_series_is(back
         futures::future::join_all(shares.iter().map(|share| s.storescu_past_refusals(wasmpacs_tests::NODE_A, share))).await;
         sending.store(false, std::sync::atomic::Ordering::SeqCst);
     };
-    let swaps = swap_while(&s, &studies[0], &studies[1], &sending);
+    let swaps = async {
+        let (first, last) = tokio::join!(swap_while(&s, &studies[0], &studies[1], &sending), swap_while(&s, &studies[1], &studies[2], &sending));
+        [first, last].concat()
+    };
     let watch = async {
         let db = s.connect_db().await;
         let (mut looks, mut wrong) = (0, Vec::new());
@@ -588,14 +592,14 @@ async fn instances_arriving_into_swapped_series_count_where_their_series_is(back
     };
     let ((), swaps, (looks, wrong)) = tokio::join!(sends, swaps, watch);
     assert!(wrong.is_empty(), "{} of {looks} looks saw totals other than held: {wrong:?}", wrong.len());
-    assert!(swaps.len() >= 3, "the swaps overlapped the stores: {}", swaps.len());
+    assert!(swaps.len() >= 6, "the swaps overlapped the stores: {}", swaps.len());
     assert!(swaps.iter().all(|(status, _)| *status == StatusCode::OK), "{swaps:?}");
 
     let totals = totals_against_held(&s).await;
-    assert_eq!(totals.len(), 2, "{totals:?}");
-    assert_eq!(totals.iter().map(|t| t.2).sum::<i64>(), 4, "every series stays: {totals:?}");
+    assert_eq!(totals.len(), 3, "{totals:?}");
+    assert_eq!(totals.iter().map(|t| t.2).sum::<i64>(), 6, "every series stays: {totals:?}");
     let db = s.connect_db().await;
     let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM instances WHERE tenant = 'alpha'").fetch_one(&db).await.unwrap();
-    assert!(stored > 4, "instances arrived during the swaps: {stored}");
+    assert!(stored > 6, "instances arrived during the swaps: {stored}");
     s.stop().await;
 }

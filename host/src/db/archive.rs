@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AssertSqlSafe, Row};
 
-use super::{is_postgres, is_unique_violation, lock_series_of_studies, lock_studies, now_text};
+use super::{is_postgres, is_unique_violation, lock_studies, now_text, series_locked_in_key_order};
 
 /// Why a domain operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -494,12 +494,12 @@ pub async fn move_studies_of_patient(conn: &mut AnyConnection, tenant: &str, fro
 }
 
 /// Moves every series of `from` into `to`; returns how many moved. Their rows are locked first,
-/// in key order (see [`lock_series_of_studies`]), then the studies'.
+/// in key order (see [`series_locked_in_key_order`]), then the studies'.
 pub async fn move_all_series(conn: &mut AnyConnection, tenant: &str, from: i64, to: i64) -> OpResult<u32> {
     require_study_key(conn, tenant, from).await?;
     require_study_key(conn, tenant, to).await?;
-    lock_series_of_studies(conn, tenant, &[from, to]).await?;
-    let r = sqlx::query("UPDATE series SET study_fk = $3 WHERE tenant = $1 AND study_fk = $2")
+    let moving = series_locked_in_key_order(conn, "tenant = $1 AND study_fk = $2");
+    let r = sqlx::query(AssertSqlSafe(format!("UPDATE series SET study_fk = $3 WHERE {moving}")))
         .bind(tenant)
         .bind(from)
         .bind(to)
@@ -513,11 +513,8 @@ pub async fn move_all_series(conn: &mut AnyConnection, tenant: &str, from: i64, 
 pub async fn swap_series(conn: &mut AnyConnection, tenant: &str, a: i64, b: i64) -> OpResult<()> {
     require_study_key(conn, tenant, a).await?;
     require_study_key(conn, tenant, b).await?;
-    lock_series_of_studies(conn, tenant, &[a, b]).await?;
-    sqlx::query(
-        "UPDATE series SET study_fk = CASE WHEN study_fk = $2 THEN $3 ELSE $2 END \
-         WHERE tenant = $1 AND study_fk IN ($2, $3)",
-    )
+    let moving = series_locked_in_key_order(conn, "tenant = $1 AND study_fk IN ($2, $3)");
+    sqlx::query(AssertSqlSafe(format!("UPDATE series SET study_fk = CASE WHEN study_fk = $2 THEN $3 ELSE $2 END WHERE {moving}")))
     .bind(tenant)
     .bind(a)
     .bind(b)

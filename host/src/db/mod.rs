@@ -235,9 +235,9 @@ pub fn text_in(wait: std::time::Duration) -> String {
 /// rows are locked one by one in key order, so that two units never wait on each other crosswise,
 /// and `FOR NO KEY UPDATE`, as an update of the totals would: a unit that only points a row at the
 /// study (its series moved there, holding the study's key share) does not block it. The order
-/// every unit keeps: a Patient ID ([`archive::lock_patient_id`]), then series rows in key order
-/// (a unit moving series locks them with [`lock_series_of_studies`], ingest shares those it adds
-/// to), then study rows in key order (ingest adds to its studies' totals that way too), then the
+/// every unit of the host keeps (plugins are asked to in the README): a Patient ID ([`archive::lock_patient_id`]), then series rows in key order
+/// (a unit moving series locks them as [`series_locked_in_key_order`] says, ingest shares those
+/// it adds to), then study rows in key order (ingest adds to its studies' totals that way too), then the
 /// event feed's lock ([`events::append`]), so call this before recording an event.
 pub async fn lock_studies(conn: &mut sqlx::AnyConnection, keys: &[i64]) -> Result<(), sqlx::Error> {
     if !is_postgres(conn) {
@@ -252,27 +252,19 @@ pub async fn lock_studies(conn: &mut sqlx::AnyConnection, keys: &[i64]) -> Resul
     Ok(())
 }
 
-/// Locks the rows of every series of the studies `keys` of a tenant, in key order, until the unit
-/// of work ends (PostgreSQL; SQLite has a single writer), for a unit about to move them between
-/// those studies: ingest, which shares the rows of the series it adds instances to before it
-/// locks their studies, then waits until the move commits and adds to the study each series is
-/// in by then. Call it before [`lock_studies`] (see there for the order).
-pub async fn lock_series_of_studies(conn: &mut sqlx::AnyConnection, tenant: &str, keys: &[i64]) -> Result<(), sqlx::Error> {
-    if !is_postgres(conn) || keys.is_empty() {
-        return Ok(());
+/// The `WHERE` condition of a statement moving the series that match `condition` (of study
+/// columns and the statement's parameters): on PostgreSQL, the rows a subquery has locked in key
+/// order (`FOR NO KEY UPDATE`) before the statement updates them, so that it holds no series
+/// while it waits for another. Ingest shares the rows of the series it adds instances to before
+/// it locks their studies, waits for such a move to commit, and adds to the study each series is
+/// in by then. The statement sees one snapshot: a series brought under `condition` after it
+/// began stays where it is. Run it before [`lock_studies`] (see there for the order).
+pub fn series_locked_in_key_order(conn: &sqlx::AnyConnection, condition: &str) -> String {
+    if is_postgres(conn) {
+        format!("id IN (SELECT id FROM series WHERE {condition} ORDER BY id FOR NO KEY UPDATE) AND {condition}")
+    } else {
+        condition.to_owned()
     }
-    let list: Vec<String> = (0..keys.len()).map(|i| format!("${}", i + 2)).collect();
-    let sql = format!(
-        "SELECT id FROM series WHERE tenant = $1 AND study_fk IN ({}) ORDER BY id FOR NO KEY UPDATE",
-        list.join(", ")
-    );
-    // Only placeholders are built into the text; every value is bound.
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant);
-    for key in keys {
-        query = query.bind(*key);
-    }
-    query.execute(&mut *conn).await?;
-    Ok(())
 }
 
 /// True when `conn` is a PostgreSQL connection (row and advisory locks matter there; SQLite has

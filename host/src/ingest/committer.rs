@@ -171,6 +171,10 @@ async fn commit_group(db: &Database, mut writer: Writer, group: Vec<Request>) ->
     }
     for request in group {
         let request = vec![request];
+        if db.backend() != Backend::Sqlite {
+            // Each unit afresh, as each group: other writers may have moved series since.
+            writer.registrar = Registrar::new();
+        }
         let result = commit_unit(db, &mut conn, &mut writer.registrar, &request).await;
         // The sender may have gone (connection lost): the instance is archived all the same.
         answer(request, result);

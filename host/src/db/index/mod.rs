@@ -56,9 +56,9 @@ pub struct Registration {
 /// looked up or created, so that each further instance of them costs a single statement, and it
 /// sums the series and bytes each study gains, written once by [`Registrar::finish`], which
 /// must run before the unit commits. Only `finish` updates existing study rows: it shares the
-/// rows of the series it added to, then updates the studies, each in key order, the order every
-/// unit of work takes them in (see [`crate::db::lock_studies`]), so that none waits on this one
-/// crosswise. Valid for one unit of work,
+/// rows of the series it added to, then updates the studies, each in key order, the order units
+/// of work take them in (see [`crate::db::lock_studies`]), so that none keeping it waits on this
+/// one crosswise. Valid for one unit of work,
 /// or for several in turn while no other writer can change studies and series in between (the
 /// SQLite committer holding the only writer connection); a unit that does not commit must make
 /// it [`Registrar::forget`].

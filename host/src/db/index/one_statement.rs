@@ -14,7 +14,8 @@ const COLUMNS: usize = 13;
 
 /// The statement for `rows` instances: each is inserted when its series exists in its study
 /// (and its SOP Instance UID is new), and each study gains the bytes of its instances in series
-/// that are not deprecated, as [`super::Registrar::finish`] adds them. The series rows are
+/// that are not deprecated, as [`super::Registrar::finish`] adds them (an instance reaching the
+/// committer has no file stored beside it, see [`super::FileRecord::beside`]). The series rows are
 /// shared, then the studies locked, each in key order (`standing`, `locked`: rows are locked as
 /// the sort hands them out, and what follows joins them), as [`crate::db::lock_studies`] says
 /// every unit does. Shared, a series row is read as last committed: a swap, move or deprecation
