@@ -1,5 +1,5 @@
-//! Rebuilds the host when a migration is added or changed: `sqlx::migrate!` embeds the
-//! migrations folders at compile time, and cargo would not otherwise look at them.
+//! Rebuilds the host when a migration is added, removed or renamed: `sqlx::migrate!` embeds the
+//! migrations folders at compile time, and cargo tracks only the files it included.
 
 fn main() {
     println!("cargo:rerun-if-changed=../migrations");

@@ -2,7 +2,10 @@
 -- changes: the tenant's counter row is then the last lock a unit takes. Updated mid-unit, a
 -- study becoming countable locked the counter while its unit still had studies to lock, and a
 -- unit holding one of those studies and making it countable or not waited for the counter:
--- each waited on the other (PostgreSQL ends such a deadlock by failing one).
+-- each waited on the other (PostgreSQL ends such a deadlock by failing one). The insert and
+-- delete triggers of 0007 stay immediate: studies are inserted with no series (not countable),
+-- so they leave the counter alone, and no unit deletes a study. A unit that someday deletes a
+-- study it made countable must defer those too, or the immediate -1 would precede the +1.
 DROP TRIGGER study_counts_on_update ON studies;
 
 CREATE CONSTRAINT TRIGGER study_counts_on_update AFTER UPDATE OF tenant, deprecated, series_count ON studies

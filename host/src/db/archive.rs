@@ -514,12 +514,8 @@ pub async fn swap_series(conn: &mut AnyConnection, tenant: &str, a: i64, b: i64)
     require_study_key(conn, tenant, a).await?;
     require_study_key(conn, tenant, b).await?;
     let moving = series_locked_in_key_order(conn, "tenant = $1 AND study_fk IN ($2, $3)");
-    sqlx::query(AssertSqlSafe(format!("UPDATE series SET study_fk = CASE WHEN study_fk = $2 THEN $3 ELSE $2 END WHERE {moving}")))
-    .bind(tenant)
-    .bind(a)
-    .bind(b)
-    .execute(&mut *conn)
-    .await?;
+    let swap = format!("UPDATE series SET study_fk = CASE WHEN study_fk = $2 THEN $3 ELSE $2 END WHERE {moving}");
+    sqlx::query(AssertSqlSafe(swap)).bind(tenant).bind(a).bind(b).execute(&mut *conn).await?;
     refresh_sizes(conn, a, b).await
 }
 
