@@ -591,6 +591,7 @@ async fn instances_arriving_into_swapped_series_count_where_their_series_is(back
         (looks, wrong)
     };
     let ((), swaps, (looks, wrong)) = tokio::join!(sends, swaps, watch);
+    assert!(looks >= 10, "the totals were read while instances arrived: {looks} looks");
     assert!(wrong.is_empty(), "{} of {looks} looks saw totals other than held: {wrong:?}", wrong.len());
     assert!(swaps.len() >= 6, "the swaps overlapped the stores: {}", swaps.len());
     assert!(swaps.iter().all(|(status, _)| *status == StatusCode::OK), "{swaps:?}");

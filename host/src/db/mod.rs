@@ -235,10 +235,12 @@ pub fn text_in(wait: std::time::Duration) -> String {
 /// rows are locked one by one in key order, so that two units never wait on each other crosswise,
 /// and `FOR NO KEY UPDATE`, as an update of the totals would: a unit that only points a row at the
 /// study (its series moved there, holding the study's key share) does not block it. The order
-/// every unit of the host keeps (plugins are asked to in the README): a Patient ID ([`archive::lock_patient_id`]), then series rows in key order
-/// (a unit moving series locks them as [`series_locked_in_key_order`] says, ingest shares those
-/// it adds to), then study rows in key order (ingest adds to its studies' totals that way too), then the
-/// event feed's lock ([`events::append`]), so call this before recording an event.
+/// every unit of the host keeps (plugins are asked to in the README): a Patient ID
+/// ([`archive::lock_patient_id`]), then series rows in key order (a unit moving series locks
+/// them as [`series_locked_in_key_order`] says, ingest shares those it adds to), then study rows
+/// in key order (ingest adds to its studies' totals that way too), then the event feed's lock
+/// ([`events::append`]), so call this before recording an event; the count of countable
+/// studies changes at commit, last.
 pub async fn lock_studies(conn: &mut sqlx::AnyConnection, keys: &[i64]) -> Result<(), sqlx::Error> {
     if !is_postgres(conn) {
         return Ok(());

@@ -108,12 +108,9 @@ async fn run(db: Database, mut requests: mpsc::Receiver<Request>) {
         // `MAX_HOLD`, then handed back to the pool, where other writers may be waiting. On
         // SQLite that connection is the only writer, so what the registrar learns of studies and
         // series stays true through the burst; on PostgreSQL other writers run alongside, and
-        // each group starts afresh.
+        // each unit starts afresh (see `commit_unit`).
         let since = Instant::now();
         loop {
-            if db.backend() != Backend::Sqlite {
-                writer.registrar = Registrar::new();
-            }
             // A group in a task of its own: were it to panic, only its instances would fail
             // (their senders see the reply dropped) and the committer would go on.
             let (task_db, taken, carried) = (db.clone(), std::mem::take(&mut group), std::mem::take(&mut writer));
@@ -171,10 +168,6 @@ async fn commit_group(db: &Database, mut writer: Writer, group: Vec<Request>) ->
     }
     for request in group {
         let request = vec![request];
-        if db.backend() != Backend::Sqlite {
-            // Each unit afresh, as each group: other writers may have moved series since.
-            writer.registrar = Registrar::new();
-        }
         let result = commit_unit(db, &mut conn, &mut writer.registrar, &request).await;
         // The sender may have gone (connection lost): the instance is archived all the same.
         answer(request, result);
@@ -274,15 +267,19 @@ async fn commit_at_once(conn: &mut WriterConnection, placed: &[(&str, &str, &Pla
     }
 }
 
-/// Registers `requests` in one unit of work on `conn`, then commits. On any refusal or failure
-/// the unit is rolled back and `registrar` forgets what it knew; the files stay placed until the
-/// requests are answered ([`answer`]).
+/// Registers `requests` in one unit of work on `conn`, then commits. On PostgreSQL `registrar`
+/// starts afresh: other writers may have created or moved studies and series since its last
+/// unit. On any refusal or failure the unit is rolled back and `registrar` forgets what it knew;
+/// the files stay placed until the requests are answered ([`answer`]).
 async fn commit_unit(
     db: &Database,
     conn: &mut WriterConnection,
     registrar: &mut Registrar,
     requests: &[Request],
 ) -> Result<Vec<Outcome>, Refusal> {
+    if db.backend() != Backend::Sqlite {
+        registrar.forget();
+    }
     let placed = placed_of(requests);
     let result = async {
         let mut unit = db.begin_on(conn).await.map_err(|e| Refusal::Failed(e.into()))?;

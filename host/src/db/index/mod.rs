@@ -58,10 +58,9 @@ pub struct Registration {
 /// must run before the unit commits. Only `finish` updates existing study rows: it shares the
 /// rows of the series it added to, then updates the studies, each in key order, the order units
 /// of work take them in (see [`crate::db::lock_studies`]), so that none keeping it waits on this
-/// one crosswise. Valid for one unit of work,
-/// or for several in turn while no other writer can change studies and series in between (the
-/// SQLite committer holding the only writer connection); a unit that does not commit must make
-/// it [`Registrar::forget`].
+/// one crosswise. Valid for one unit of work, or for several in turn while no other writer can
+/// change studies and series in between (the SQLite committer holding the only writer
+/// connection); a unit that does not commit must make it [`Registrar::forget`].
 #[derive(Debug, Default)]
 pub struct Registrar {
     /// (tenant, Study Instance UID) -> study key.
@@ -280,30 +279,26 @@ async fn filed(conn: &mut AnyConnection, tenant: &str, header: &InstanceHeader) 
     Ok(Filed::of(row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))
 }
 
-/// Series, in key order, looked up with one statement at most.
-const SERIES_CHUNK: usize = 500;
-
-/// The study each of the series `keys` is in, and whether it is deprecated, as committed now:
+/// The study each of the series `keys` is in, and whether it is deprecated, as committed now,
+/// with one statement (one parameter per series a unit added to: a committer group's at most):
 /// on PostgreSQL their rows are shared in key order until the unit of work ends, so that no unit
 /// moves or deprecates them before this one commits (one doing so already is waited for), and
 /// their studies are locked after them (see [`crate::db::lock_studies`] for the order).
 async fn where_series_are(conn: &mut AnyConnection, keys: &[i64]) -> Result<HashMap<i64, (i64, bool)>, OpError> {
-    let mut keys = keys.to_vec();
-    keys.sort_unstable();
-    keys.dedup();
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
     let shared = if crate::db::is_postgres(conn) { " FOR SHARE" } else { "" };
+    let list: Vec<String> = (1..=keys.len()).map(|i| format!("${i}")).collect();
+    let sql = format!("SELECT id, study_fk, deprecated FROM series WHERE id IN ({}) ORDER BY id{shared}", list.join(", "));
+    // Only placeholders are built into the text; every value is bound.
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for key in keys {
+        query = query.bind(*key);
+    }
     let mut standing = HashMap::with_capacity(keys.len());
-    for chunk in keys.chunks(SERIES_CHUNK) {
-        let list: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-        let sql = format!("SELECT id, study_fk, deprecated FROM series WHERE id IN ({}) ORDER BY id{shared}", list.join(", "));
-        // Only placeholders are built into the text; every value is bound.
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for key in chunk {
-            query = query.bind(*key);
-        }
-        for row in query.fetch_all(&mut *conn).await? {
-            standing.insert(row.try_get(0)?, (row.try_get(1)?, row.try_get::<i64, _>(2)? != 0));
-        }
+    for row in query.fetch_all(&mut *conn).await? {
+        standing.insert(row.try_get(0)?, (row.try_get(1)?, row.try_get::<i64, _>(2)? != 0));
     }
     Ok(standing)
 }
