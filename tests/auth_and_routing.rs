@@ -12,12 +12,29 @@ on_both_backends!(every_path_needs_a_valid_key, tenants_never_see_each_other, un
 
 /// Every route of the seed (and some that do not exist).
 const ROUTES: &[(&str, &str)] = &[
-    ("GET", "studies/count"), ("GET", "studyInstances"), ("GET", "studyEvents?offsetId=0"), ("GET", "preview"),
-    ("GET", "wholeslide"), ("POST", "series/deprecation"), ("POST", "studies/deprecation"), ("POST", "studies/relocation"),
-    ("POST", "series/forward"), ("POST", "orders/create"), ("DELETE", "orders/delete"), ("POST", "patients/create"),
-    ("POST", "patients/merge"), ("POST", "patients/update"), ("POST", "studies/move"), ("POST", "studies/reconcile"),
-    ("POST", "studies/swap"), ("POST", "studies/createKos"), ("GET", "studies/kos"),
-    ("POST", "pathoRsListener/AET/studies"), ("POST", "stowRsListener/AET/studies"), ("GET", "no/such/path"), ("GET", ""),
+    ("GET", "studies/count"),
+    ("GET", "studyInstances"),
+    ("GET", "studyEvents?offsetId=0"),
+    ("GET", "preview"),
+    ("GET", "wholeslide"),
+    ("POST", "series/deprecation"),
+    ("POST", "studies/deprecation"),
+    ("POST", "studies/relocation"),
+    ("POST", "series/forward"),
+    ("POST", "orders/create"),
+    ("DELETE", "orders/delete"),
+    ("POST", "patients/create"),
+    ("POST", "patients/merge"),
+    ("POST", "patients/update"),
+    ("POST", "studies/move"),
+    ("POST", "studies/reconcile"),
+    ("POST", "studies/swap"),
+    ("POST", "studies/createKos"),
+    ("GET", "studies/kos"),
+    ("POST", "pathoRsListener/AET/studies"),
+    ("POST", "stowRsListener/AET/studies"),
+    ("GET", "no/such/path"),
+    ("GET", ""),
 ];
 
 async fn every_path_needs_a_valid_key(backend: Backend) {
@@ -52,7 +69,11 @@ async fn tenants_never_see_each_other(backend: Backend) {
     assert_eq!(status, StatusCode::CONFLICT);
     // Beta cannot move, swap, reconcile or merge alpha's study.
     let (status, _) = s
-        .post_as(KEY_B, "studies/move", &json!({"studyInstanceUid": "1.2.3.4", "targetPatientID": "X", "patientName": "X^X", "userName": "b"}))
+        .post_as(
+            KEY_B,
+            "studies/move",
+            &json!({"studyInstanceUid": "1.2.3.4", "targetPatientID": "X", "patientName": "X^X", "userName": "b"}),
+        )
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "alpha's study does not exist for beta");
     let (status, _) = s
@@ -60,7 +81,11 @@ async fn tenants_never_see_each_other(backend: Backend) {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = s
-        .post_as(KEY_B, "patients/merge", &json!({"sourcePatientID": "SHARED-ID", "targetPatientID": "Y", "patientName": "Y^Y", "userName": "b"}))
+        .post_as(
+            KEY_B,
+            "patients/merge",
+            &json!({"sourcePatientID": "SHARED-ID", "targetPatientID": "Y", "patientName": "Y^Y", "userName": "b"}),
+        )
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "beta's SHARED-ID has no studies");
     // Beta's update changes beta's patient only.
@@ -70,14 +95,21 @@ async fn tenants_never_see_each_other(backend: Backend) {
     assert_eq!(status, StatusCode::OK);
     // Alpha's study is still alpha's and still movable by alpha.
     let (status, answer) = s
-        .post_as(KEY_A, "studies/move", &json!({"studyInstanceUid": "1.2.3.4", "targetPatientID": "A2", "patientName": "A^TWO", "userName": "a"}))
+        .post_as(
+            KEY_A,
+            "studies/move",
+            &json!({"studyInstanceUid": "1.2.3.4", "targetPatientID": "A2", "patientName": "A^TWO", "userName": "a"}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     // Each tenant's event feed holds its own events only.
     let alpha = s.events_as(KEY_A).await;
     let beta = s.events_as(KEY_B).await;
     assert_eq!(alpha.iter().map(|e| e["eventType"].as_str().unwrap()).collect::<Vec<_>>(), vec!["STUDY_MOVED"]);
-    assert_eq!(beta.iter().map(|e| e["eventType"].as_str().unwrap()).collect::<Vec<_>>(), vec!["PATIENT_CREATED", "PATIENT_UPDATED"]);
+    assert_eq!(
+        beta.iter().map(|e| e["eventType"].as_str().unwrap()).collect::<Vec<_>>(),
+        vec!["PATIENT_CREATED", "PATIENT_UPDATED"]
+    );
     s.stop().await;
 }
 
@@ -92,14 +124,21 @@ async fn unknown_paths_and_methods_are_json_errors(backend: Backend) {
     let body: Value = response.json().await.unwrap();
     assert!(body["message"].as_str().unwrap().contains("POST"), "{body}");
     // studyEvents: offsetId is required and must be a number.
-    for query in ["studyEvents", "studyEvents?offsetId=", "studyEvents?offsetId=abc", "studyEvents?offsetId=-1", "studyEvents?offsetId=0&limit=0"] {
+    for query in [
+        "studyEvents",
+        "studyEvents?offsetId=",
+        "studyEvents?offsetId=abc",
+        "studyEvents?offsetId=-1",
+        "studyEvents?offsetId=0&limit=0",
+    ] {
         let (status, body) = s.get(query).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
         assert!(body["message"].is_string());
     }
     // A body over the configured limit is refused before it reaches a plugin.
     let big = "x".repeat(17 * 1024 * 1024);
-    let response = s.http.post(format!("{}/patients/create", s.base)).header("Authorization", KEY_A).body(big).send().await.unwrap();
+    let response =
+        s.http.post(format!("{}/patients/create", s.base)).header("Authorization", KEY_A).body(big).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
     s.stop().await;
 }
@@ -108,7 +147,8 @@ async fn unknown_paths_and_methods_are_json_errors(backend: Backend) {
 async fn event_pages_follow_each_other_without_gaps() {
     let s = TestServer::start(Backend::Sqlite).await;
     for i in 0..25 {
-        let (status, _) = s.post("patients/create", &json!({"patientID": format!("P{i}"), "patientName": "A^B", "userName": "u"})).await;
+        let (status, _) =
+            s.post("patients/create", &json!({"patientID": format!("P{i}"), "patientName": "A^B", "userName": "u"})).await;
         assert_eq!(status, StatusCode::OK);
     }
     let mut offset = 0;
@@ -176,7 +216,8 @@ async fn the_binary_serves_with_env_overrides_and_stops_on_sigterm() {
     let manifest = dir.path().join("plugins.toml");
     std::fs::write(&manifest, patients_manifest(&component("patients"))).unwrap();
     let config = dir.path().join("wasmpacs.toml");
-    std::fs::write(&config, "[http]\nlisten = \"127.0.0.1:1\"\n[[tenant]]\nname = \"default\"\napi_key = \"from-file\"\n").unwrap();
+    std::fs::write(&config, "[http]\nlisten = \"127.0.0.1:1\"\n[[tenant]]\nname = \"default\"\napi_key = \"from-file\"\n")
+        .unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut child = Command::new(&binary)
         .args(["serve", "--config"])

@@ -12,7 +12,10 @@ use serde_json::{Value, json};
 use wasmpacs_tests::s3::S3Server;
 use wasmpacs_tests::{Backend, KEY_A, NODE_A, Options, TestServer, on_both_backends, parse_multipart, sample, uids};
 
-on_both_backends!(a_study_relocated_to_a_bucket_is_served_from_it_and_comes_back_whole, bucket_errors_leave_the_study_where_it_was,);
+on_both_backends!(
+    a_study_relocated_to_a_bucket_is_served_from_it_and_comes_back_whole,
+    bucket_errors_leave_the_study_where_it_was,
+);
 
 /// A server with the buckets `config` describes.
 async fn with_buckets(backend: Backend, config: String) -> TestServer {
@@ -61,7 +64,11 @@ async fn keys_become(s3: &S3Server, bucket: &str, expected: &[String]) {
 
 /// Waits until `root` holds `n` files.
 async fn files_become(root: &Path, n: usize) {
-    eventually(|| async { wasmpacs_tests::files_under(root).len() == n }, || format!("{} does not hold {n} files", root.display())).await;
+    eventually(
+        || async { wasmpacs_tests::files_under(root).len() == n },
+        || format!("{} does not hold {n} files", root.display()),
+    )
+    .await;
 }
 
 async fn get(s: &TestServer, path: &str) -> (StatusCode, String, Vec<u8>) {
@@ -85,7 +92,8 @@ async fn a_study_relocated_to_a_bucket_is_served_from_it_and_comes_back_whole(ba
     let (ct_study, _, ct_sop) = uids(&files[0]);
     let archive = s.data_dir.path().join("archive");
     let before = files_under(&archive);
-    let ct_files: BTreeMap<String, Vec<u8>> = before.iter().filter(|(k, _)| k.contains(&ct_study)).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let ct_files: BTreeMap<String, Vec<u8>> =
+        before.iter().filter(|(k, _)| k.contains(&ct_study)).map(|(k, v)| (k.clone(), v.clone())).collect();
     assert_eq!((before.len(), ct_files.len()), (3, 2));
 
     let request = json!({"studyInstanceUid": ct_study, "bucketName": "online-bucket", "author": "JaneDoe"});
@@ -131,7 +139,8 @@ async fn a_study_relocated_to_a_bucket_is_served_from_it_and_comes_back_whole(ba
     assert_eq!(report["orphans"]["count"], 0, "{report}");
 
     // From one bucket to another: not supported (409), and nothing moves.
-    let (status, body) = s.post("studies/relocation", &json!({"studyInstanceUid": ct_study, "bucketName": "other-bucket", "author": "a"})).await;
+    let (status, body) =
+        s.post("studies/relocation", &json!({"studyInstanceUid": ct_study, "bucketName": "other-bucket", "author": "a"})).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert!(body["message"].as_str().unwrap().contains("not supported"), "{body}");
     assert!(s3.keys("pacs-other").await.is_empty());
@@ -151,7 +160,10 @@ async fn a_study_relocated_to_a_bucket_is_served_from_it_and_comes_back_whole(ba
 
     // A file over 16 MiB goes up in parts, and comes back down, byte for byte.
     let dir = tempfile::tempdir().unwrap();
-    let large = wasmpacs_tests::generate_cts(dir.path(), &["-n", "1", "--studies", "1", "--series-per-study", "1", "--rows", "3000", "--cols", "3000"]);
+    let large = wasmpacs_tests::generate_cts(
+        dir.path(),
+        &["-n", "1", "--studies", "1", "--series-per-study", "1", "--rows", "3000", "--cols", "3000"],
+    );
     let (ok, output) = s.storescu(NODE_A, &large).await;
     assert!(ok, "{output}");
     let (large_study, _, _) = uids(&large[0]);
@@ -214,7 +226,8 @@ async fn bucket_errors_leave_the_study_where_it_was(backend: Backend) {
     assert_eq!(status, StatusCode::OK);
 
     // A damaged file met half way: 409, and what was already written to the bucket goes again.
-    let (ct_path, ct_bytes) = before.iter().find(|(k, _)| k.contains(&ct_study)).map(|(k, v)| (archive.join(k), v.clone())).unwrap();
+    let (ct_path, ct_bytes) =
+        before.iter().find(|(k, _)| k.contains(&ct_study)).map(|(k, v)| (archive.join(k), v.clone())).unwrap();
     let mut damaged = ct_bytes.clone();
     let last = damaged.len() - 1;
     damaged[last] ^= 0xFF;

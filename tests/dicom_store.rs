@@ -8,7 +8,9 @@ use dicom_ul::association::client::ClientAssociationOptions;
 use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu};
 use sqlx::Row;
 use wasmpacs_tests::commit_cut::CommitCut;
-use wasmpacs_tests::{Backend, NODE_A, NODE_B, Options, SERVER_AE, TestServer, on_both_backends, postgres_admin_url, testset, transfer_syntax_of};
+use wasmpacs_tests::{
+    Backend, NODE_A, NODE_B, Options, SERVER_AE, TestServer, on_both_backends, postgres_admin_url, testset, transfer_syntax_of,
+};
 
 on_both_backends!(
     every_transfer_syntax_is_archived_unchanged,
@@ -41,11 +43,9 @@ fn elements(path: &Path) -> Vec<(String, String)> {
                 Value::Primitive(p) if p.to_str().is_ascii() => p.to_str().trim_end_matches(['\0', ' ']).to_owned(),
                 Value::Primitive(p) => format!("{:?}", p.to_bytes().iter().map(|b| *b as u64).sum::<u64>()),
                 Value::Sequence(seq) => format!("{} items", seq.items().len()),
-                Value::PixelSequence(px) => format!(
-                    "{} fragments, {} bytes",
-                    px.fragments().len(),
-                    px.fragments().iter().map(|f| f.len()).sum::<usize>()
-                ),
+                Value::PixelSequence(px) => {
+                    format!("{} fragments, {} bytes", px.fragments().len(), px.fragments().iter().map(|f| f.len()).sum::<usize>())
+                }
             };
             (format!("{}", e.header().tag), value)
         })
@@ -53,10 +53,7 @@ fn elements(path: &Path) -> Vec<(String, String)> {
 }
 
 fn sop_instance_uid(path: &Path) -> String {
-    let object = dicom_object::OpenFileOptions::new()
-        .read_until(dicom_dictionary_std::tags::PIXEL_DATA)
-        .open_file(path)
-        .unwrap();
+    let object = dicom_object::OpenFileOptions::new().read_until(dicom_dictionary_std::tags::PIXEL_DATA).open_file(path).unwrap();
     object.element(dicom_dictionary_std::tags::SOP_INSTANCE_UID).unwrap().to_str().unwrap().trim_end_matches('\0').to_owned()
 }
 
@@ -71,9 +68,18 @@ async fn every_transfer_syntax_is_archived_unchanged(backend: Backend) {
     let s = TestServer::start(backend).await;
     let files = testset();
     let syntaxes: std::collections::BTreeSet<String> = files.iter().map(|f| transfer_syntax_of(f)).collect();
-    for required in ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.4.50",
-                     "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.5",
-                     "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"] {
+    for required in [
+        "1.2.840.10008.1.2",
+        "1.2.840.10008.1.2.1",
+        "1.2.840.10008.1.2.1.99",
+        "1.2.840.10008.1.2.4.50",
+        "1.2.840.10008.1.2.4.70",
+        "1.2.840.10008.1.2.4.90",
+        "1.2.840.10008.1.2.4.91",
+        "1.2.840.10008.1.2.5",
+        "1.2.840.10008.1.2.4.80",
+        "1.2.840.10008.1.2.4.81",
+    ] {
         assert!(syntaxes.contains(required), "the sample set covers {required}");
     }
     let (ok, output) = s.storescu(NODE_A, &files).await;
@@ -81,7 +87,9 @@ async fn every_transfer_syntax_is_archived_unchanged(backend: Backend) {
 
     // Every instance is archived once, for tenant alpha, in the transfer syntax it was sent in,
     // with its data set byte for byte.
-    let stored = rows(&s, "SELECT sop_instance_uid, transfer_syntax FROM instances WHERE tenant = 'alpha' ORDER BY sop_instance_uid").await;
+    let stored =
+        rows(&s, "SELECT sop_instance_uid, transfer_syntax FROM instances WHERE tenant = 'alpha' ORDER BY sop_instance_uid")
+            .await;
     assert_eq!(stored.len(), files.len(), "{output}");
     let archived = s.archived_files();
     assert_eq!(archived.len(), files.len());
@@ -89,7 +97,8 @@ async fn every_transfer_syntax_is_archived_unchanged(backend: Backend) {
         let uid = sop_instance_uid(file);
         let (_, ts) = stored.iter().find(|(u, _)| *u == uid).unwrap_or_else(|| panic!("{uid} stored"));
         assert_eq!(*ts, transfer_syntax_of(file), "{}", file.display());
-        let copy = archived.iter().find(|p| p.file_name().unwrap().to_string_lossy().starts_with(&format!("{uid}_"))).expect("file");
+        let copy =
+            archived.iter().find(|p| p.file_name().unwrap().to_string_lossy().starts_with(&format!("{uid}_"))).expect("file");
         // storescu re-encodes what it sends (drops group lengths, deflates anew), so compare
         // element by element rather than byte by byte.
         let (stored_elements, sent_elements) = (elements(copy), elements(file));
@@ -116,7 +125,8 @@ async fn every_transfer_syntax_is_archived_unchanged(backend: Backend) {
 
     // The study events feed saw each study arrive.
     let events = s.events_as(wasmpacs_tests::KEY_A).await;
-    let studies: std::collections::BTreeSet<_> = rows(&s, "SELECT study_uid, tenant FROM studies WHERE tenant = 'alpha'").await.into_iter().map(|r| r.0).collect();
+    let studies: std::collections::BTreeSet<_> =
+        rows(&s, "SELECT study_uid, tenant FROM studies WHERE tenant = 'alpha'").await.into_iter().map(|r| r.0).collect();
     let received: std::collections::BTreeSet<_> = events
         .iter()
         .filter(|e| e["eventType"] == "STUDY_RECEIVED")
@@ -156,7 +166,10 @@ async fn study_totals_follow_what_several_associations_store(backend: Backend) {
     let mut s = TestServer::start(backend).await;
     let dir = tempfile::tempdir().unwrap();
     // 2 studies of 2 series, 48 instances of 160x160.
-    let files = wasmpacs_tests::generate_cts(dir.path(), &["-n", "48", "--studies", "2", "--series-per-study", "2", "--rows", "160", "--cols", "160"]);
+    let files = wasmpacs_tests::generate_cts(
+        dir.path(),
+        &["-n", "48", "--studies", "2", "--series-per-study", "2", "--rows", "160", "--cols", "160"],
+    );
     assert_eq!(files.len(), 48);
     let shares: Vec<Vec<PathBuf>> = files.chunks(12).map(|c| c.to_vec()).collect();
     for _ in 0..2 {
@@ -238,13 +251,25 @@ async fn a_dropped_store_leaves_nothing(backend: Backend) {
     let context = association.presentation_contexts()[0].id;
     let command = store_command(&uid);
     association
-        .send(&Pdu::PData { data: vec![PDataValue { presentation_context_id: context, value_type: PDataValueType::Command, is_last: true, data: command }] })
+        .send(&Pdu::PData {
+            data: vec![PDataValue {
+                presentation_context_id: context,
+                value_type: PDataValueType::Command,
+                is_last: true,
+                data: command,
+            }],
+        })
         .await
         .unwrap();
     // Half the data set, then the connection goes away.
     association
         .send(&Pdu::PData {
-            data: vec![PDataValue { presentation_context_id: context, value_type: PDataValueType::Data, is_last: false, data: data[..data.len() / 2].to_vec() }],
+            data: vec![PDataValue {
+                presentation_context_id: context,
+                value_type: PDataValueType::Data,
+                is_last: false,
+                data: data[..data.len() / 2].to_vec(),
+            }],
         })
         .await
         .unwrap();
@@ -325,13 +350,19 @@ async fn a_lost_commit_answer_keeps_the_file_its_row_may_name() {
 async fn the_storage_check_finds_what_is_missing_damaged_or_unnamed(backend: Backend) {
     let s = TestServer::start(backend).await;
     let dir = tempfile::tempdir().unwrap();
-    let files = wasmpacs_tests::generate_cts(dir.path(), &["-n", "4", "--studies", "1", "--series-per-study", "1", "--rows", "160", "--cols", "160"]);
+    let files = wasmpacs_tests::generate_cts(
+        dir.path(),
+        &["-n", "4", "--studies", "1", "--series-per-study", "1", "--rows", "160", "--cols", "160"],
+    );
     let (ok, output) = s.storescu(NODE_A, &files).await;
     assert!(ok, "{output}");
 
     let (code, report) = s.check(&["--verify-digests"]);
     assert_eq!(code, 0, "{report:#}");
-    assert_eq!((report["rows_checked"].as_u64(), report["files_checked"].as_u64(), report["digests_verified"].as_u64()), (Some(4), Some(4), Some(4)));
+    assert_eq!(
+        (report["rows_checked"].as_u64(), report["files_checked"].as_u64(), report["digests_verified"].as_u64()),
+        (Some(4), Some(4), Some(4))
+    );
     for kind in ["missing", "wrong_size", "damaged", "unreadable", "orphans", "foreign", "unlisted"] {
         assert_eq!(report[kind]["count"], 0, "{kind}: {report:#}");
     }
@@ -339,7 +370,9 @@ async fn the_storage_check_finds_what_is_missing_damaged_or_unnamed(backend: Bac
     let mut stored = rows(&s, "SELECT sop_instance_uid, file_path FROM instances WHERE tenant = 'alpha'").await;
     stored.sort();
     let path_of = |relative: &str| s.data_dir.path().join("archive").join(relative);
-    let [(gone, gone_path), (changed, changed_path), (cut, cut_path), (_, whole_path)] = stored.as_slice() else { panic!("{stored:?}") };
+    let [(gone, gone_path), (changed, changed_path), (cut, cut_path), (_, whole_path)] = stored.as_slice() else {
+        panic!("{stored:?}")
+    };
     std::fs::remove_file(path_of(gone_path)).unwrap();
     let mut bytes = std::fs::read(path_of(changed_path)).unwrap();
     let middle = bytes.len() / 2;
@@ -360,7 +393,12 @@ async fn the_storage_check_finds_what_is_missing_damaged_or_unnamed(backend: Bac
     let (code, report) = s.check(&["--verify-digests", "--set-aside-orphans"]);
     assert_eq!(code, 1, "{report:#}");
     let listed = |kind: &str| -> Vec<String> {
-        report[kind]["listed"].as_array().unwrap().iter().map(|f| f["sop_instance_uid"].as_str().unwrap_or_default().to_owned()).collect()
+        report[kind]["listed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["sop_instance_uid"].as_str().unwrap_or_default().to_owned())
+            .collect()
     };
     assert_eq!(listed("missing"), [gone.clone()], "{report:#}");
     assert_eq!(listed("damaged"), [changed.clone()], "{report:#}");
@@ -373,7 +411,8 @@ async fn the_storage_check_finds_what_is_missing_damaged_or_unnamed(backend: Bac
     // Past the grace period they are orphans, set aside whole, not deleted; nothing else moves.
     let (code, report) = s.check(&["--set-aside-orphans", "--grace-minutes", "0"]);
     assert_eq!(code, 1, "{report:#}");
-    let mut orphans: Vec<String> = report["orphans"]["listed"].as_array().unwrap().iter().map(|o| o.as_str().unwrap().to_owned()).collect();
+    let mut orphans: Vec<String> =
+        report["orphans"]["listed"].as_array().unwrap().iter().map(|o| o.as_str().unwrap().to_owned()).collect();
     orphans.sort();
     assert_eq!(orphans, unnamed.iter().map(|file| format!("default:{}", file.display())).collect::<Vec<_>>(), "{report:#}");
     assert_eq!(report["orphans_set_aside"].as_u64(), Some(2), "{report:#}");

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use reqwest::StatusCode;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use wasmpacs_tests::{Backend, KEY_A, KEY_B, NODE_A, NODE_B, TestServer, on_both_backends, parse_multipart, repo_root, sample, uids};
+use wasmpacs_tests::{
+    Backend, KEY_A, KEY_B, NODE_A, NODE_B, TestServer, on_both_backends, parse_multipart, repo_root, sample, uids,
+};
 
 on_both_backends!(
     stow_then_qido_finds_with_every_filter,
@@ -221,7 +223,12 @@ async fn stow_then_qido_finds_with_every_filter(backend: Backend) {
     assert_eq!(one["00280010"], serde_json::json!({"vr": "US", "Value": [128]}));
     assert_eq!(one["00280011"], serde_json::json!({"vr": "US", "Value": [128]}));
     assert_eq!(one["00200013"], serde_json::json!({"vr": "IS", "Value": [1]}));
-    assert!(value(one, "00081190").as_str().unwrap().ends_with(&format!("/rs/studies/{ct_study}/series/{ct_series}/instances/{ct_sop}")));
+    assert!(
+        value(one, "00081190")
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/rs/studies/{ct_study}/series/{ct_series}/instances/{ct_sop}"))
+    );
     assert_eq!(qido(&s, &format!("studies/{ct_study}/instances")).await.len(), 2);
     assert_eq!(qido(&s, "instances").await.len(), 5);
     let dose = qido(&s, &format!("instances?SOPInstanceUID={rt_sop}")).await;
@@ -437,7 +444,8 @@ async fn stow_checks_node_media_type_and_study(backend: Backend) {
 
     // Unknown calling AE title, and a node of another tenant: 400 naming it.
     for aet in ["NOBODY", NODE_B] {
-        let (status, content_type, answer) = stow_raw(&s, KEY_A, &format!("stowRsListener/{aet}/studies"), &related, body()).await;
+        let (status, content_type, answer) =
+            stow_raw(&s, KEY_A, &format!("stowRsListener/{aet}/studies"), &related, body()).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
         assert_eq!(content_type, "application/json");
         assert!(answer["message"].as_str().unwrap().contains(aet), "{answer}");
@@ -486,14 +494,19 @@ async fn tenants_and_deprecation_hide_studies(backend: Backend) {
     assert!(qido_as(&s, KEY_B, "studies").await.is_empty());
     assert!(qido_as(&s, KEY_B, "instances").await.is_empty());
     assert!(qido_as(&s, KEY_B, &format!("studies?StudyInstanceUID={ct_study}")).await.is_empty());
-    for path in [format!("studies/{ct_study}"), format!("studies/{ct_study}/metadata"), format!("studies/{ct_study}/series/{ct_series}/instances/{ct_sop}")] {
+    for path in [
+        format!("studies/{ct_study}"),
+        format!("studies/{ct_study}/metadata"),
+        format!("studies/{ct_study}/series/{ct_series}/instances/{ct_sop}"),
+    ] {
         let (status, _) = s.get_as(KEY_B, &format!("rs/{path}")).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
     }
     // Beta stores the same instance under its own node: its own copy.
     let content_type = format!("multipart/related; type=\"application/dicom\"; boundary={BOUNDARY}");
     let (status, _, body) =
-        stow_raw(&s, KEY_B, &format!("stowRsListener/{NODE_B}/studies"), &content_type, multipart(&dicom_parts(&files[..1]))).await;
+        stow_raw(&s, KEY_B, &format!("stowRsListener/{NODE_B}/studies"), &content_type, multipart(&dicom_parts(&files[..1])))
+            .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(qido_as(&s, KEY_B, "studies").await.len(), 1);
     assert_eq!(qido(&s, "studies").await.len(), 4);

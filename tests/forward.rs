@@ -124,12 +124,14 @@ async fn a_series_in_a_bucket_is_fetched_one_file_at_a_time(backend: Backend) {
     s3.create_bucket("pacs-online").await;
     let (port, received) = (free_port(), tempfile::tempdir().unwrap());
     let _scp = StoreScp::start(port, received.path());
-    let s = server(backend, &format!("[forward]\nnode = \"DEST\"\n{}", s3.config("online-bucket", "pacs-online", "")), port).await;
+    let s =
+        server(backend, &format!("[forward]\nnode = \"DEST\"\n{}", s3.config("online-bucket", "pacs-online", "")), port).await;
     let sent = [sample("ele_ct16_CT_small.dcm"), sample("jpegll70_ct16_CT_small_dcmcjpeg.dcm")];
     let (ok, output) = s.storescu(NODE_A, &sent).await;
     assert!(ok, "{output}");
     let (study, series, _) = uids(&sent[0]);
-    let (status, body) = s.post("studies/relocation", &json!({"studyInstanceUid": study, "bucketName": "online-bucket", "author": "a"})).await;
+    let (status, body) =
+        s.post("studies/relocation", &json!({"studyInstanceUid": study, "bucketName": "online-bucket", "author": "a"})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
     let (status, body) = forward(&s, &json!({"seriesInstanceUID": series, "author": "john"})).await;
@@ -194,7 +196,8 @@ async fn refusals_follow_the_seed(backend: Backend) {
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     let (ok, output) = s.storescu(NODE_A, &[ct]).await;
     assert!(ok, "{output}");
-    let (status, _) = s.post_as(wasmpacs_tests::KEY_B, "series/forward", &json!({"seriesInstanceUID": series, "author": "john"})).await;
+    let (status, _) =
+        s.post_as(wasmpacs_tests::KEY_B, "series/forward", &json!({"seriesInstanceUID": series, "author": "john"})).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(s.forward_jobs().await.is_empty());
     s.stop().await;

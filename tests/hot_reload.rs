@@ -83,10 +83,7 @@ async fn swapping_the_patients_component_under_load(backend: Backend) {
 
     // A partial file (a deploy caught half way) is refused; the strict variant keeps serving.
     std::fs::write(&live, &strict[..strict.len() / 2]).unwrap();
-    wait_for("the broken file to be refused", async || {
-        s.admin_plugins().await["plugins"][0]["last_reload"]["ok"] == false
-    })
-    .await;
+    wait_for("the broken file to be refused", async || s.admin_plugins().await["plugins"][0]["last_reload"]["ok"] == false).await;
     let listing = s.admin_plugins().await;
     assert!(listing["plugins"][0]["last_reload"]["message"].as_str().unwrap().contains("refused"), "{listing}");
     assert_eq!(listing["plugins"][0]["digest"], patients["digest"], "the previous version still serves");
@@ -145,7 +142,8 @@ async fn a_component_of_wit_0_1_0_is_served_as_written(backend: Backend) {
     assert_eq!(version("legacy").as_deref(), Some("0.1.0"), "{listing}");
     assert_eq!(version("patients").as_deref(), Some("0.1.1"), "{listing}");
 
-    let created = json!({"patientID": "OLD-1", "patientName": "A^B", "patientSex": "F", "patientBirthDate": "19700101", "userName": "u"});
+    let created =
+        json!({"patientID": "OLD-1", "patientName": "A^B", "patientSex": "F", "patientBirthDate": "19700101", "userName": "u"});
     assert_eq!(s.post("patients/create", &created).await.0, StatusCode::OK);
     let (status, answer) = s.post("patients/update", &json!({"patientID": "OLD-1", "patientName": "C^D", "userName": "u"})).await;
     assert_eq!(status, StatusCode::OK, "{answer}");

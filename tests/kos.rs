@@ -12,7 +12,9 @@ use dicom_object::InMemDicomObject;
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
-use wasmpacs_tests::{Backend, KEY_A, KEY_B, NODE_A, Options, SERVER_AE, TestServer, component, kos_manifest, on_both_backends, testset};
+use wasmpacs_tests::{
+    Backend, KEY_A, KEY_B, NODE_A, Options, SERVER_AE, TestServer, component, kos_manifest, on_both_backends, testset,
+};
 
 on_both_backends!(
     generated_kos_is_conformant_and_not_stored,
@@ -86,7 +88,12 @@ struct Kos {
 }
 
 fn text(o: &InMemDicomObject, tag: dicom_core::Tag) -> String {
-    o.element_opt(tag).ok().flatten().and_then(|e| e.to_str().ok()).map(|v| v.trim_end_matches(['\0', ' ']).to_owned()).unwrap_or_default()
+    o.element_opt(tag)
+        .ok()
+        .flatten()
+        .and_then(|e| e.to_str().ok())
+        .map(|v| v.trim_end_matches(['\0', ' ']).to_owned())
+        .unwrap_or_default()
 }
 
 fn items(o: &InMemDicomObject, tag: dicom_core::Tag) -> Vec<InMemDicomObject> {
@@ -97,7 +104,10 @@ fn read_kos(path: &Path) -> Kos {
     let file = dicom_object::open_file(path).unwrap_or_else(|e| panic!("{} is not DICOM: {e}", path.display()));
     assert_eq!(file.meta().media_storage_sop_class_uid().trim_end_matches('\0'), KOS_CLASS);
     let o: &InMemDicomObject = &file;
-    let title = items(o, tags::CONCEPT_NAME_CODE_SEQUENCE).first().map(|c| (text(c, tags::CODE_VALUE), text(c, tags::CODE_MEANING))).unwrap_or_default();
+    let title = items(o, tags::CONCEPT_NAME_CODE_SEQUENCE)
+        .first()
+        .map(|c| (text(c, tags::CODE_VALUE), text(c, tags::CODE_MEANING)))
+        .unwrap_or_default();
     let mut evidence = BTreeSet::new();
     let mut retrieve_ae_titles = BTreeSet::new();
     for study in items(o, tags::CURRENT_REQUESTED_PROCEDURE_EVIDENCE_SEQUENCE) {
@@ -191,7 +201,12 @@ fn expected_evidence(files: &[PathBuf], except: &[&str]) -> BTreeSet<(String, St
 
 /// Where a stored instance's file is (the archive's layout), when it is there.
 fn stored_file(s: &TestServer, kos: &Kos) -> PathBuf {
-    s.data_dir.path().join("archive/alpha").join(&kos.study_uid).join(&kos.series_uid).join(format!("{}.dcm", kos.sop_instance_uid))
+    s.data_dir
+        .path()
+        .join("archive/alpha")
+        .join(&kos.study_uid)
+        .join(&kos.series_uid)
+        .join(format!("{}.dcm", kos.sop_instance_uid))
 }
 
 /// Every `.dcm` file under the archive medium.
@@ -343,9 +358,17 @@ async fn errors_answer_with_the_seed_codes(backend: Backend) {
         assert_eq!(answer["errorCode"], error_code, "{answer}");
     };
     // MALFORMED_JSON: not JSON, not an object, missing, blank or non-string fields.
-    for body in ["not json", "[1]", "{}", r#"{"studyInstanceUid": "1.2"}"#, r#"{"callingAE": "NGV"}"#,
-                 r#"{"studyInstanceUid": " ", "callingAE": "NGV"}"#, r#"{"studyInstanceUid": 12, "callingAE": "NGV"}"#] {
-        let response = s.http.post(format!("{}/studies/createKos", s.base)).header("Authorization", KEY_A).body(body).send().await.unwrap();
+    for body in [
+        "not json",
+        "[1]",
+        "{}",
+        r#"{"studyInstanceUid": "1.2"}"#,
+        r#"{"callingAE": "NGV"}"#,
+        r#"{"studyInstanceUid": " ", "callingAE": "NGV"}"#,
+        r#"{"studyInstanceUid": 12, "callingAE": "NGV"}"#,
+    ] {
+        let response =
+            s.http.post(format!("{}/studies/createKos", s.base)).header("Authorization", KEY_A).body(body).send().await.unwrap();
         let status = response.status();
         let answer: Value = response.json().await.unwrap();
         expect(status, &answer, StatusCode::BAD_REQUEST, "MALFORMED_JSON");
@@ -353,7 +376,8 @@ async fn errors_answer_with_the_seed_codes(backend: Backend) {
     // STUDY_NOT_FOUND: an unknown study, another tenant's study.
     let (status, answer) = s.post("studies/createKos", &json!({"studyInstanceUid": "1.2.3.4", "callingAE": "NGV"})).await;
     expect(status, &answer, StatusCode::NOT_FOUND, "STUDY_NOT_FOUND");
-    let (status, answer) = s.post_as(KEY_B, "studies/createKos", &json!({"studyInstanceUid": CT_STUDY, "callingAE": "NGV"})).await;
+    let (status, answer) =
+        s.post_as(KEY_B, "studies/createKos", &json!({"studyInstanceUid": CT_STUDY, "callingAE": "NGV"})).await;
     expect(status, &answer, StatusCode::NOT_FOUND, "STUDY_NOT_FOUND");
     // GET: 400 without studyUid, 404 for an unknown study or another tenant's, JSON bodies.
     for (key, query, code) in [

@@ -44,7 +44,11 @@ async fn store_samples(s: &TestServer, dir: &Path) -> BTreeMap<&'static str, Pat
         ("mr", modified(&sample("ele_mr16_examples_overlay.dcm"), &[("(0040,0512)", "CASE-MR")], dir)),
         (
             "dose",
-            modified(&sample("ile_rtdose32_15frames_rtdose.dcm"), &[("(0008,0050)", "ACC-DUP"), ("(0040,0512)", "CASE-DUP")], dir),
+            modified(
+                &sample("ile_rtdose32_15frames_rtdose.dcm"),
+                &[("(0008,0050)", "ACC-DUP"), ("(0040,0512)", "CASE-DUP")],
+                dir,
+            ),
         ),
         (
             "rgb",
@@ -106,14 +110,16 @@ async fn series_deprecated_at_once_leave_true_totals(backend: Backend) {
         series.extend(pair);
     }
     assert_eq!(count(&s).await, STUDIES as i64);
-    let requests: Vec<Value> = series.iter().map(|uid| json!({"seriesInstanceUid": uid, "author": "JaneDoe", "reason": "x"})).collect();
+    let requests: Vec<Value> =
+        series.iter().map(|uid| json!({"seriesInstanceUid": uid, "author": "JaneDoe", "reason": "x"})).collect();
     let answers = futures::future::join_all(requests.iter().map(|r| s.post("series/deprecation", r))).await;
     assert!(answers.iter().all(|(status, _)| *status == StatusCode::OK), "{answers:?}");
     assert_eq!(count(&s).await, 0, "no study has a series left");
-    let left: Vec<(String, i64, i64)> = sqlx::query_as("SELECT study_uid, series_count, size_bytes FROM studies WHERE series_count <> 0 OR size_bytes <> 0")
-        .fetch_all(&s.connect_db().await)
-        .await
-        .unwrap();
+    let left: Vec<(String, i64, i64)> =
+        sqlx::query_as("SELECT study_uid, series_count, size_bytes FROM studies WHERE series_count <> 0 OR size_bytes <> 0")
+            .fetch_all(&s.connect_db().await)
+            .await
+            .unwrap();
     assert!(left.is_empty(), "studies with totals left: {left:?}");
     s.stop().await;
 }
@@ -140,20 +146,29 @@ async fn series_deprecation_follows_the_seed(backend: Backend) {
     );
     assert_bad(s.post("series/deprecation", &json!({"seriesInstanceUid": mr_series, "reason": "Wrong series"})).await, "author");
     assert_bad(s.post("series/deprecation", &json!({"seriesInstanceUid": mr_series, "author": "JaneDoe"})).await, "reason");
-    assert_bad(s.post("series/deprecation", &json!({"seriesInstanceUid": mr_series, "author": 7, "reason": "x"})).await, "author");
-    assert_bad(s.post("series/deprecation", &json!({"seriesInstanceUid": "", "author": "JaneDoe", "reason": "x"})).await, "seriesInstanceUid");
+    assert_bad(
+        s.post("series/deprecation", &json!({"seriesInstanceUid": mr_series, "author": 7, "reason": "x"})).await,
+        "author",
+    );
+    assert_bad(
+        s.post("series/deprecation", &json!({"seriesInstanceUid": "", "author": "JaneDoe", "reason": "x"})).await,
+        "seriesInstanceUid",
+    );
 
     // Unknown series, another tenant's series: 404.
-    let (status, body) = s.post("series/deprecation", &json!({"seriesInstanceUid": "1.2.3.4.5", "author": "JaneDoe", "reason": "x"})).await;
+    let (status, body) =
+        s.post("series/deprecation", &json!({"seriesInstanceUid": "1.2.3.4.5", "author": "JaneDoe", "reason": "x"})).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     let (status, body) = s
         .post_as(KEY_B, "series/deprecation", &json!({"seriesInstanceUid": mr_series, "author": "JaneDoe", "reason": "x"}))
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "tenant B cannot see tenant A's series: {body}");
     // A container identifier shared by two series: 409; unknown: 404.
-    let (status, body) = s.post("series/deprecation", &json!({"containerIdentifier": "CASE-DUP", "author": "JaneDoe", "reason": "x"})).await;
+    let (status, body) =
+        s.post("series/deprecation", &json!({"containerIdentifier": "CASE-DUP", "author": "JaneDoe", "reason": "x"})).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
-    let (status, _) = s.post("series/deprecation", &json!({"containerIdentifier": "CASE-NONE", "author": "JaneDoe", "reason": "x"})).await;
+    let (status, _) =
+        s.post("series/deprecation", &json!({"containerIdentifier": "CASE-NONE", "author": "JaneDoe", "reason": "x"})).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(count(&s).await, 4, "refused requests change nothing");
 
@@ -191,7 +206,8 @@ async fn series_deprecation_follows_the_seed(backend: Backend) {
     let (dose_study, dose_series, _) = uids(&files["dose"]);
     let (status, _) = s.post("studies/deprecation", &json!({"studyInstanceUid": dose_study, "author": "a", "reason": "b"})).await;
     assert_eq!(status, StatusCode::OK);
-    let (status, body) = s.post("series/deprecation", &json!({"seriesInstanceUid": dose_series, "author": "a", "reason": "b"})).await;
+    let (status, body) =
+        s.post("series/deprecation", &json!({"seriesInstanceUid": dose_series, "author": "a", "reason": "b"})).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     s.stop().await;
 }
@@ -205,17 +221,22 @@ async fn study_deprecation_follows_the_seed(backend: Backend) {
 
     assert_bad(s.post("studies/deprecation", &json!({"author": "JaneDoe", "reason": "Wrong study"})).await, "studyInstanceUid");
     assert_bad(
-        s.post("studies/deprecation", &json!({"studyInstanceUid": ct_study, "accessionNumber": "ACC-CT", "author": "a", "reason": "b"}))
-            .await,
+        s.post(
+            "studies/deprecation",
+            &json!({"studyInstanceUid": ct_study, "accessionNumber": "ACC-CT", "author": "a", "reason": "b"}),
+        )
+        .await,
         "only one",
     );
     assert_bad(s.post("studies/deprecation", &json!({"accessionNumber": "ACC-CT", "reason": "b"})).await, "author");
     assert_bad(s.post("studies/deprecation", &json!({"accessionNumber": "ACC-CT", "author": "a"})).await, "reason");
-    let (status, _) = s.post("studies/deprecation", &json!({"studyInstanceUid": "1.2.3.4.5", "author": "a", "reason": "b"})).await;
+    let (status, _) =
+        s.post("studies/deprecation", &json!({"studyInstanceUid": "1.2.3.4.5", "author": "a", "reason": "b"})).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = s.post("studies/deprecation", &json!({"accessionNumber": "ACC-NONE", "author": "a", "reason": "b"})).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, body) = s.post("studies/deprecation", &json!({"accessionNumber": "ACC-DUP", "author": "a", "reason": "b"})).await;
+    let (status, body) =
+        s.post("studies/deprecation", &json!({"accessionNumber": "ACC-DUP", "author": "a", "reason": "b"})).await;
     assert_eq!(status, StatusCode::CONFLICT, "two studies have ACC-DUP: {body}");
     assert_eq!(count(&s).await, 4);
 
@@ -396,7 +417,8 @@ async fn relocation_moves_every_file_whole(backend: Backend) {
     assert!(after.keys().all(|k| !k.contains(&ct_study)));
     assert!(staging_empty(nearline.path()) && staging_empty(&archive));
     // Served from its new place.
-    let response = s.http.get(format!("{}/preview?objectUID={ct_sop}", s.base)).header("Authorization", KEY_A).send().await.unwrap();
+    let response =
+        s.http.get(format!("{}/preview?objectUID={ct_sop}", s.base)).header("Authorization", KEY_A).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(count(&s).await, 4, "a relocated study is still counted");
 
@@ -441,7 +463,10 @@ async fn relocation_refuses_damaged_files_and_bad_targets(backend: Backend) {
         s.post("studies/relocation", &base(json!({"physicalMediumName": "nearline", "bucketName": "online-bucket"}))).await,
         "only one",
     );
-    assert_bad(s.post("studies/relocation", &json!({"studyInstanceUid": mr_study, "physicalMediumName": "nearline"})).await, "author");
+    assert_bad(
+        s.post("studies/relocation", &json!({"studyInstanceUid": mr_study, "physicalMediumName": "nearline"})).await,
+        "author",
+    );
     assert_bad(s.post("studies/relocation", &json!({"physicalMediumName": "nearline", "author": "a"})).await, "studyInstanceUid");
     // No such medium: 404; no bucket configured: 409 (bucket error).
     let (status, body) = s.post("studies/relocation", &base(json!({"physicalMediumName": "tape"}))).await;
@@ -451,11 +476,13 @@ async fn relocation_refuses_damaged_files_and_bad_targets(backend: Backend) {
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert!(body["message"].as_str().unwrap().contains("bucket"));
     // Several studies with the accession number: 409; unknown study: 404.
-    let (status, _) =
-        s.post("studies/relocation", &json!({"accessionNumber": "ACC-DUP", "physicalMediumName": "nearline", "author": "a"})).await;
+    let (status, _) = s
+        .post("studies/relocation", &json!({"accessionNumber": "ACC-DUP", "physicalMediumName": "nearline", "author": "a"}))
+        .await;
     assert_eq!(status, StatusCode::CONFLICT);
-    let (status, _) =
-        s.post("studies/relocation", &json!({"studyInstanceUid": "1.2.3.4.5", "physicalMediumName": "nearline", "author": "a"})).await;
+    let (status, _) = s
+        .post("studies/relocation", &json!({"studyInstanceUid": "1.2.3.4.5", "physicalMediumName": "nearline", "author": "a"}))
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     // A stored file damaged on disk: 409, and the study stays whole where it was.
@@ -511,7 +538,8 @@ async fn old_copies_outlive_a_stop_and_go_once_due(backend: Backend) {
         assert!(std::time::Instant::now() < deadline, "{waiting} removals left after their files went");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    let response = s.http.get(format!("{}/studyInstances?studyUid={ct_study}", s.base)).header("Authorization", KEY_A).send().await.unwrap();
+    let response =
+        s.http.get(format!("{}/studyInstances?studyUid={ct_study}", s.base)).header("Authorization", KEY_A).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let (code, report) = s.check(&["--verify-digests"]);
     assert_eq!(code, 0, "{report}");

@@ -99,18 +99,33 @@ async fn create_and_delete_follow_the_seed(backend: Backend) {
     assert_eq!(status, StatusCode::CONFLICT, "{answer}");
 
     // Every mandatory field missing is a 400 naming it, and so is every malformed value.
-    for missing in ["PatientID", "StudyInstanceUID", "PatientName", "ScheduledStationAETitle", "ScheduledProcedureStepDescription",
-                    "ScheduledProcedureStepStartDate", "ScheduledProcedureStepStartTime", "Modality", "AccessionNumber"] {
+    for missing in [
+        "PatientID",
+        "StudyInstanceUID",
+        "PatientName",
+        "ScheduledStationAETitle",
+        "ScheduledProcedureStepDescription",
+        "ScheduledProcedureStepStartDate",
+        "ScheduledProcedureStepStartTime",
+        "Modality",
+        "AccessionNumber",
+    ] {
         let mut b = order("1.2.3.4.5", "CT", "ST", "20221205", ("P", "A^B"));
         b.as_object_mut().unwrap().remove(missing);
         let (status, answer) = create(&s, KEY_A, &b).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{missing}: {answer}");
         assert!(answer["message"].as_str().unwrap().contains(missing), "{answer}");
     }
-    for (field, value) in [("ScheduledProcedureStepStartDate", "2022-12-05"), ("ScheduledProcedureStepStartDate", "20221305"),
-                           ("ScheduledProcedureStepStartTime", "15:54"), ("ScheduledProcedureStepStartTime", "256000"),
-                           ("Modality", "XYZ"), ("StudyInstanceUID", "1.2.abc"), ("PatientBirthDate", "1986"),
-                           ("ScheduledStationAETitle", "A-STATION-TITLE-TOO-LONG")] {
+    for (field, value) in [
+        ("ScheduledProcedureStepStartDate", "2022-12-05"),
+        ("ScheduledProcedureStepStartDate", "20221305"),
+        ("ScheduledProcedureStepStartTime", "15:54"),
+        ("ScheduledProcedureStepStartTime", "256000"),
+        ("Modality", "XYZ"),
+        ("StudyInstanceUID", "1.2.abc"),
+        ("PatientBirthDate", "1986"),
+        ("ScheduledStationAETitle", "A-STATION-TITLE-TOO-LONG"),
+    ] {
         let mut b = order("1.2.3.4.6", "CT", "ST", "20221205", ("P", "A^B"));
         b[field] = json!(value);
         let (status, answer) = create(&s, KEY_A, &b).await;
@@ -230,21 +245,35 @@ async fn the_worklist_serves_what_was_ordered(backend: Backend) {
     assert_eq!(all.len(), 4, "{output}");
     let first = all.iter().find(|a| text(a, tags::STUDY_INSTANCE_UID) == "1.2.826.0.1.1").unwrap();
     for (tag, expected) in [
-        (tags::PATIENT_NAME, "DOE^JOHN"), (tags::PATIENT_ID, "PID-1"), (tags::PATIENT_BIRTH_DATE, "19860130"),
-        (tags::PATIENT_SEX, "M"), (tags::ACCESSION_NUMBER, "AN1"), (tags::REFERRING_PHYSICIAN_NAME, "REFERRING^PHYSICIAN"),
-        (tags::REQUESTING_PHYSICIAN, "REQUESTING^PHYSICIAN"), (tags::REQUESTED_PROCEDURE_DESCRIPTION, "Procedure description"),
-        (tags::REQUESTED_PROCEDURE_ID, "4567"), (tags::ADMISSION_ID, "789"), (tags::CURRENT_PATIENT_LOCATION, "bar"),
-        (tags::MEDICAL_ALERTS, "Some medical alert"), (tags::PATIENT_STATE, "Some state"),
-        (tags::PLACER_ORDER_NUMBER_IMAGING_SERVICE_REQUEST, "2345566"), (tags::SERVICE_EPISODE_ID, "episode id"),
-        (tags::CONFIDENTIALITY_CONSTRAINT_ON_PATIENT_DATA_DESCRIPTION, "No constraint"), (tags::PREGNANCY_STATUS, "4"),
+        (tags::PATIENT_NAME, "DOE^JOHN"),
+        (tags::PATIENT_ID, "PID-1"),
+        (tags::PATIENT_BIRTH_DATE, "19860130"),
+        (tags::PATIENT_SEX, "M"),
+        (tags::ACCESSION_NUMBER, "AN1"),
+        (tags::REFERRING_PHYSICIAN_NAME, "REFERRING^PHYSICIAN"),
+        (tags::REQUESTING_PHYSICIAN, "REQUESTING^PHYSICIAN"),
+        (tags::REQUESTED_PROCEDURE_DESCRIPTION, "Procedure description"),
+        (tags::REQUESTED_PROCEDURE_ID, "4567"),
+        (tags::ADMISSION_ID, "789"),
+        (tags::CURRENT_PATIENT_LOCATION, "bar"),
+        (tags::MEDICAL_ALERTS, "Some medical alert"),
+        (tags::PATIENT_STATE, "Some state"),
+        (tags::PLACER_ORDER_NUMBER_IMAGING_SERVICE_REQUEST, "2345566"),
+        (tags::SERVICE_EPISODE_ID, "episode id"),
+        (tags::CONFIDENTIALITY_CONSTRAINT_ON_PATIENT_DATA_DESCRIPTION, "No constraint"),
+        (tags::PREGNANCY_STATUS, "4"),
     ] {
         assert_eq!(text(first, tag), expected, "{tag}");
     }
     let item = step(first);
     for (tag, expected) in [
-        (tags::MODALITY, "CT"), (tags::SCHEDULED_STATION_AE_TITLE, "CT-ROOM-1"), (tags::SCHEDULED_PROCEDURE_STEP_START_DATE, "20221205"),
-        (tags::SCHEDULED_PROCEDURE_STEP_START_TIME, "155430"), (tags::SCHEDULED_PERFORMING_PHYSICIAN_NAME, "TEST"),
-        (tags::SCHEDULED_PROCEDURE_STEP_DESCRIPTION, "Procedure step description"), (tags::SCHEDULED_PROCEDURE_STEP_ID, "1234"),
+        (tags::MODALITY, "CT"),
+        (tags::SCHEDULED_STATION_AE_TITLE, "CT-ROOM-1"),
+        (tags::SCHEDULED_PROCEDURE_STEP_START_DATE, "20221205"),
+        (tags::SCHEDULED_PROCEDURE_STEP_START_TIME, "155430"),
+        (tags::SCHEDULED_PERFORMING_PHYSICIAN_NAME, "TEST"),
+        (tags::SCHEDULED_PROCEDURE_STEP_DESCRIPTION, "Procedure step description"),
+        (tags::SCHEDULED_PROCEDURE_STEP_ID, "1234"),
         (tags::SCHEDULED_STATION_NAME, "STATION-NAME"),
     ] {
         assert_eq!(text(&item, tag), expected, "{tag}");
@@ -283,9 +312,9 @@ async fn the_worklist_serves_what_was_ordered(backend: Backend) {
     let (none, output) = findscu_worklist(port, "STRANGER", &["PatientName"], &[]).await;
     assert!(none.is_empty() && output.contains("Rejected"), "{output}");
 
-
     // A patient update shows in the worklist; a deleted order is gone.
-    let (status, answer) = s.post("patients/update", &json!({"patientID": "PID-1", "patientName": "DOE^JOHNNY", "userName": "u"})).await;
+    let (status, answer) =
+        s.post("patients/update", &json!({"patientID": "PID-1", "patientName": "DOE^JOHNNY", "userName": "u"})).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     let (answers, _) = findscu_worklist(port, NODE_A, &["PatientID=PID-1", "PatientName"], &[]).await;
     assert_eq!(text(&answers[0], tags::PATIENT_NAME), "DOE^JOHNNY");
@@ -301,7 +330,12 @@ async fn a_cancelled_find_stops_answering(backend: Backend) {
     s.seed_orders("alpha", "BULK-ROOM", ORDERS).await;
     let sps = "ScheduledProcedureStepSequence[0].ScheduledStationAETitle=BULK-ROOM";
     let (answers, output) = findscu_worklist(s.dicom_port, NODE_A, &["PatientName", sps], &["-v", "--cancel", "2"]).await;
-    assert!(answers.len() >= 2 && answers.len() < ORDERS as usize, "{} answers\n{}", answers.len(), &output[output.len().saturating_sub(2000)..]);
+    assert!(
+        answers.len() >= 2 && answers.len() < ORDERS as usize,
+        "{} answers\n{}",
+        answers.len(),
+        &output[output.len().saturating_sub(2000)..]
+    );
     assert!(output.contains("Cancel"), "{}", &output[output.len().saturating_sub(2000)..]);
     // Without cancelling, a query is answered up to the cap of 10,000 items.
     let (all, _) = findscu_worklist(s.dicom_port, NODE_A, &["PatientName", sps], &[]).await;
@@ -316,8 +350,14 @@ async fn an_order_leaves_the_worklist_when_its_images_arrive(backend: Backend) {
         let object = dicom_object::OpenFileOptions::new().read_until(tags::PIXEL_DATA).open_file(&sample).unwrap();
         object.element(tags::STUDY_INSTANCE_UID).unwrap().to_str().unwrap().trim_end_matches('\0').to_owned()
     };
-    assert_eq!(create(&s, KEY_A, &order(&study_uid, "CT", "CT-ROOM-1", "20221205", ("PID-1", "DOE^JOHN"))).await.0, StatusCode::OK);
-    assert_eq!(create(&s, KEY_A, &order("1.2.826.0.9.9", "CT", "CT-ROOM-1", "20221205", ("PID-2", "DOE^JANE"))).await.0, StatusCode::OK);
+    assert_eq!(
+        create(&s, KEY_A, &order(&study_uid, "CT", "CT-ROOM-1", "20221205", ("PID-1", "DOE^JOHN"))).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        create(&s, KEY_A, &order("1.2.826.0.9.9", "CT", "CT-ROOM-1", "20221205", ("PID-2", "DOE^JANE"))).await.0,
+        StatusCode::OK
+    );
     let (answers, _) = findscu_worklist(s.dicom_port, NODE_A, &["PatientName"], &[]).await;
     assert_eq!(answers.len(), 2);
     let (ok, output) = s.storescu(NODE_A, &[sample]).await;

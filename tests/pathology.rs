@@ -170,7 +170,8 @@ async fn a_slide_is_stored_listed_and_served_back(backend: Backend) {
     assert_eq!(text(&sidecar, tags::PATIENT_ID), "PATHO-1");
     assert_eq!(text(&sidecar, tags::PATIENT_NAME), "TEST^TEST");
     assert_eq!(text(&sidecar, tags::STUDY_INSTANCE_UID), study);
-    let specimens = sidecar.element(tags::SPECIMEN_DESCRIPTION_SEQUENCE).expect("specimen description").items().expect("items").to_vec();
+    let specimens =
+        sidecar.element(tags::SPECIMEN_DESCRIPTION_SEQUENCE).expect("specimen description").items().expect("items").to_vec();
     let identifiers: Vec<String> = specimens.iter().map(|item| text(item, tags::SPECIMEN_IDENTIFIER)).collect();
     assert_eq!(identifiers, ["213", "456", "222"], "specimen, block and slide");
 
@@ -208,7 +209,8 @@ async fn a_slide_is_stored_listed_and_served_back(backend: Backend) {
     assert!(s.staging_is_empty());
 
     // A second slide of the same case joins the same study.
-    let form = slide_form("I23-00102", "I23-00102-A-1-2", "I23-00102-A-1-2.svs", "application/octet-stream", slide_bytes(9, 5000));
+    let form =
+        slide_form("I23-00102", "I23-00102-A-1-2", "I23-00102-A-1-2.svs", "application/octet-stream", slide_bytes(9, 5000));
     let (status, body) = upload(&s, KEY_A, NODE_A, form).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["studyInstanceUid"], study.as_str());
@@ -383,7 +385,11 @@ async fn slides_are_forwarded_to_another_archive(backend: Backend) {
     // The peer archive, reached over HTTP at its own pathoRsListener with its API key.
     let peer = start(backend).await;
     let endpoint = format!("{}/pathoRsListener/{NODE_A}/studies", peer.base);
-    let forward = |key: &str| format!("\n[forward]\nslide_endpoint = \"{endpoint}\"\nslide_authorization = \"{key}\"\nattempts = 2\nretry_delay_s = 1\n");
+    let forward = |key: &str| {
+        format!(
+            "\n[forward]\nslide_endpoint = \"{endpoint}\"\nslide_authorization = \"{key}\"\nattempts = 2\nretry_delay_s = 1\n"
+        )
+    };
     let s = start_with(backend, &forward(KEY_A)).await;
     let bytes = slide_bytes(21, 2_000_000);
     let form = slide_form("ACC-21", "CASE-21-A-1-1", "CASE-21.svs", "application/octet-stream", bytes.clone());
@@ -435,7 +441,9 @@ async fn slides_are_forwarded_to_another_archive(backend: Backend) {
     s.stop().await;
 
     // Without an endpoint, or without a forward job at all: 500, as the seed says.
-    for (config, expected) in [("\n[forward]\nnode = \"X\"\n", "forward endpoint not configured"), ("", "forward job not configured")] {
+    for (config, expected) in
+        [("\n[forward]\nnode = \"X\"\n", "forward endpoint not configured"), ("", "forward job not configured")]
+    {
         let s = start_with(backend, config).await;
         let (status, body) = s.post("series/forward", &json!({"containerIdentifier": "CASE-21-A-1-1", "author": "john"})).await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
@@ -473,7 +481,8 @@ async fn slides_follow_their_study(backend: Backend) {
         }
     };
     assert_eq!(count("4390-").await, 1);
-    let (status, body) = s.post("series/deprecation", &json!({"containerIdentifier": "CASE-31-A-1-2", "author": "a", "reason": "b"})).await;
+    let (status, body) =
+        s.post("series/deprecation", &json!({"containerIdentifier": "CASE-31-A-1-2", "author": "a", "reason": "b"})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(count("4390-").await, 0);
     assert_eq!(count("2900-2960").await, 1, "the remaining slide's 3 MB (2929 KB) and its sidecar");

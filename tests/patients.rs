@@ -43,7 +43,10 @@ async fn create_patient_rules(backend: Backend) {
     assert_eq!(status, StatusCode::CONFLICT, "{answer}");
     assert!(answer["message"].as_str().unwrap().contains("PID-123"), "{answer}");
     let (status, _) = s
-        .post("patients/create", &json!({"patientID": "PID-123", "patientName": "DOE^JOHN", "idIssuer": "OTHER", "userName": "u"}))
+        .post(
+            "patients/create",
+            &json!({"patientID": "PID-123", "patientName": "DOE^JOHN", "idIssuer": "OTHER", "userName": "u"}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
 
@@ -58,8 +61,12 @@ async fn create_patient_rules(backend: Backend) {
         let (status, _) = s.post("patients/create", &b).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
     }
-    for (field, value) in [("patientBirthDate", json!("2021-12-24")), ("patientBirthDate", json!("20210230")),
-                           ("patientSex", json!("X")), ("patientID", json!(12))] {
+    for (field, value) in [
+        ("patientBirthDate", json!("2021-12-24")),
+        ("patientBirthDate", json!("20210230")),
+        ("patientSex", json!("X")),
+        ("patientID", json!(12)),
+    ] {
         let mut b = json!({"patientID": "NEW-2", "patientName": "A^B", "userName": "u"});
         b[field] = value;
         let (status, answer) = s.post("patients/create", &b).await;
@@ -68,8 +75,14 @@ async fn create_patient_rules(backend: Backend) {
     }
     // Not JSON, not an object, empty.
     for raw in ["{not json", "[1,2]", ""] {
-        let response = s.http.post(format!("{}/patients/create", s.base)).header("Authorization", wasmpacs_tests::KEY_A)
-            .body(raw).send().await.unwrap();
+        let response = s
+            .http
+            .post(format!("{}/patients/create", s.base))
+            .header("Authorization", wasmpacs_tests::KEY_A)
+            .body(raw)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), StatusCode::BAD_REQUEST, "body {raw:?}");
         let answer: Value = response.json().await.unwrap();
         assert!(answer["message"].is_string());
@@ -98,15 +111,18 @@ async fn concurrent_creates_give_one_patient(backend: Backend) {
 
 async fn update_patient_rules(backend: Backend) {
     let s = TestServer::start(backend).await;
-    let (status, answer) = s
-        .post("patients/update", &json!({"patientID": "NOBODY", "patientName": "A^B", "userName": "u"}))
-        .await;
+    let (status, answer) =
+        s.post("patients/update", &json!({"patientID": "NOBODY", "patientName": "A^B", "userName": "u"})).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
 
-    s.post("patients/create", &json!({"patientID": "PID-1", "patientName": "OLD^NAME", "patientSex": "F", "userName": "u"})).await;
+    s.post("patients/create", &json!({"patientID": "PID-1", "patientName": "OLD^NAME", "patientSex": "F", "userName": "u"}))
+        .await;
     let (status, answer) = s
-        .post("patients/update", &json!({"patientID": "PID-1", "patientName": "DOE^JANE", "patientBirthDate": "19800101",
-                                         "operatorName": "op", "userName": "u"}))
+        .post(
+            "patients/update",
+            &json!({"patientID": "PID-1", "patientName": "DOE^JANE", "patientBirthDate": "19800101",
+                                         "operatorName": "op", "userName": "u"}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["patient"]["patientName"], "DOE^JANE");
@@ -117,9 +133,8 @@ async fn update_patient_rules(backend: Backend) {
     s.post("patients/create", &json!({"patientID": "PID-1", "patientName": "X^Y", "idIssuer": "B", "userName": "u"})).await;
     let (status, answer) = s.post("patients/update", &json!({"patientID": "PID-1", "patientName": "Z^Z", "userName": "u"})).await;
     assert_eq!(status, StatusCode::CONFLICT, "{answer}");
-    let (status, _) = s
-        .post("patients/update", &json!({"patientID": "PID-1", "idIssuer": "B", "patientName": "Z^Z", "userName": "u"}))
-        .await;
+    let (status, _) =
+        s.post("patients/update", &json!({"patientID": "PID-1", "idIssuer": "B", "patientName": "Z^Z", "userName": "u"})).await;
     assert_eq!(status, StatusCode::OK, "an issuer disambiguates");
 
     for missing in ["patientID", "patientName", "userName"] {
@@ -129,7 +144,12 @@ async fn update_patient_rules(backend: Backend) {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
         assert!(answer["message"].as_str().unwrap().contains(missing));
     }
-    let (status, _) = s.post("patients/update", &json!({"patientID": "PID-1", "idIssuer": "B", "patientName": "A^B", "patientSex": "Q", "userName": "u"})).await;
+    let (status, _) = s
+        .post(
+            "patients/update",
+            &json!({"patientID": "PID-1", "idIssuer": "B", "patientName": "A^B", "patientSex": "Q", "userName": "u"}),
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     s.stop().await;
 }
@@ -147,8 +167,10 @@ async fn updates_of_different_fields_at_once_all_apply(backend: Backend) {
     let bodies: Vec<Value> = ids
         .iter()
         .flat_map(|id| {
-            [json!({"patientID": id, "patientName": "A^B", "patientBirthDate": "19700101", "userName": "u"}),
-             json!({"patientID": id, "patientName": "A^B", "patientSex": "F", "userName": "u"})]
+            [
+                json!({"patientID": id, "patientName": "A^B", "patientBirthDate": "19700101", "userName": "u"}),
+                json!({"patientID": id, "patientName": "A^B", "patientSex": "F", "userName": "u"}),
+            ]
         })
         .collect();
     all_succeed_at_once(&s, "patients/update", &bodies).await;
@@ -202,9 +224,11 @@ async fn merge_patients_rules(backend: Backend) {
     let (status, _) = s.post("patients/merge", &json!({"sourcePatientID": "SRC-2", "userName": "u"})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     // A target that does not exist is created from the IDs alone: no name is needed.
-    let (status, answer) = s.post("patients/merge", &json!({"sourcePatientID": "SRC-2", "targetPatientID": "NAMELESS", "userName": "u"})).await;
+    let (status, answer) =
+        s.post("patients/merge", &json!({"sourcePatientID": "SRC-2", "targetPatientID": "NAMELESS", "userName": "u"})).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
-    let (status, answer) = s.post("patients/merge", &json!({"sourcePatientID": "NAMELESS", "targetPatientID": "SRC-2", "userName": "u"})).await;
+    let (status, answer) =
+        s.post("patients/merge", &json!({"sourcePatientID": "NAMELESS", "targetPatientID": "SRC-2", "userName": "u"})).await;
     assert_eq!(status, StatusCode::OK, "the nameless patient was created with the study: {answer}");
     let events = s.events_as(wasmpacs_tests::KEY_A).await;
     let merged: Vec<_> = kinds(&events).into_iter().filter(|(k, _)| k == "STUDY_MERGED").collect();
@@ -214,7 +238,12 @@ async fn merge_patients_rules(backend: Backend) {
 
 /// Sends `merge` and, at the same time, a `studies/move` of each of `studies` to the Patient ID
 /// `target`; answers the merge's answer and the moves'.
-async fn merge_while_moving(s: &TestServer, merge: &Value, studies: &[String], target: impl AsRef<str>) -> ((StatusCode, Value), Vec<(StatusCode, Value)>) {
+async fn merge_while_moving(
+    s: &TestServer,
+    merge: &Value,
+    studies: &[String],
+    target: impl AsRef<str>,
+) -> ((StatusCode, Value), Vec<(StatusCode, Value)>) {
     let target = target.as_ref();
     let moves: Vec<Value> = studies
         .iter()
@@ -369,7 +398,9 @@ async fn studies_reconciled_at_once_into_a_new_study_all_arrive(backend: Backend
     let target = "1.2.826.0.1.10.99";
     let bodies: Vec<Value> = sources
         .iter()
-        .map(|uid| json!({"sourceStudyInstanceUID": uid, "targetStudyInstanceUID": target, "patientID": "RECON", "userName": "u"}))
+        .map(
+            |uid| json!({"sourceStudyInstanceUID": uid, "targetStudyInstanceUID": target, "patientID": "RECON", "userName": "u"}),
+        )
         .collect();
     all_succeed_at_once(&s, "studies/reconcile", &bodies).await;
     let (series_count,): (i64,) = sqlx::query_as("SELECT series_count FROM studies WHERE study_uid = $1")
@@ -408,8 +439,11 @@ async fn reconcile_study_rules(backend: Backend) {
 
     // Only the four mandatory fields: the new target study goes to a new patient with no name.
     let (status, answer) = s
-        .post("studies/reconcile", &json!({"sourceStudyInstanceUID": "1.950.94590.2", "targetStudyInstanceUID": "1.950.94590.3",
-                                            "patientID": "RECON-BARE", "userName": "operator"}))
+        .post(
+            "studies/reconcile",
+            &json!({"sourceStudyInstanceUID": "1.950.94590.2", "targetStudyInstanceUID": "1.950.94590.3",
+                                            "patientID": "RECON-BARE", "userName": "operator"}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["targetCreated"], true);
@@ -442,18 +476,27 @@ async fn swap_studies_rules(backend: Backend) {
     assert_eq!(status, StatusCode::OK, "{answer}");
     // After the swap, reconciling the (now one-series) source into a new study moves one series.
     let (status, answer) = s
-        .post("studies/reconcile", &json!({"sourceStudyInstanceUID": "1.3.76.6.149036212421207", "targetStudyInstanceUID": "7.7.7",
-                                            "patientID": "A", "userName": "u"}))
+        .post(
+            "studies/reconcile",
+            &json!({"sourceStudyInstanceUID": "1.3.76.6.149036212421207", "targetStudyInstanceUID": "7.7.7",
+                                            "patientID": "A", "userName": "u"}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["seriesMoved"], 1, "the source study holds the target's single series now");
 
     let (status, _) = s
-        .post("studies/swap", &json!({"sourceStudyInstanceUID": "nope", "targetStudyInstanceUID": "1.3.6.1.1.7.1.6358916", "userName": "T"}))
+        .post(
+            "studies/swap",
+            &json!({"sourceStudyInstanceUID": "nope", "targetStudyInstanceUID": "1.3.6.1.1.7.1.6358916", "userName": "T"}),
+        )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = s
-        .post("studies/swap", &json!({"sourceStudyInstanceUID": "1.3.6.1.1.7.1.6358916", "targetStudyInstanceUID": "nope", "userName": "T"}))
+        .post(
+            "studies/swap",
+            &json!({"sourceStudyInstanceUID": "1.3.6.1.1.7.1.6358916", "targetStudyInstanceUID": "nope", "userName": "T"}),
+        )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = s.post("studies/swap", &json!({"sourceStudyInstanceUID": "1.3.6.1.1.7.1.6358916"})).await;
@@ -472,7 +515,10 @@ async fn studies_swapped_while_instances_arrive_keep_true_totals(backend: Backen
     let s = TestServer::start(backend).await;
     let dir = tempfile::tempdir().unwrap();
     // 2 studies of 64 series of one instance of 160x160.
-    let files = wasmpacs_tests::generate_cts(dir.path(), &["-n", "128", "--studies", "2", "--series-per-study", "64", "--rows", "160", "--cols", "160"]);
+    let files = wasmpacs_tests::generate_cts(
+        dir.path(),
+        &["-n", "128", "--studies", "2", "--series-per-study", "64", "--rows", "160", "--cols", "160"],
+    );
     let mut by_study: std::collections::BTreeMap<String, Vec<std::path::PathBuf>> = Default::default();
     for file in files {
         by_study.entry(wasmpacs_tests::uids(&file).0).or_default().push(file);
@@ -552,7 +598,10 @@ async fn instances_arriving_into_swapped_series_count_where_their_series_is(back
     let s = TestServer::start(backend).await;
     let dir = tempfile::tempdir().unwrap();
     // 3 studies of 2 series of 80 instances of 160x160.
-    let files = wasmpacs_tests::generate_cts(dir.path(), &["-n", "480", "--studies", "3", "--series-per-study", "2", "--rows", "160", "--cols", "160"]);
+    let files = wasmpacs_tests::generate_cts(
+        dir.path(),
+        &["-n", "480", "--studies", "3", "--series-per-study", "2", "--rows", "160", "--cols", "160"],
+    );
     let mut by_series: std::collections::BTreeMap<(String, String), Vec<std::path::PathBuf>> = Default::default();
     for file in files {
         let (study, series, _) = wasmpacs_tests::uids(&file);
@@ -567,7 +616,8 @@ async fn instances_arriving_into_swapped_series_count_where_their_series_is(back
     let (ok, output) = s.storescu(wasmpacs_tests::NODE_A, &firsts).await;
     assert!(ok, "{output}");
     let rest: Vec<Vec<std::path::PathBuf>> = by_series.into_values().collect();
-    let interleaved: Vec<std::path::PathBuf> = (0..rest[0].len()).flat_map(|i| rest.iter().map(move |files| files[i].clone())).collect();
+    let interleaved: Vec<std::path::PathBuf> =
+        (0..rest[0].len()).flat_map(|i| rest.iter().map(move |files| files[i].clone())).collect();
     let shares: Vec<Vec<_>> = (0..4).map(|k| interleaved.iter().skip(k).step_by(4).cloned().collect()).collect();
 
     let sending = std::sync::atomic::AtomicBool::new(true);
@@ -577,7 +627,8 @@ async fn instances_arriving_into_swapped_series_count_where_their_series_is(back
         sending.store(false, std::sync::atomic::Ordering::SeqCst);
     };
     let swaps = async {
-        let (first, last) = tokio::join!(swap_while(&s, &studies[0], &studies[1], &sending), swap_while(&s, &studies[1], &studies[2], &sending));
+        let (first, last) =
+            tokio::join!(swap_while(&s, &studies[0], &studies[1], &sending), swap_while(&s, &studies[1], &studies[2], &sending));
         [first, last].concat()
     };
     let watch = async {

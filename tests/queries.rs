@@ -50,7 +50,15 @@ fn sample(name_part: &str) -> PathBuf {
 
 /// A copy of `source` in `dir` with new study/series/SOP UIDs, station name (removed when
 /// `None`) and instance number, made with dcmodify.
-fn variant(source: &Path, dir: &Path, study: &str, series: &str, sop: &str, station: Option<&str>, number: Option<u32>) -> PathBuf {
+fn variant(
+    source: &Path,
+    dir: &Path,
+    study: &str,
+    series: &str,
+    sop: &str,
+    station: Option<&str>,
+    number: Option<u32>,
+) -> PathBuf {
     let target = dir.join(format!("{sop}.dcm"));
     std::fs::copy(source, &target).expect("copy sample");
     let mut command = std::process::Command::new("dcmodify");
@@ -84,8 +92,13 @@ async fn sql(s: &TestServer, statement: &str) {
 /// Five studies sent by three AEs from three stations (one without), returned by number 1..=5.
 async fn ingest_five_studies(s: &TestServer, dir: &Path) -> Vec<String> {
     let ct = sample("ele_ct16_CT_small");
-    let plan: [(&str, Option<&str>, u32); 5] =
-        [("FEED1", Some("MOD1"), 1), ("FEED1", Some("MOD2"), 2), ("FEED2", Some("MOD1"), 1), ("UPLOAD1", Some("PACS1"), 1), ("FEED2", None, 1)];
+    let plan: [(&str, Option<&str>, u32); 5] = [
+        ("FEED1", Some("MOD1"), 1),
+        ("FEED1", Some("MOD2"), 2),
+        ("FEED2", Some("MOD1"), 1),
+        ("UPLOAD1", Some("PACS1"), 1),
+        ("FEED2", None, 1),
+    ];
     let mut studies = Vec::new();
     for (n, (aet, station, instances)) in plan.iter().enumerate() {
         let study = format!("{UID_ROOT}.{}", n + 1);
@@ -127,10 +140,20 @@ async fn study_count_filters_and_edges(backend: Backend) {
     assert_eq!((status, other), (StatusCode::OK, json!({ "study_count": 0 })), "tenants are isolated");
 
     // Range edges: received times and sizes set exactly.
-    let received = ["2021-01-01T00:00:00.000Z", "2021-12-31T23:59:59.999Z", "2022-01-01T00:00:00.000Z", "2020-12-31T23:59:59.999Z", "2021-06-15T12:00:00.000Z"];
+    let received = [
+        "2021-01-01T00:00:00.000Z",
+        "2021-12-31T23:59:59.999Z",
+        "2022-01-01T00:00:00.000Z",
+        "2020-12-31T23:59:59.999Z",
+        "2021-06-15T12:00:00.000Z",
+    ];
     let sizes = [10 * 1024, 11 * 1024 - 1, 11 * 1024, 0, 5 * 1024 + 1];
     for (n, study) in studies.iter().enumerate() {
-        sql(&s, &format!("UPDATE studies SET received_at = '{}', size_bytes = {} WHERE study_uid = '{study}'", received[n], sizes[n])).await;
+        sql(
+            &s,
+            &format!("UPDATE studies SET received_at = '{}', size_bytes = {} WHERE study_uid = '{study}'", received[n], sizes[n]),
+        )
+        .await;
     }
     assert_eq!(count(&s, "receivedAt=20210101-20220101").await, 3, "from inclusive, to exclusive");
     assert_eq!(count(&s, "receivedAt=20210101-20211231").await, 2);
@@ -199,9 +222,12 @@ fn text(object: &DefaultDicomObject, tag: Tag) -> Option<String> {
 fn expected_instance(path: &Path) -> BTreeMap<&'static str, Value> {
     let o = dicom_object::OpenFileOptions::new().read_until(tags::PIXEL_DATA).open_file(path).unwrap();
     let t = |tag| json!(text(&o, tag));
-    let image_type = o.element_opt(tags::IMAGE_TYPE).ok().flatten().and_then(|e| e.to_multi_str().ok()).map(|v| {
-        v.iter().map(|s| s.trim().to_owned()).collect::<Vec<_>>().join("\\")
-    });
+    let image_type = o
+        .element_opt(tags::IMAGE_TYPE)
+        .ok()
+        .flatten()
+        .and_then(|e| e.to_multi_str().ok())
+        .map(|v| v.iter().map(|s| s.trim().to_owned()).collect::<Vec<_>>().join("\\"));
     let code_meaning = [tags::CONCEPT_NAME_CODE_SEQUENCE, tags::VIEW_CODE_SEQUENCE].iter().find_map(|seq| {
         let item = o.element_opt(*seq).ok()??.items()?.first()?.clone();
         let meaning = item.element_opt(tags::CODE_MEANING).ok()??.to_str().ok()?.trim().to_owned();
@@ -388,8 +414,24 @@ async fn previews_of_every_sample(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let (study, series) = (format!("{UID_ROOT}.7"), format!("{UID_ROOT}.7.1"));
     let files = [
-        variant(&sample("ele_rgb_us_examples_rgb_color"), dir.path(), &study, &series, &format!("{series}.1"), Some("US1"), Some(2)),
-        variant(&sample("j2k90_ybrrct_us_examples_jpeg2k"), dir.path(), &study, &series, &format!("{series}.2"), Some("US1"), Some(5)),
+        variant(
+            &sample("ele_rgb_us_examples_rgb_color"),
+            dir.path(),
+            &study,
+            &series,
+            &format!("{series}.1"),
+            Some("US1"),
+            Some(2),
+        ),
+        variant(
+            &sample("j2k90_ybrrct_us_examples_jpeg2k"),
+            dir.path(),
+            &study,
+            &series,
+            &format!("{series}.2"),
+            Some("US1"),
+            Some(5),
+        ),
         variant(&sample("ele_ct16_CT_small"), dir.path(), &study, &series, &format!("{series}.3"), Some("US1"), Some(1)),
     ];
     for file in &files {
@@ -417,7 +459,8 @@ async fn previews_of_every_sample(backend: Backend) {
         let body: Value = serde_json::from_slice(&body).unwrap();
         assert!(body["message"].is_string(), "{query}: {body}");
     }
-    let response = s.http.get(format!("{}/preview?objectUID={series}.3", s.base)).header("Authorization", KEY_B).send().await.unwrap();
+    let response =
+        s.http.get(format!("{}/preview?objectUID={series}.3", s.base)).header("Authorization", KEY_B).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND, "another tenant's instance is not found");
     s.stop().await;
 }

@@ -54,7 +54,8 @@ async fn the_baseline_of_a_dicom_slide_is_served(backend: Backend) {
 
     // The same from a bucket, the levels told apart by the headers read from the objects.
     let (study, _, _) = uids(&files[0]);
-    let (status, body) = s.post("studies/relocation", &json!({"studyInstanceUid": study, "bucketName": "slides", "author": "a"})).await;
+    let (status, body) =
+        s.post("studies/relocation", &json!({"studyInstanceUid": study, "bucketName": "slides", "author": "a"})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(s3.keys("slides").await.len(), 4);
     let response = get(&s, KEY_A, "?barcode=ABC-001-001").await;
@@ -63,7 +64,8 @@ async fn the_baseline_of_a_dicom_slide_is_served(backend: Backend) {
     assert!(response.bytes().await.unwrap() == expected, "the baseline, from the bucket");
 
     // A deprecated slide is no longer served.
-    let (status, body) = s.post("series/deprecation", &json!({"containerIdentifier": "ABC-001-001", "author": "a", "reason": "b"})).await;
+    let (status, body) =
+        s.post("series/deprecation", &json!({"containerIdentifier": "ABC-001-001", "author": "a", "reason": "b"})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(get(&s, KEY_A, "?barcode=ABC-001-001").await.status(), StatusCode::NOT_FOUND);
     s.stop().await;

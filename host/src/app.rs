@@ -14,12 +14,12 @@ use crate::config::Config;
 use crate::db::Database;
 use crate::db::events::StudyEvent;
 use crate::forward::Forwarder;
-use crate::removal::Remover;
 use crate::ingest::Ingest;
-use crate::storage::Storage;
 use crate::native::Native;
+use crate::removal::Remover;
 use crate::router::{Router, Target};
 use crate::runtime::{CompileCache, Manifest, PluginRuntime, reload};
+use crate::storage::Storage;
 
 /// Everything a request may need, shared by all requests.
 pub struct App {
@@ -39,7 +39,8 @@ impl App {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&config.storage.data_dir)
             .with_context(|| format!("cannot create data directory {}", config.storage.data_dir.display()))?;
-        let db = Database::connect(&config.database_url(), config.database.max_connections, config.database.sqlite_synchronous).await?;
+        let db = Database::connect(&config.database_url(), config.database.max_connections, config.database.sqlite_synchronous)
+            .await?;
         tracing::info!(backend = ?db.backend(), "database ready");
         let storage = Storage::new(&config.storage)?;
         let ingest = Ingest::new(db.clone(), storage.clone());

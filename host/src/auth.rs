@@ -26,10 +26,7 @@ pub struct Authenticator {
 
 impl Authenticator {
     pub fn new(tenants: &[TenantConfig], admin_key: Option<&str>) -> Self {
-        let keys = tenants
-            .iter()
-            .map(|t| (t.api_key.as_bytes().to_vec(), Tenant(Arc::from(t.name.as_str()))))
-            .collect();
+        let keys = tenants.iter().map(|t| (t.api_key.as_bytes().to_vec(), Tenant(Arc::from(t.name.as_str())))).collect();
         Self { keys: Arc::new(keys), admin_key: admin_key.map(|k| Arc::new(k.as_bytes().to_vec())) }
     }
 

@@ -213,7 +213,8 @@ async fn check_named_files(
             let Some(last) = page.last() else { break };
             after = last.instance_key;
             let verify = options.verify_digests;
-            let (in_buckets, on_disk): (Vec<IndexedFile>, Vec<IndexedFile>) = page.into_iter().partition(|f| buckets.contains_key(&f.medium));
+            let (in_buckets, on_disk): (Vec<IndexedFile>, Vec<IndexedFile>) =
+                page.into_iter().partition(|f| buckets.contains_key(&f.medium));
             let roots = roots.clone();
             let mut verdicts = tokio::task::spawn_blocking(move || {
                 on_disk.into_iter().map(|file| (examine(&roots, &file, verify), file)).collect::<Vec<_>>()
@@ -253,7 +254,12 @@ async fn check_named_files(
             }
         }
     }
-    tracing::info!(rows = report.rows_checked, missing = report.missing.count, damaged = report.damaged.count, "files the index names checked");
+    tracing::info!(
+        rows = report.rows_checked,
+        missing = report.missing.count,
+        damaged = report.damaged.count,
+        "files the index names checked"
+    );
     Ok(())
 }
 

@@ -381,11 +381,7 @@ impl Default for ReloadConfig {
 }
 impl Default for RuntimeConfig {
     fn default() -> Self {
-        Self {
-            pooling: true,
-            max_instances: default_max_instances(),
-            epoch_tick_ms: default_epoch_tick_ms(),
-        }
+        Self { pooling: true, max_instances: default_max_instances(), epoch_tick_ms: default_epoch_tick_ms() }
     }
 }
 
@@ -393,22 +389,16 @@ impl Config {
     /// Reads a config file, applies `WASMPACS_*` overrides from the process environment, and
     /// resolves relative paths against the file's folder.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Self::from_toml(&text, std::env::vars(), base)
-            .map_err(|e| match e {
-                ConfigError::Parse { source, .. } => ConfigError::Parse { path: path.to_owned(), source },
-                other => other,
-            })
+        Self::from_toml(&text, std::env::vars(), base).map_err(|e| match e {
+            ConfigError::Parse { source, .. } => ConfigError::Parse { path: path.to_owned(), source },
+            other => other,
+        })
     }
 
     /// Builds a config from TOML text and environment pairs; relative paths are taken from `base`.
-    pub fn from_toml(
-        text: &str,
-        env: impl IntoIterator<Item = (String, String)>,
-        base: &Path,
-    ) -> Result<Self, ConfigError> {
+    pub fn from_toml(text: &str, env: impl IntoIterator<Item = (String, String)>, base: &Path) -> Result<Self, ConfigError> {
         let parse_err = |source| ConfigError::Parse { path: PathBuf::from("<config>"), source };
         let mut table: toml::Table = toml::from_str(text).map_err(parse_err)?;
         for (key, value) in env {
@@ -479,7 +469,10 @@ impl Config {
             }
         }
         if let Some(bucket) = self.storage.buckets.iter().find(|b| self.storage.default_medium.as_ref() == Some(&b.name)) {
-            return Err(ConfigError::Invalid(format!("bucket `{}` cannot be the default medium: new files go to a filesystem medium", bucket.name)));
+            return Err(ConfigError::Invalid(format!(
+                "bucket `{}` cannot be the default medium: new files go to a filesystem medium",
+                bucket.name
+            )));
         }
         if let Some(endpoint) = self.forward.as_ref().and_then(|f| f.slide_endpoint.as_deref()) {
             let url = reqwest::Url::parse(endpoint)
@@ -530,11 +523,7 @@ fn apply_override(table: &mut toml::Table, name: &str, value: &str) -> Result<()
                 .ok_or_else(unknown)?,
             None => table,
         };
-        let entries = table
-            .entry(array)
-            .or_insert_with(|| toml::Value::Array(Vec::new()))
-            .as_array_mut()
-            .ok_or_else(unknown)?;
+        let entries = table.entry(array).or_insert_with(|| toml::Value::Array(Vec::new())).as_array_mut().ok_or_else(unknown)?;
         while entries.len() <= index {
             entries.push(toml::Value::Table(toml::Table::new()));
         }
@@ -547,11 +536,8 @@ fn apply_override(table: &mut toml::Table, name: &str, value: &str) -> Result<()
         .iter()
         .find_map(|s| lower.strip_prefix(s).and_then(|r| r.strip_prefix('_')).map(|k| (*s, k)))
         .ok_or_else(unknown)?;
-    let section = table
-        .entry(section)
-        .or_insert_with(|| toml::Value::Table(toml::Table::new()))
-        .as_table_mut()
-        .ok_or_else(unknown)?;
+    let section =
+        table.entry(section).or_insert_with(|| toml::Value::Table(toml::Table::new())).as_table_mut().ok_or_else(unknown)?;
     let typed = typed_value(section.get(key), value);
     section.insert(key.to_owned(), typed);
     Ok(())

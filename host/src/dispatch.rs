@@ -91,7 +91,10 @@ async fn call_plugin(
     let content_type = parts.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
     // A form is streamed part by part to staging files; any other body is read whole (small).
     let (body, form) = match upload::form_boundary(content_type) {
-        Some(boundary) => (Bytes::new(), Some(upload::stage_form(app.ingest.storage(), body, boundary, app.config.http.max_upload_bytes).await?)),
+        Some(boundary) => (
+            Bytes::new(),
+            Some(upload::stage_form(app.ingest.storage(), body, boundary, app.config.http.max_upload_bytes).await?),
+        ),
         None => (read_body(body, app.config.http.max_body_bytes).await?, None),
     };
     let headers = parts
@@ -135,9 +138,7 @@ fn into_http(plugin: &str, r: PluginResponse) -> Response<Body> {
 
 /// Decoded query pairs, in order.
 pub fn parse_query(query: Option<&str>) -> Vec<(String, String)> {
-    query
-        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-        .unwrap_or_default()
+    query.map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default()
 }
 
 /// Reads a whole (small) request body: 413 beyond `max` bytes, 400 if it cannot be read.

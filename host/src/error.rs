@@ -73,9 +73,7 @@ impl ApiError {
             }
         }
         if matches!(self, ApiError::Unauthorized) {
-            response
-                .headers_mut()
-                .insert(hyper::header::WWW_AUTHENTICATE, hyper::header::HeaderValue::from_static("ApiKey"));
+            response.headers_mut().insert(hyper::header::WWW_AUTHENTICATE, hyper::header::HeaderValue::from_static("ApiKey"));
         }
         response
     }

@@ -51,7 +51,12 @@ pub async fn stage_field<T: Send + 'static>(
 /// Streams one part of at most `limit` bytes to a new staging file, digested with `algorithm`,
 /// and leaves it to be synced ([`WrittenPart::finish`]), so that a caller may read the next part
 /// meanwhile. A failure removes the staging file.
-pub async fn write_field(storage: &Storage, field: &mut multer::Field<'_>, limit: u64, algorithm: Algorithm) -> Result<WrittenPart, UploadError> {
+pub async fn write_field(
+    storage: &Storage,
+    field: &mut multer::Field<'_>,
+    limit: u64,
+    algorithm: Algorithm,
+) -> Result<WrittenPart, UploadError> {
     let storage = storage.clone();
     let (file, writer) = blocking(move || {
         let mut file = storage.stage(storage.default_medium()).map_err(|e| e.to_string())?;
@@ -85,7 +90,10 @@ pub struct WrittenPart {
 impl WrittenPart {
     /// Syncs the file on a blocking thread, then runs `complete` there with the file, its length
     /// and digest. A failure removes the staging file.
-    pub async fn finish<T: Send + 'static>(self, complete: impl FnOnce(StagingFile, u64, String) -> T + Send + 'static) -> Result<T, UploadError> {
+    pub async fn finish<T: Send + 'static>(
+        self,
+        complete: impl FnOnce(StagingFile, u64, String) -> T + Send + 'static,
+    ) -> Result<T, UploadError> {
         let Self { file, writer } = self;
         blocking(move || {
             let (size, digest) = writer.finish().map_err(|e| e.to_string())?;
@@ -138,7 +146,12 @@ pub fn form_boundary(content_type: Option<&str>) -> Option<String> {
 
 /// Streams every part of a form to staging files, with its field name, file name and type: at
 /// most `max_bytes` in all, and [`MAX_FIELD_BYTES`] for a part without a file name (413 beyond).
-pub async fn stage_form(storage: &Storage, body: hyper::body::Incoming, boundary: String, max_bytes: u64) -> Result<StagedForm, ApiError> {
+pub async fn stage_form(
+    storage: &Storage,
+    body: hyper::body::Incoming,
+    boundary: String,
+    max_bytes: u64,
+) -> Result<StagedForm, ApiError> {
     use http_body_util::BodyExt;
     let constraints = multer::Constraints::new().size_limit(multer::SizeLimit::new().whole_stream(max_bytes));
     let mut multipart = multer::Multipart::with_constraints(body.into_data_stream(), boundary, constraints);
@@ -152,22 +165,23 @@ pub async fn stage_form(storage: &Storage, body: hyper::body::Incoming, boundary
         let file_name = field.file_name().map(str::to_owned);
         let content_type = field.content_type().map(|m| m.essence_str().to_owned());
         let limit = if file_name.is_some() { max_bytes } else { MAX_FIELD_BYTES };
-        let (file, size, sha1) = match stage_field(storage, &mut field, limit, Algorithm::Sha1, |file, size, sha1| (file, size, sha1)).await {
-            Ok(staged) => staged,
-            Err(e) => {
-                let refusal = match e {
-                    UploadError::Body(multer::Error::StreamSizeExceeded { .. }) => ApiError::PayloadTooLarge(max_bytes),
-                    UploadError::TooLarge(limit) => ApiError::PayloadTooLarge(limit),
-                    UploadError::Body(e) => return Err(malformed(e)),
-                    UploadError::Storage(e) => {
-                        tracing::error!(error = %e, "cannot stage an uploaded part");
-                        ApiError::Internal("the upload cannot be stored".into())
-                    }
-                };
-                drain(&mut multipart, field).await;
-                return Err(refusal);
-            }
-        };
+        let (file, size, sha1) =
+            match stage_field(storage, &mut field, limit, Algorithm::Sha1, |file, size, sha1| (file, size, sha1)).await {
+                Ok(staged) => staged,
+                Err(e) => {
+                    let refusal = match e {
+                        UploadError::Body(multer::Error::StreamSizeExceeded { .. }) => ApiError::PayloadTooLarge(max_bytes),
+                        UploadError::TooLarge(limit) => ApiError::PayloadTooLarge(limit),
+                        UploadError::Body(e) => return Err(malformed(e)),
+                        UploadError::Storage(e) => {
+                            tracing::error!(error = %e, "cannot stage an uploaded part");
+                            ApiError::Internal("the upload cannot be stored".into())
+                        }
+                    };
+                    drain(&mut multipart, field).await;
+                    return Err(refusal);
+                }
+            };
         let id = form.files.len() as u32 + 1;
         tracing::debug!(part, file_name = ?file_name, size, "form part staged");
         form.files.push(StagedFile { id, part, file_name, content_type, size, sha1, path: file.path().to_owned() });

@@ -8,9 +8,9 @@
 //! - `studies/count` p50/p99 at 1,000,000 studies and `preview` p50 of a 512x512 CT
 //!   (`bench queries` runs only these).
 
-mod queries;
 mod ingest;
 mod pathology;
+mod queries;
 mod worklist;
 
 use std::sync::Arc;
@@ -70,9 +70,7 @@ fn wrk(url: &str, connections: u32, seconds: u32, script: Option<&str>) -> Optio
     }
     let output = command.arg(url).output().ok()?;
     let text = String::from_utf8_lossy(&output.stdout);
-    let field = |prefix: &str| {
-        text.lines().find_map(|l| l.trim().strip_prefix(prefix).map(|v| v.trim().to_owned()))
-    };
+    let field = |prefix: &str| text.lines().find_map(|l| l.trim().strip_prefix(prefix).map(|v| v.trim().to_owned()));
     let duration = |v: String| -> Duration {
         let (number, unit) = v.split_at(v.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(v.len()));
         let n: f64 = number.parse().unwrap_or(f64::NAN);

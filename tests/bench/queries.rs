@@ -50,8 +50,9 @@ async fn bulk_load(s: &TestServer, backend: Backend) -> Duration {
     // Without the count indexes, then each rebuilt in one sort, as migration 0003 defines it:
     // far faster than maintaining them row by row.
     let folder = if backend == Backend::Sqlite { "sqlite" } else { "postgres" };
-    let migration = std::fs::read_to_string(wasmpacs_tests::repo_root().join(format!("migrations/{folder}/0003_study_count.sql")))
-        .expect("migration 0003");
+    let migration =
+        std::fs::read_to_string(wasmpacs_tests::repo_root().join(format!("migrations/{folder}/0003_study_count.sql")))
+            .expect("migration 0003");
     let creates: Vec<String> = migration
         .split(';')
         .map(|statement| statement.lines().filter(|l| !l.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n"))
@@ -79,11 +80,15 @@ async fn bulk_load(s: &TestServer, backend: Backend) -> Duration {
         Backend::Sqlite => format!(
             "INSERT INTO studies ({columns}) WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {STUDIES}) \
              SELECT {} FROM n",
-            values("strftime('%Y-%m-%dT%H:%M:%S.000Z', '2020-01-01', '+' || (i % 1461) || ' days', '+' || (i % 86400) || ' seconds')")
+            values(
+                "strftime('%Y-%m-%dT%H:%M:%S.000Z', '2020-01-01', '+' || (i % 1461) || ' days', '+' || (i % 86400) || ' seconds')"
+            )
         ),
         Backend::Postgres => format!(
             "INSERT INTO studies ({columns}) SELECT {} FROM generate_series(1, {STUDIES}::bigint) AS g(i)",
-            values("to_char(timestamp '2020-01-01' + (i % 1461) * interval '1 day' + (i % 86400) * interval '1 second', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')")
+            values(
+                "to_char(timestamp '2020-01-01' + (i % 1461) * interval '1 day' + (i % 86400) * interval '1 second', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+            )
         ),
     };
     sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await.expect("bulk insert");
@@ -101,7 +106,10 @@ async fn bulk_load(s: &TestServer, backend: Backend) -> Duration {
 pub async fn count_latency(backend: Backend) {
     let s = TestServer::start(backend).await;
     let loaded = bulk_load(&s, backend).await;
-    println!("studies/count on {backend:?}: {STUDIES} studies bulk-loaded (with indexes, ANALYZE) in {:.1} s", loaded.as_secs_f64());
+    println!(
+        "studies/count on {backend:?}: {STUDIES} studies bulk-loaded (with indexes, ANALYZE) in {:.1} s",
+        loaded.as_secs_f64()
+    );
     let queries = [
         (
             "all filters",
@@ -127,10 +135,8 @@ pub async fn preview_latency() {
     let s = TestServer::start(Backend::Sqlite).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let file = wasmpacs_tests::generate_cts(dir.path(), &["-n", "1"]).into_iter().next().expect("a CT");
-    let object = dicom_object::OpenFileOptions::new()
-        .read_until(dicom_dictionary_std::tags::PIXEL_DATA)
-        .open_file(&file)
-        .expect("DICOM");
+    let object =
+        dicom_object::OpenFileOptions::new().read_until(dicom_dictionary_std::tags::PIXEL_DATA).open_file(&file).expect("DICOM");
     let sop = object.element(dicom_dictionary_std::tags::SOP_INSTANCE_UID).expect("SOP UID").to_str().expect("text");
     let sop = sop.trim_end_matches(['\0', ' ']).to_owned();
     let (ok, output) = s.storescu(NODE_A, &[file]).await;

@@ -78,7 +78,11 @@ fn identifier(station: &str, date: &str) -> Vec<u8> {
         &InMemDicomObject::from_element_iter([
             element(tags::PATIENT_NAME, VR::PN, PrimitiveValue::Empty),
             element(tags::PATIENT_ID, VR::LO, PrimitiveValue::Empty),
-            DataElement::new(tags::SCHEDULED_PROCEDURE_STEP_SEQUENCE, VR::SQ, dicom_core::value::DataSetSequence::from(vec![step])),
+            DataElement::new(
+                tags::SCHEDULED_PROCEDURE_STEP_SEQUENCE,
+                VR::SQ,
+                dicom_core::value::DataSetSequence::from(vec![step]),
+            ),
         ]),
         true,
     )
@@ -109,7 +113,12 @@ pub async fn find_latency(backend: Backend) {
     for i in 0..220u16 {
         let started = Instant::now();
         let pdvs = vec![
-            PDataValue { presentation_context_id: context, value_type: PDataValueType::Command, is_last: true, data: find_command(i + 1) },
+            PDataValue {
+                presentation_context_id: context,
+                value_type: PDataValueType::Command,
+                is_last: true,
+                data: find_command(i + 1),
+            },
             PDataValue {
                 presentation_context_id: context,
                 value_type: PDataValueType::Data,

@@ -306,13 +306,8 @@ max_instances = 64
 
     /// GETs as tenant `key`.
     pub async fn get_as(&self, key: &str, path: &str) -> (StatusCode, Value) {
-        let response = self
-            .http
-            .get(format!("{}/{path}", self.base))
-            .header("Authorization", key)
-            .send()
-            .await
-            .expect("request sent");
+        let response =
+            self.http.get(format!("{}/{path}", self.base)).header("Authorization", key).send().await.expect("request sent");
         read(response).await
     }
 

@@ -28,8 +28,15 @@ impl wit::Host for RequestState {
         op!(self, |conn, tenant| db::lock_patient_id(conn, tenant, &patient_id), |()| ())
     }
 
-    async fn find_patients(&mut self, patient_id: String, issuer: Option<String>) -> wasmtime::Result<Result<Vec<Patient>, HostError>> {
-        op!(self, |conn, tenant| db::find_patients(conn, tenant, &patient_id, issuer.as_deref()), |v| v.into_iter().map(Into::into).collect())
+    async fn find_patients(
+        &mut self,
+        patient_id: String,
+        issuer: Option<String>,
+    ) -> wasmtime::Result<Result<Vec<Patient>, HostError>> {
+        op!(self, |conn, tenant| db::find_patients(conn, tenant, &patient_id, issuer.as_deref()), |v| v
+            .into_iter()
+            .map(Into::into)
+            .collect())
     }
 
     async fn get_patient(&mut self, key: i64) -> wasmtime::Result<Result<Patient, HostError>> {
@@ -53,7 +60,10 @@ impl wit::Host for RequestState {
     }
 
     async fn find_studies_by_accession(&mut self, accession_number: String) -> wasmtime::Result<Result<Vec<Study>, HostError>> {
-        op!(self, |conn, tenant| db::find_studies_by_accession(conn, tenant, &accession_number), |v| v.into_iter().map(Into::into).collect())
+        op!(self, |conn, tenant| db::find_studies_by_accession(conn, tenant, &accession_number), |v| v
+            .into_iter()
+            .map(Into::into)
+            .collect())
     }
 
     async fn studies_of_patient(&mut self, patient_key: i64) -> wasmtime::Result<Result<Vec<Study>, HostError>> {
@@ -73,7 +83,11 @@ impl wit::Host for RequestState {
         op!(self, |conn, tenant| db::assign_study(conn, tenant, study_key, patient_key), |()| ())
     }
 
-    async fn move_studies_of_patient(&mut self, from_patient: i64, to_patient: i64) -> wasmtime::Result<Result<Vec<Study>, HostError>> {
+    async fn move_studies_of_patient(
+        &mut self,
+        from_patient: i64,
+        to_patient: i64,
+    ) -> wasmtime::Result<Result<Vec<Study>, HostError>> {
         let studies = |v: Vec<db::Study>| v.into_iter().map(Into::into).collect();
         op!(self, |conn, tenant| db::move_studies_of_patient(conn, tenant, from_patient, to_patient), studies)
     }
@@ -90,8 +104,14 @@ impl wit::Host for RequestState {
         op!(self, |conn, tenant| db::list_series(conn, tenant, study_key), |v| v.into_iter().map(Into::into).collect())
     }
 
-    async fn find_series_by_container(&mut self, container_identifier: String) -> wasmtime::Result<Result<Vec<Series>, HostError>> {
-        op!(self, |conn, tenant| db::find_series_by_container(conn, tenant, &container_identifier), |v| v.into_iter().map(Into::into).collect())
+    async fn find_series_by_container(
+        &mut self,
+        container_identifier: String,
+    ) -> wasmtime::Result<Result<Vec<Series>, HostError>> {
+        op!(self, |conn, tenant| db::find_series_by_container(conn, tenant, &container_identifier), |v| v
+            .into_iter()
+            .map(Into::into)
+            .collect())
     }
 
     async fn list_instances(&mut self, study_key: i64) -> wasmtime::Result<Result<Vec<Instance>, HostError>> {
@@ -127,10 +147,7 @@ impl wit::Host for RequestState {
             Err(e) => return Ok(Err(ingest_error(&plugin, e))),
         };
         let Some(placed) = placed else {
-            return Ok(Err(HostError::Conflict(format!(
-                "instance `{}` is already stored",
-                outcome.header.sop_instance_uid
-            ))));
+            return Ok(Err(HostError::Conflict(format!("instance `{}` is already stored", outcome.header.sop_instance_uid))));
         };
         if let Err(e) = savepoint.commit().await {
             return Ok(Err(ingest_error(&plugin, e.into())));
@@ -140,7 +157,12 @@ impl wit::Host for RequestState {
         Ok(Ok(instance_of(&outcome, size)))
     }
 
-    async fn store_slide(&mut self, calling_ae: String, file: u32, sidecar: Vec<u8>) -> wasmtime::Result<Result<Instance, HostError>> {
+    async fn store_slide(
+        &mut self,
+        calling_ae: String,
+        file: u32,
+        sidecar: Vec<u8>,
+    ) -> wasmtime::Result<Result<Instance, HostError>> {
         self.require(Capability::Archive)?;
         if sidecar.len() > MAX_INSTANCE_BYTES {
             return Ok(Err(HostError::Invalid(format!("a sidecar may have at most {} MiB", MAX_INSTANCE_BYTES >> 20))));

@@ -5,7 +5,12 @@ use crate::db::events;
 use crate::runtime::bindings::v0_1_1::wasmpacs::plugin::events as wit;
 
 impl wit::Host for RequestState {
-    async fn emit(&mut self, kind: String, study_uid: Option<String>, detail: String) -> wasmtime::Result<Result<i64, HostError>> {
+    async fn emit(
+        &mut self,
+        kind: String,
+        study_uid: Option<String>,
+        detail: String,
+    ) -> wasmtime::Result<Result<i64, HostError>> {
         self.require(Capability::Events)?;
         if kind.trim().is_empty() {
             return Ok(Err(HostError::Invalid("an event needs a kind".into())));

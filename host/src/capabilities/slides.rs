@@ -13,15 +13,22 @@ impl RequestState {
     /// Stores the staged file `file` as the slide described by `sidecar` (Part-10 bytes). A
     /// re-send of the same sidecar with the same file answers the stored instance; with another
     /// file it is a conflict.
-    pub(super) async fn store_slide_file(&mut self, calling_ae: &str, file: u32, sidecar: Vec<u8>) -> Result<Instance, HostError> {
+    pub(super) async fn store_slide_file(
+        &mut self,
+        calling_ae: &str,
+        file: u32,
+        sidecar: Vec<u8>,
+    ) -> Result<Instance, HostError> {
         let slide = self.staged_file(file)?;
         let (ingest, plugin, tenant) = (self.ingest.clone(), self.plugin.clone(), self.tenant.clone());
         let staged = ingest.stage_bytes(sidecar).await.map_err(|e| ingest_error(&plugin, e))?;
         let conn = self.unit().await?;
         // A savepoint: a failure half way leaves the unit as it was, whatever the plugin does next.
         let mut savepoint = sqlx::Connection::begin(conn).await.map_err(|e| ingest_error(&plugin, e.into()))?;
-        let (outcome, placed) =
-            ingest.store_in(&mut savepoint, &tenant, calling_ae, staged, slide.size).await.map_err(|e| ingest_error(&plugin, e))?;
+        let (outcome, placed) = ingest
+            .store_in(&mut savepoint, &tenant, calling_ae, staged, slide.size)
+            .await
+            .map_err(|e| ingest_error(&plugin, e))?;
         let sop = outcome.header.sop_instance_uid.clone();
         let internal = |e: sqlx::Error| {
             tracing::error!(plugin = %plugin, error = %e, "recording a slide failed");
@@ -31,7 +38,9 @@ impl RequestState {
             // A re-send: the same slide again, filed where it was, is a success that changes nothing.
             let header = &outcome.header;
             let filed = slides::filed_under(&mut savepoint, outcome.instance_key).await.map_err(internal)?;
-            if let Some((study, series)) = filed.filter(|(study, series)| *study != header.study_uid || *series != header.series_uid) {
+            if let Some((study, series)) =
+                filed.filter(|(study, series)| *study != header.study_uid || *series != header.series_uid)
+            {
                 return Err(HostError::Conflict(format!(
                     "slide `{sop}` is stored already in study `{study}`, series `{series}`, not in study `{}`, series `{}`",
                     header.study_uid, header.series_uid

@@ -59,7 +59,11 @@ impl wit::Host for RequestState {
             (0..archive.len())
                 .map(|i| {
                     let entry = archive.by_index(i).map_err(zip_error)?;
-                    Ok(ZipEntry { name: entry.name().map_err(zip_error)?.into_owned(), size: entry.size(), is_dir: entry.is_dir() })
+                    Ok(ZipEntry {
+                        name: entry.name().map_err(zip_error)?.into_owned(),
+                        size: entry.size(),
+                        is_dir: entry.is_dir(),
+                    })
                 })
                 .collect()
         })
@@ -76,9 +80,8 @@ impl wit::Host for RequestState {
         let result = tokio::task::spawn_blocking(move || {
             let f = std::fs::File::open(&staged.path).map_err(io_error)?;
             let mut archive = zip::ZipArchive::new(f).map_err(zip_error)?;
-            let mut entry = archive
-                .by_name(&name)
-                .map_err(|_| HostError::NotFound(format!("no member `{name}` in the archive")))?;
+            let mut entry =
+                archive.by_name(&name).map_err(|_| HostError::NotFound(format!("no member `{name}` in the archive")))?;
             let mut hasher = Sha1::new();
             let mut buf = vec![0u8; 64 * 1024];
             loop {

@@ -222,10 +222,7 @@ pub async fn create_patient(conn: &mut AnyConnection, tenant: &str, f: &PatientF
     .fetch_optional(&mut *conn)
     .await?;
     let Some(row) = row else {
-        return Err(OpError::Conflict(format!(
-            "a patient with ID `{}` and issuer `{}` already exists",
-            f.patient_id, f.issuer
-        )));
+        return Err(OpError::Conflict(format!("a patient with ID `{}` and issuer `{}` already exists", f.patient_id, f.issuer)));
     };
     Ok(Patient {
         key: row.try_get(0)?,
@@ -268,23 +265,22 @@ pub async fn update_patient(
         }
     };
     let result = sqlx::query(sql)
-    .bind(tenant)
-    .bind(key)
-    .bind(&f.patient_id)
-    .bind(&f.issuer)
-    .bind(&f.name)
-    .bind(&f.birth_date)
-    .bind(&f.sex)
-    .bind(now_text())
-    .execute(&mut *conn)
-    .await;
+        .bind(tenant)
+        .bind(key)
+        .bind(&f.patient_id)
+        .bind(&f.issuer)
+        .bind(&f.name)
+        .bind(&f.birth_date)
+        .bind(&f.sex)
+        .bind(now_text())
+        .execute(&mut *conn)
+        .await;
     match result {
         Ok(r) if r.rows_affected() == 0 => Err(OpError::NotFound(format!("no patient with key {key}"))),
         Ok(_) => get_patient(conn, tenant, key).await,
-        Err(e) if is_unique_violation(&e) => Err(OpError::Conflict(format!(
-            "a patient with ID `{}` and issuer `{}` already exists",
-            f.patient_id, f.issuer
-        ))),
+        Err(e) if is_unique_violation(&e) => {
+            Err(OpError::Conflict(format!("a patient with ID `{}` and issuer `{}` already exists", f.patient_id, f.issuer)))
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -359,11 +355,12 @@ pub async fn find_study(conn: &mut AnyConnection, tenant: &str, study_uid: &str)
 
 /// Studies with this accession number.
 pub async fn find_studies_by_accession(conn: &mut AnyConnection, tenant: &str, accession: &str) -> OpResult<Vec<Study>> {
-    let rows = sqlx::query(AssertSqlSafe(format!("{STUDY_SELECT} WHERE s.tenant = $1 AND s.accession_number = $2 ORDER BY s.id")))
-        .bind(tenant)
-        .bind(accession)
-        .fetch_all(&mut *conn)
-        .await?;
+    let rows =
+        sqlx::query(AssertSqlSafe(format!("{STUDY_SELECT} WHERE s.tenant = $1 AND s.accession_number = $2 ORDER BY s.id")))
+            .bind(tenant)
+            .bind(accession)
+            .fetch_all(&mut *conn)
+            .await?;
     rows.iter().map(study).collect()
 }
 
@@ -415,9 +412,7 @@ pub async fn create_study(conn: &mut AnyConnection, tenant: &str, patient_key: i
     if inserted.is_none() {
         return Err(OpError::Conflict(format!("study `{}` already exists", f.study_uid)));
     }
-    find_study(conn, tenant, &f.study_uid)
-        .await?
-        .ok_or_else(|| OpError::NotFound(format!("study `{}` vanished", f.study_uid)))
+    find_study(conn, tenant, &f.study_uid).await?.ok_or_else(|| OpError::NotFound(format!("study `{}` vanished", f.study_uid)))
 }
 
 /// Locks a study's row until the unit of work ends (see [`lock_studies`]).
@@ -558,21 +553,25 @@ fn series(row: &AnyRow) -> OpResult<Series> {
 
 /// Series of a study.
 pub async fn list_series(conn: &mut AnyConnection, tenant: &str, study_key: i64) -> OpResult<Vec<Series>> {
-    let rows = sqlx::query(AssertSqlSafe(format!("{SERIES_SELECT} WHERE se.tenant = $1 AND se.study_fk = $2 ORDER BY se.series_number, se.id")))
-        .bind(tenant)
-        .bind(study_key)
-        .fetch_all(&mut *conn)
-        .await?;
+    let rows = sqlx::query(AssertSqlSafe(format!(
+        "{SERIES_SELECT} WHERE se.tenant = $1 AND se.study_fk = $2 ORDER BY se.series_number, se.id"
+    )))
+    .bind(tenant)
+    .bind(study_key)
+    .fetch_all(&mut *conn)
+    .await?;
     rows.iter().map(series).collect()
 }
 
 /// Series with this Container Identifier.
 pub async fn find_series_by_container(conn: &mut AnyConnection, tenant: &str, container: &str) -> OpResult<Vec<Series>> {
-    let rows = sqlx::query(AssertSqlSafe(format!("{SERIES_SELECT} WHERE se.tenant = $1 AND se.container_identifier = $2 ORDER BY se.id")))
-        .bind(tenant)
-        .bind(container)
-        .fetch_all(&mut *conn)
-        .await?;
+    let rows = sqlx::query(AssertSqlSafe(format!(
+        "{SERIES_SELECT} WHERE se.tenant = $1 AND se.container_identifier = $2 ORDER BY se.id"
+    )))
+    .bind(tenant)
+    .bind(container)
+    .fetch_all(&mut *conn)
+    .await?;
     rows.iter().map(series).collect()
 }
 

@@ -105,12 +105,14 @@ pub async fn claim_next(conn: &mut AnyConnection) -> Result<Option<ForwardJob>, 
         return Ok(None);
     };
     let id: i64 = row.try_get(0)?;
-    let claimed = sqlx::query("UPDATE forward_queue SET state = 'sending', attempts = attempts + 1, updated_at = $2 WHERE id = $1 AND state = 'queued'")
-        .bind(id)
-        .bind(&now)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
+    let claimed = sqlx::query(
+        "UPDATE forward_queue SET state = 'sending', attempts = attempts + 1, updated_at = $2 WHERE id = $1 AND state = 'queued'",
+    )
+    .bind(id)
+    .bind(&now)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
     if claimed == 0 {
         return Ok(None);
     }
@@ -135,21 +137,26 @@ pub async fn settle(
     error: Option<&str>,
     not_before: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE forward_queue SET state = $2, sent = $3, last_error = $4, not_before = $5, updated_at = $6 WHERE id = $1")
-        .bind(id)
-        .bind(state)
-        .bind(sent)
-        .bind(error)
-        .bind(not_before)
-        .bind(now_text())
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(
+        "UPDATE forward_queue SET state = $2, sent = $3, last_error = $4, not_before = $5, updated_at = $6 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(state)
+    .bind(sent)
+    .bind(error)
+    .bind(not_before)
+    .bind(now_text())
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 
 /// Jobs interrupted by a stop are sent again.
 pub async fn requeue_interrupted(conn: &mut AnyConnection) -> Result<u64, sqlx::Error> {
-    Ok(sqlx::query("UPDATE forward_queue SET state = 'queued' WHERE state = 'sending'").execute(&mut *conn).await?.rows_affected())
+    Ok(sqlx::query("UPDATE forward_queue SET state = 'queued' WHERE state = 'sending'")
+        .execute(&mut *conn)
+        .await?
+        .rows_affected())
 }
 
 /// The latest jobs, newest first.

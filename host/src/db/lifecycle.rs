@@ -103,9 +103,7 @@ pub async fn find_study(conn: &mut AnyConnection, tenant: &str, by: StudyKey<'_>
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant).bind(value).fetch_all(&mut *conn).await?;
     let rows = rows
         .iter()
-        .map(|row| {
-            Ok(StudyRow { key: row.try_get(0)?, study_uid: row.try_get(1)?, deprecated: row.try_get::<i64, _>(2)? != 0 })
-        })
+        .map(|row| Ok(StudyRow { key: row.try_get(0)?, study_uid: row.try_get(1)?, deprecated: row.try_get::<i64, _>(2)? != 0 }))
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
     Ok(one_live(rows, |s| s.deprecated))
 }
@@ -128,16 +126,18 @@ fn one_live<T>(rows: Vec<T>, deprecated: impl Fn(&T) -> bool) -> Lookup<T> {
 /// it since it was found. That study's UID; `None` when the series was deprecated already (by a
 /// concurrent request, say).
 pub async fn deprecate_series(conn: &mut AnyConnection, series: &SeriesRow) -> Result<Option<String>, sqlx::Error> {
-    let study_key: Option<i64> = sqlx::query_scalar("UPDATE series SET deprecated = 1 WHERE id = $1 AND deprecated = 0 RETURNING study_fk")
-        .bind(series.key)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let study_key: Option<i64> =
+        sqlx::query_scalar("UPDATE series SET deprecated = 1 WHERE id = $1 AND deprecated = 0 RETURNING study_fk")
+            .bind(series.key)
+            .fetch_optional(&mut *conn)
+            .await?;
     let Some(study_key) = study_key else { return Ok(None) };
     refresh_totals(conn, study_key).await?;
     if study_key == series.study_key {
         return Ok(Some(series.study_uid.clone()));
     }
-    let study_uid = sqlx::query_scalar("SELECT study_uid FROM studies WHERE id = $1").bind(study_key).fetch_one(&mut *conn).await?;
+    let study_uid =
+        sqlx::query_scalar("SELECT study_uid FROM studies WHERE id = $1").bind(study_key).fetch_one(&mut *conn).await?;
     Ok(Some(study_uid))
 }
 
@@ -195,7 +195,12 @@ pub async fn study_files(conn: &mut AnyConnection, study_key: i64) -> Result<Vec
 }
 
 /// Records that a file is now at `relative_path` on `medium`.
-pub async fn set_place(conn: &mut AnyConnection, file: &StoredFile, medium: &str, relative_path: &str) -> Result<(), sqlx::Error> {
+pub async fn set_place(
+    conn: &mut AnyConnection,
+    file: &StoredFile,
+    medium: &str,
+    relative_path: &str,
+) -> Result<(), sqlx::Error> {
     let sql = if file.slide {
         "UPDATE slide_files SET medium = $2, file_path = $3 WHERE instance_fk = $1"
     } else {

@@ -8,12 +8,12 @@ pub mod events;
 pub mod forward;
 pub mod index;
 pub mod lifecycle;
-pub mod worklist;
 pub mod qido;
-pub mod removals;
 pub mod query;
+pub mod removals;
 pub mod retrieve;
 pub mod slides;
+pub mod worklist;
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -199,11 +199,15 @@ async fn postgres_pool(url: &str, max: u32, setup: Option<&'static str>) -> Resu
 
 async fn sqlite_pool(url: &str, max: u32, sync: SqliteSync) -> Result<AnyPool, DbError> {
     let pragmas = match sync {
-        SqliteSync::Full => "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 30000;",
-        SqliteSync::Normal => "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 30000;",
+        SqliteSync::Full => {
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 30000;"
+        }
+        SqliteSync::Normal => {
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 30000;"
+        }
     };
     AnyPoolOptions::new()
-                    .test_before_acquire(false)
+        .test_before_acquire(false)
         .max_connections(max)
         .min_connections(1)
         .acquire_timeout(Duration::from_secs(30))

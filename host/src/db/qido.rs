@@ -6,8 +6,8 @@ use serde_json::{Map, Value};
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, AssertSqlSafe, Row};
 
-use super::like_pattern;
 use super::Backend;
+use super::like_pattern;
 
 /// What a search returns: one result per study, series or instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

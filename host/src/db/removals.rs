@@ -32,9 +32,7 @@ pub async fn due(pool: &AnyPool, now: &str, limit: i64) -> Result<Vec<Removal>, 
         .bind(limit)
         .fetch_all(pool)
         .await?;
-    rows.iter()
-        .map(|row| Ok(Removal { id: row.try_get(0)?, medium: row.try_get(1)?, relative_path: row.try_get(2)? }))
-        .collect()
+    rows.iter().map(|row| Ok(Removal { id: row.try_get(0)?, medium: row.try_get(1)?, relative_path: row.try_get(2)? })).collect()
 }
 
 /// When the next removal is due, if any is scheduled.

@@ -53,10 +53,7 @@ pub struct Command {
 pub struct CommandError(String);
 
 fn text(object: &InMemDicomObject, tag: Tag) -> String {
-    object
-        .get(tag)
-        .and_then(|e| e.to_str().ok().map(|s| s.trim_end_matches(['\0', ' ']).to_owned()))
-        .unwrap_or_default()
+    object.get(tag).and_then(|e| e.to_str().ok().map(|s| s.trim_end_matches(['\0', ' ']).to_owned())).unwrap_or_default()
 }
 
 fn number(object: &InMemDicomObject, tag: Tag) -> Option<u16> {
@@ -115,13 +112,7 @@ pub fn store_request(message_id: u16, sop_class_uid: &str, sop_instance_uid: &st
 }
 
 /// A response command: field, the request it answers, status, and whether a data set follows.
-pub fn response(
-    field: u16,
-    request: &Command,
-    status: u16,
-    with_data_set: bool,
-    comment: Option<&str>,
-) -> Vec<u8> {
+pub fn response(field: u16, request: &Command, status: u16, with_data_set: bool, comment: Option<&str>) -> Vec<u8> {
     let mut elements = vec![
         us(tags::COMMAND_FIELD, field),
         us(tags::MESSAGE_ID_BEING_RESPONDED_TO, request.message_id),

@@ -126,7 +126,8 @@ impl PduReader {
                 let (context_id, control) = (self.buffer[4], self.buffer[5]);
                 self.buffer.advance(ITEM_HEADER);
                 self.pdata_left -= 4 + item_length;
-                self.value = Some(Value { context_id, command: control & 1 != 0, last_fragment: control & 2 != 0, left: item_length - 2 });
+                self.value =
+                    Some(Value { context_id, command: control & 1 != 0, last_fragment: control & 2 != 0, left: item_length - 2 });
                 continue;
             }
             if self.buffer.len() < PDU_HEADER {
@@ -149,7 +150,8 @@ impl PduReader {
                 return Ok(None);
             }
             let mut cursor = Cursor::new(&self.buffer[..whole]);
-            let pdu = read_pdu(&mut cursor, self.max_pdu_length, true)?.ok_or(PduError::Malformed("a PDU shorter than its length"))?;
+            let pdu =
+                read_pdu(&mut cursor, self.max_pdu_length, true)?.ok_or(PduError::Malformed("a PDU shorter than its length"))?;
             self.buffer.advance(whole);
             return Ok(Some(Step::Pdu(pdu)));
         }
@@ -173,7 +175,11 @@ mod tests {
     }
 
     impl AsyncRead for Trickle {
-        fn poll_read(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &mut tokio::io::ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
             let end = self.at.saturating_add(self.step).min(self.bytes.len()).min(self.at + buf.remaining());
             buf.put_slice(&self.bytes[self.at..end]);
             self.at = end;
@@ -184,7 +190,12 @@ mod tests {
     fn pdata(values: Vec<(u8, PDataValueType, bool, Vec<u8>)>) -> Pdu {
         let data = values
             .into_iter()
-            .map(|(presentation_context_id, value_type, is_last, data)| PDataValue { presentation_context_id, value_type, is_last, data })
+            .map(|(presentation_context_id, value_type, is_last, data)| PDataValue {
+                presentation_context_id,
+                value_type,
+                is_last,
+                data,
+            })
             .collect();
         Pdu::PData { data }
     }
@@ -217,7 +228,10 @@ mod tests {
         let mut wire = Vec::new();
         let command = pdata(vec![(1, PDataValueType::Command, true, vec![7; 40])]);
         // A data set in two fragments, the first in two values of one PDU.
-        let first = pdata(vec![(1, PDataValueType::Data, false, data[..3_000].to_vec()), (1, PDataValueType::Data, false, data[3_000..6_000].to_vec())]);
+        let first = pdata(vec![
+            (1, PDataValueType::Data, false, data[..3_000].to_vec()),
+            (1, PDataValueType::Data, false, data[3_000..6_000].to_vec()),
+        ]);
         let second = pdata(vec![(1, PDataValueType::Data, true, data[6_000..].to_vec())]);
         for pdu in [command, first, second, Pdu::ReleaseRQ] {
             write_pdu(&mut wire, &pdu).expect("encode");

@@ -32,19 +32,19 @@ pub const IMPLEMENTATION_VERSION: &str = "WASMPACS_010";
 
 /// Transfer syntaxes accepted for storage, in order of preference.
 pub const ACCEPTED_TRANSFER_SYNTAXES: &[&str] = &[
-    "1.2.840.10008.1.2.1",      // Explicit VR Little Endian
-    "1.2.840.10008.1.2",        // Implicit VR Little Endian
-    "1.2.840.10008.1.2.1.99",   // Deflated Explicit VR Little Endian
-    "1.2.840.10008.1.2.2",      // Explicit VR Big Endian (retired, still sent by old modalities)
-    "1.2.840.10008.1.2.4.50",   // JPEG Baseline
-    "1.2.840.10008.1.2.4.51",   // JPEG Extended
-    "1.2.840.10008.1.2.4.57",   // JPEG Lossless
-    "1.2.840.10008.1.2.4.70",   // JPEG Lossless SV1
-    "1.2.840.10008.1.2.4.80",   // JPEG-LS Lossless
-    "1.2.840.10008.1.2.4.81",   // JPEG-LS Near-Lossless
-    "1.2.840.10008.1.2.4.90",   // JPEG 2000 Lossless
-    "1.2.840.10008.1.2.4.91",   // JPEG 2000
-    "1.2.840.10008.1.2.5",      // RLE Lossless
+    "1.2.840.10008.1.2.1",    // Explicit VR Little Endian
+    "1.2.840.10008.1.2",      // Implicit VR Little Endian
+    "1.2.840.10008.1.2.1.99", // Deflated Explicit VR Little Endian
+    "1.2.840.10008.1.2.2",    // Explicit VR Big Endian (retired, still sent by old modalities)
+    "1.2.840.10008.1.2.4.50", // JPEG Baseline
+    "1.2.840.10008.1.2.4.51", // JPEG Extended
+    "1.2.840.10008.1.2.4.57", // JPEG Lossless
+    "1.2.840.10008.1.2.4.70", // JPEG Lossless SV1
+    "1.2.840.10008.1.2.4.80", // JPEG-LS Lossless
+    "1.2.840.10008.1.2.4.81", // JPEG-LS Near-Lossless
+    "1.2.840.10008.1.2.4.90", // JPEG 2000 Lossless
+    "1.2.840.10008.1.2.4.91", // JPEG 2000
+    "1.2.840.10008.1.2.5",    // RLE Lossless
 ];
 
 /// Admits associations whose called AE title is ours and whose calling AE title is a node.
@@ -61,7 +61,11 @@ impl AccessControl for NodeAccess {
         _user_identity: Option<&UserIdentity>,
     ) -> Result<(), AssociationRJServiceUserReason> {
         if called_ae_title.trim() != this_ae_title.trim() {
-            tracing::info!(calling = calling_ae_title, called = called_ae_title, "association refused: called AE title is not ours");
+            tracing::info!(
+                calling = calling_ae_title,
+                called = called_ae_title,
+                "association refused: called AE title is not ours"
+            );
             return Err(AssociationRJServiceUserReason::CalledAETitleNotRecognized);
         }
         if !self.nodes.contains_key(calling_ae_title.trim()) {
@@ -189,7 +193,13 @@ async fn association(app: Arc<App>, nodes: Arc<HashMap<String, String>>, socket:
                             let ts = contexts.get(&done.context_id).cloned().unwrap_or_default();
                             worklist_find(&app, &mut association, &mut reader, &mut command_bytes, &tenant, &ts, done).await?;
                         } else {
-                            let rsp = dimse::response(done.command.field | 0x8000, &done.command, status::SOP_CLASS_NOT_SUPPORTED, false, None);
+                            let rsp = dimse::response(
+                                done.command.field | 0x8000,
+                                &done.command,
+                                status::SOP_CLASS_NOT_SUPPORTED,
+                                false,
+                                None,
+                            );
                             send_command(&mut association, done.context_id, rsp).await?;
                         }
                     }
@@ -224,7 +234,8 @@ async fn worklist_find(
     let identifier = match worklist::read_identifier(&bytes, transfer_syntax) {
         Ok(identifier) => identifier,
         Err(e) => {
-            let rsp = dimse::response(field::C_FIND_RSP, &command, status::IDENTIFIER_DOES_NOT_MATCH, false, Some(&e.to_string()));
+            let rsp =
+                dimse::response(field::C_FIND_RSP, &command, status::IDENTIFIER_DOES_NOT_MATCH, false, Some(&e.to_string()));
             return send_command(association, context_id, rsp).await;
         }
     };
@@ -283,13 +294,14 @@ async fn cancelled(
     }
 }
 
-async fn send_command(
-    association: &mut ServerAssociation,
-    context_id: u8,
-    bytes: Vec<u8>,
-) -> anyhow::Result<()> {
+async fn send_command(association: &mut ServerAssociation, context_id: u8, bytes: Vec<u8>) -> anyhow::Result<()> {
     let pdu = Pdu::PData {
-        data: vec![PDataValue { presentation_context_id: context_id, value_type: PDataValueType::Command, is_last: true, data: bytes }],
+        data: vec![PDataValue {
+            presentation_context_id: context_id,
+            value_type: PDataValueType::Command,
+            is_last: true,
+            data: bytes,
+        }],
     };
     association.send(&pdu).await?;
     Ok(())
@@ -321,7 +333,8 @@ async fn finish_store(app: &App, tenant: &str, calling: &str, done: Incoming) ->
     let Incoming { command, writer, file, .. } = done;
     let (storage, owner) = (app.ingest.storage().clone(), tenant.to_owned());
     let finished = tokio::task::spawn_blocking(move || {
-        let (size, digest) = writer.finish().map_err(|e| IngestError::Storage(StorageError::Io { path: file.path().to_owned(), source: e }))?;
+        let (size, digest) =
+            writer.finish().map_err(|e| IngestError::Storage(StorageError::Io { path: file.path().to_owned(), source: e }))?;
         PlacedInstance::place(&storage, &owner, StagedInstance::new(file, size, digest))
     })
     .await

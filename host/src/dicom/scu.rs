@@ -61,7 +61,13 @@ pub struct Peer {
 }
 
 /// Sends `files`, read from `storage`, to `peer` as `calling_ae` over one association.
-pub async fn send_all(calling_ae: &str, peer: &Peer, storage: &Storage, files: &[Outgoing], max_pdu: u32) -> Result<Report, ScuError> {
+pub async fn send_all(
+    calling_ae: &str,
+    peer: &Peer,
+    storage: &Storage,
+    files: &[Outgoing],
+    max_pdu: u32,
+) -> Result<Report, ScuError> {
     let address = format!("{}:{}", peer.host, peer.port);
     let mut pairs: Vec<(String, String)> = files.iter().map(|f| (f.sop_class_uid.clone(), f.transfer_syntax.clone())).collect();
     pairs.sort();
@@ -84,7 +90,8 @@ pub async fn send_all(calling_ae: &str, peer: &Peer, storage: &Storage, files: &
         .iter()
         .filter(|pc| pc.reason == PresentationContextResultReason::Acceptance)
         .map(|pc| {
-            let key = (pc.abstract_syntax.trim_end_matches('\0').to_owned(), pc.transfer_syntax.trim_end_matches('\0').to_owned());
+            let key =
+                (pc.abstract_syntax.trim_end_matches('\0').to_owned(), pc.transfer_syntax.trim_end_matches('\0').to_owned());
             (key, pc.id)
         })
         .collect();
@@ -126,7 +133,12 @@ pub async fn send_all(calling_ae: &str, peer: &Peer, storage: &Storage, files: &
         let message_id = (n % 0xFFFF + 1) as u16;
         let command = dimse::store_request(message_id, &file.sop_class_uid, &file.sop_instance_uid);
         let pdu = Pdu::PData {
-            data: vec![PDataValue { presentation_context_id: context, value_type: PDataValueType::Command, is_last: true, data: command }],
+            data: vec![PDataValue {
+                presentation_context_id: context,
+                value_type: PDataValueType::Command,
+                is_last: true,
+                data: command,
+            }],
         };
         association.send(&pdu).await.map_err(|e| lost(&e))?;
         let mut source = tokio::fs::File::open(&path).await.map_err(|e| lost(&e))?;
@@ -147,7 +159,10 @@ pub async fn send_all(calling_ae: &str, peer: &Peer, storage: &Storage, files: &
             }
         };
         if answer.field != dimse::field::C_STORE_RSP || answer.responding_to != message_id {
-            return Err(lost(&format!("answer {:#06X} to message {} while waiting for the C-STORE-RSP to {message_id}", answer.field, answer.responding_to)));
+            return Err(lost(&format!(
+                "answer {:#06X} to message {} while waiting for the C-STORE-RSP to {message_id}",
+                answer.field, answer.responding_to
+            )));
         }
         // Success, or a warning (0xB000, 0xB006, 0xB007): the peer has it. No status is a failure.
         match answer.status {

@@ -4,10 +4,10 @@
 
 use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
 use dicom_dictionary_std::tags;
+use dicom_encoding::TransferSyntaxIndex;
 use dicom_object::InMemDicomObject;
 use dicom_object::mem::InMemElement;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
-use dicom_encoding::TransferSyntaxIndex;
 
 use crate::db::archive::{Order, Patient};
 use crate::db::worklist::WorklistQuery;
@@ -29,17 +29,15 @@ pub enum IdentifierError {
 
 /// Decodes a C-FIND identifier sent in `transfer_syntax`.
 pub fn read_identifier(bytes: &[u8], transfer_syntax: &str) -> Result<InMemDicomObject, IdentifierError> {
-    let ts = TransferSyntaxRegistry
-        .get(transfer_syntax)
-        .ok_or_else(|| IdentifierError::TransferSyntax(transfer_syntax.to_owned()))?;
+    let ts =
+        TransferSyntaxRegistry.get(transfer_syntax).ok_or_else(|| IdentifierError::TransferSyntax(transfer_syntax.to_owned()))?;
     InMemDicomObject::read_dataset_with_ts(bytes, ts).map_err(|e| IdentifierError::Unreadable(e.to_string()))
 }
 
 /// Encodes an answer identifier in `transfer_syntax`.
 pub fn write_identifier(object: &InMemDicomObject, transfer_syntax: &str) -> Result<Vec<u8>, IdentifierError> {
-    let ts = TransferSyntaxRegistry
-        .get(transfer_syntax)
-        .ok_or_else(|| IdentifierError::TransferSyntax(transfer_syntax.to_owned()))?;
+    let ts =
+        TransferSyntaxRegistry.get(transfer_syntax).ok_or_else(|| IdentifierError::TransferSyntax(transfer_syntax.to_owned()))?;
     let mut out = Vec::new();
     object.write_dataset_with_ts(&mut out, ts).map_err(|e| IdentifierError::Unreadable(e.to_string()))?;
     Ok(out)
@@ -54,9 +52,8 @@ fn key(object: &InMemDicomObject, tag: Tag) -> Option<String> {
 
 /// The matching keys of an identifier (empty keys are universal matches).
 pub fn query_of(identifier: &InMemDicomObject) -> WorklistQuery {
-    let step = identifier
-        .get(tags::SCHEDULED_PROCEDURE_STEP_SEQUENCE)
-        .and_then(|e| e.items().and_then(|items| items.first().cloned()));
+    let step =
+        identifier.get(tags::SCHEDULED_PROCEDURE_STEP_SEQUENCE).and_then(|e| e.items().and_then(|items| items.first().cloned()));
     let in_step = |tag| step.as_ref().and_then(|s| key(s, tag));
     WorklistQuery {
         station_ae_title: in_step(tags::SCHEDULED_STATION_AE_TITLE),
@@ -111,11 +108,7 @@ pub fn answer(order: &Order, patient: &Patient) -> InMemDicomObject {
         text(tags::CURRENT_PATIENT_LOCATION, VR::LO, &order.current_patient_location),
         text(tags::PLACER_ORDER_NUMBER_IMAGING_SERVICE_REQUEST, VR::LO, &order.placer_order_number),
         text(tags::SERVICE_EPISODE_ID, VR::LO, &order.service_episode_id),
-        DataElement::new(
-            tags::SCHEDULED_PROCEDURE_STEP_SEQUENCE,
-            VR::SQ,
-            dicom_core::value::DataSetSequence::from(vec![step]),
-        ),
+        DataElement::new(tags::SCHEDULED_PROCEDURE_STEP_SEQUENCE, VR::SQ, dicom_core::value::DataSetSequence::from(vec![step])),
     ];
     if !patient.issuer.is_empty() {
         elements.push(set(tags::ISSUER_OF_PATIENT_ID, VR::LO, &patient.issuer));
@@ -123,7 +116,9 @@ pub fn answer(order: &Order, patient: &Patient) -> InMemDicomObject {
     // Pregnancy Status is a US code in DICOM; the order carries free text, so it is not sent
     // unless it is one of the codes (1 not pregnant, 2 possibly, 3 definitely, 4 unknown).
     elements.retain(|e| e.header().tag != tags::PREGNANCY_STATUS);
-    if let Some(code) = order.pregnancy_status.as_deref().and_then(|s| s.trim().parse::<u16>().ok()).filter(|c| (1..=4).contains(c)) {
+    if let Some(code) =
+        order.pregnancy_status.as_deref().and_then(|s| s.trim().parse::<u16>().ok()).filter(|c| (1..=4).contains(c))
+    {
         elements.push(DataElement::new(tags::PREGNANCY_STATUS, VR::US, PrimitiveValue::from(code)));
     }
     InMemDicomObject::from_element_iter(elements)

@@ -42,19 +42,24 @@ impl Forwarder {
     pub fn start(config: &Config, db: Database, storage: Storage, runtime: Arc<PluginRuntime>) -> Self {
         let forwarder = Self::default();
         if let Some(job) = config.forward.clone() {
-            let slides = job.slide_endpoint.clone().and_then(|url| match SlideEndpoint::new(url, job.slide_authorization.clone()) {
-                Ok(endpoint) => Some(endpoint),
-                Err(e) => {
-                    tracing::error!(error = %e, "non-DICOM slides cannot be forwarded");
-                    None
-                }
-            });
+            let slides =
+                job.slide_endpoint.clone().and_then(|url| match SlideEndpoint::new(url, job.slide_authorization.clone()) {
+                    Ok(endpoint) => Some(endpoint),
+                    Err(e) => {
+                        tracing::error!(error = %e, "non-DICOM slides cannot be forwarded");
+                        None
+                    }
+                });
             let worker = Worker {
                 slides,
                 job,
                 calling_ae: config.dicom.ae_title.clone(),
                 max_pdu: config.dicom.max_pdu_length,
-                nodes: config.nodes.iter().map(|n| (n.ae_title.clone(), Peer { ae_title: n.ae_title.clone(), host: n.host.clone(), port: n.port })).collect(),
+                nodes: config
+                    .nodes
+                    .iter()
+                    .map(|n| (n.ae_title.clone(), Peer { ae_title: n.ae_title.clone(), host: n.host.clone(), port: n.port }))
+                    .collect(),
                 db,
                 storage,
                 runtime,
@@ -129,7 +134,9 @@ impl Worker {
             // On disk (fetched, for a study relocated to a bucket); a bucket that cannot be reached now may be later.
             let sidecar = self.storage.local(&stored.sidecar_medium, &stored.sidecar_path).await;
             let file = match sidecar {
-                Ok(sidecar) => self.storage.local(&stored.slide.medium, &stored.slide.file_path).await.map(|file| (sidecar, file)),
+                Ok(sidecar) => {
+                    self.storage.local(&stored.slide.medium, &stored.slide.file_path).await.map(|file| (sidecar, file))
+                }
                 Err(e) => Err(e),
             };
             let (sidecar, file) = match file {
@@ -261,7 +268,8 @@ impl Worker {
     /// Records the event and the job's end in one unit of work, then hands the event to the
     /// plugins' hooks.
     async fn done(&self, job: &ForwardJob, study_uid: &str, sent: usize) {
-        let mut detail = json!({ "seriesInstanceUid": job.series_uid, "node": job.node, "instances": sent, "author": job.author });
+        let mut detail =
+            json!({ "seriesInstanceUid": job.series_uid, "node": job.node, "instances": sent, "author": job.author });
         if let Some(container) = &job.container_identifier {
             detail["containerIdentifier"] = json!(container);
         }

@@ -43,14 +43,19 @@ impl SlideEndpoint {
 
     /// Sends one slide: the sidecar at `sidecar` and the slide file at `file`.
     pub async fn send(&self, sidecar: &Path, file: &Path, slide: &SlideFile) -> Result<(), String> {
-        let sidecar_bytes = tokio::fs::read(sidecar).await.map_err(|e| format!("cannot read the sidecar {}: {e}", sidecar.display()))?;
-        let opened = tokio::fs::File::open(file).await.map_err(|e| format!("cannot read the slide file {}: {e}", file.display()))?;
+        let sidecar_bytes =
+            tokio::fs::read(sidecar).await.map_err(|e| format!("cannot read the sidecar {}: {e}", sidecar.display()))?;
+        let opened =
+            tokio::fs::File::open(file).await.map_err(|e| format!("cannot read the slide file {}: {e}", file.display()))?;
         let slide_part = Part::stream_with_length(reqwest::Body::from(opened), slide.size)
             .file_name(slide.file_name.clone())
             .mime_str(slide.media_type())
             .map_err(|e| e.to_string())?;
         let form = Form::new()
-            .part("sidecar", Part::bytes(sidecar_bytes).file_name("sidecar.dcm").mime_str("application/dicom").map_err(|e| e.to_string())?)
+            .part(
+                "sidecar",
+                Part::bytes(sidecar_bytes).file_name("sidecar.dcm").mime_str("application/dicom").map_err(|e| e.to_string())?,
+            )
             .part("file", slide_part)
             .text("fileLength", slide.size.to_string());
         // The receiver checks a single file's hash directly; a MIRAX archive's hash is that of

@@ -53,7 +53,9 @@ impl Committer {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
         match runtime {
             Ok(runtime) => {
-                let spawned = std::thread::Builder::new().name("ingest-committer".into()).spawn(move || runtime.block_on(run(db, requests)));
+                let spawned = std::thread::Builder::new()
+                    .name("ingest-committer".into())
+                    .spawn(move || runtime.block_on(run(db, requests)));
                 if let Err(e) = spawned {
                     // Without a thread of its own, it cannot run at all: say so loudly.
                     tracing::error!(error = %e, "cannot start the ingest committer thread");
@@ -200,12 +202,7 @@ enum Fallback {
 /// SQLite in a unit of the committer's own connection, on PostgreSQL with one statement. Answers
 /// them, and hands back the others for the general way (all of them when the fast way wrote
 /// nothing, and none of them when it failed).
-async fn commit_existing(
-    db: &Database,
-    conn: &mut WriterConnection,
-    writer: &mut Writer,
-    group: Vec<Request>,
-) -> Vec<Request> {
+async fn commit_existing(db: &Database, conn: &mut WriterConnection, writer: &mut Writer, group: Vec<Request>) -> Vec<Request> {
     let placed = placed_of(&group);
     let result = match (db.backend(), writer.direct.as_mut()) {
         (Backend::Sqlite, Some(direct)) => commit_direct(direct, &mut writer.registrar, &placed),
@@ -258,7 +255,10 @@ fn commit_direct(
 
 /// PostgreSQL: registers the instances of existing series with one statement that commits on
 /// its own.
-async fn commit_at_once(conn: &mut WriterConnection, placed: &[(&str, &str, &PlacedInstance)]) -> Result<Vec<Option<Outcome>>, Fallback> {
+async fn commit_at_once(
+    conn: &mut WriterConnection,
+    placed: &[(&str, &str, &PlacedInstance)],
+) -> Result<Vec<Option<Outcome>>, Fallback> {
     match register_existing_at_once(conn, placed).await {
         Ok(outcomes) => Ok(outcomes),
         // The database refused the statement: nothing was written.

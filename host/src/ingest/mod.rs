@@ -18,7 +18,7 @@ use crate::db::index::direct::{DirectError, DirectUnit};
 use crate::db::index::{Entry, FileRecord, Registrar, Registration, one_statement};
 use crate::db::{Database, DbError};
 use crate::dicom::header::{HeaderError, InstanceHeader, read_header};
-use crate::storage::{Algorithm, Storage, StagingFile, StorageError, instance_path};
+use crate::storage::{Algorithm, StagingFile, Storage, StorageError, instance_path};
 
 pub mod committer;
 
@@ -193,8 +193,7 @@ impl Ingest {
                 writer.write_all(&bytes)?;
                 writer.finish()
             };
-            let (size, digest) =
-                write().map_err(|source| StorageError::Io { path: file.path().to_owned(), source })?;
+            let (size, digest) = write().map_err(|source| StorageError::Io { path: file.path().to_owned(), source })?;
             Ok(StagedInstance::new(file, size, digest))
         })
         .await
@@ -233,7 +232,13 @@ impl PlacedInstance {
         storage.place_all(&medium, &[(staged.file.path().to_owned(), relative.clone())])?;
         // Moved: the staging path is gone.
         staged.file.keep();
-        let record = FileRecord { medium: medium.clone(), relative_path: relative.clone(), size: staged.size, digest: staged.digest, beside: 0 };
+        let record = FileRecord {
+            medium: medium.clone(),
+            relative_path: relative.clone(),
+            size: staged.size,
+            digest: staged.digest,
+            beside: 0,
+        };
         Ok(Self { header, record, file: PlacedFile::new(storage.clone(), medium, relative) })
     }
 
@@ -286,9 +291,11 @@ pub(crate) async fn register_all(
             "modality": header.modality,
             "stationName": header.station_name,
         });
-        for (happened, kind) in [(registration.study_created, "STUDY_RECEIVED"), (registration.series_created, "SERIES_RECEIVED")] {
+        for (happened, kind) in [(registration.study_created, "STUDY_RECEIVED"), (registration.series_created, "SERIES_RECEIVED")]
+        {
             if happened {
-                let offset = events::append(conn, db.backend(), tenant, kind, Some(&header.study_uid), &detail.to_string()).await?;
+                let offset =
+                    events::append(conn, db.backend(), tenant, kind, Some(&header.study_uid), &detail.to_string()).await?;
                 recorded.push(StudyEvent {
                     offset,
                     kind: kind.to_owned(),

@@ -71,7 +71,10 @@ impl Native {
         ("GET rs/studies/{study}/series/{series}/instances/{instance}", Native::DicomWeb(DicomWeb::Retrieve(Level::Instance))),
         ("GET rs/studies/{study}/metadata", Native::DicomWeb(DicomWeb::Metadata(Level::Study))),
         ("GET rs/studies/{study}/series/{series}/metadata", Native::DicomWeb(DicomWeb::Metadata(Level::Series))),
-        ("GET rs/studies/{study}/series/{series}/instances/{instance}/metadata", Native::DicomWeb(DicomWeb::Metadata(Level::Instance))),
+        (
+            "GET rs/studies/{study}/series/{series}/instances/{instance}/metadata",
+            Native::DicomWeb(DicomWeb::Metadata(Level::Instance)),
+        ),
     ];
 
     /// Serves a request routed to this handler.

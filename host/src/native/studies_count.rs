@@ -7,8 +7,8 @@ use serde_json::json;
 use super::single_param;
 use crate::app::App;
 use crate::auth::Tenant;
-use crate::db::count::{CountFilter, count_studies};
 use crate::db::DbError;
+use crate::db::count::{CountFilter, count_studies};
 use crate::error::ApiError;
 use crate::response::{self, Body};
 
@@ -41,8 +41,9 @@ pub fn parse_filter(query: &[(String, String)]) -> Result<CountFilter, String> {
         filter.received_to = to;
     }
     if let Some(value) = single("studySize")? {
-        let (min, max) = size_range(value)
-            .ok_or_else(|| format!("parameter `studySize` must be MIN-MAX or MIN- in KB (non-negative integers), not `{value}`"))?;
+        let (min, max) = size_range(value).ok_or_else(|| {
+            format!("parameter `studySize` must be MIN-MAX or MIN- in KB (non-negative integers), not `{value}`")
+        })?;
         if max.is_some_and(|max| max < min) {
             return Err(format!("parameter `studySize`: the range `{value}` ends before it starts"));
         }
@@ -89,9 +90,8 @@ fn date(text: &str) -> Option<String> {
 /// `MIN-MAX` or `MIN-` in KB.
 fn size_range(value: &str) -> Option<(i64, Option<i64>)> {
     let (min, max) = value.split_once('-')?;
-    let number = |t: &str| -> Option<i64> {
-        (!t.is_empty() && t.bytes().all(|b| b.is_ascii_digit())).then(|| t.parse().ok()).flatten()
-    };
+    let number =
+        |t: &str| -> Option<i64> { (!t.is_empty() && t.bytes().all(|b| b.is_ascii_digit())).then(|| t.parse().ok()).flatten() };
     let min = number(min)?;
     let max = if max.is_empty() { None } else { Some(number(max)?) };
     Some((min, max))

@@ -19,11 +19,10 @@ pub async fn serve(app: &App, tenant: &Tenant, query: &[(String, String)]) -> Re
     let offset = single_param(query, "offsetId")?
         .filter(|v| !v.is_empty())
         .ok_or_else(|| ApiError::BadRequest("parameter `offsetId` is required".into()))?;
-    let offset: i64 = offset
-        .parse()
-        .ok()
-        .filter(|o| *o >= 0)
-        .ok_or_else(|| ApiError::BadRequest(format!("parameter `offsetId` must be a non-negative integer, not `{offset}`")))?;
+    let offset: i64 =
+        offset.parse().ok().filter(|o| *o >= 0).ok_or_else(|| {
+            ApiError::BadRequest(format!("parameter `offsetId` must be a non-negative integer, not `{offset}`"))
+        })?;
     let limit = match single_param(query, "limit")? {
         None => DEFAULT_LIMIT,
         Some(l) => l
@@ -51,8 +50,5 @@ pub async fn serve(app: &App, tenant: &Tenant, query: &[(String, String)]) -> Re
             })
         })
         .collect();
-    Ok(response::json(
-        StatusCode::OK,
-        &json!({ "offsetId": offset, "nextOffsetId": next, "more": more, "events": items }),
-    ))
+    Ok(response::json(StatusCode::OK, &json!({ "offsetId": offset, "nextOffsetId": next, "more": more, "events": items })))
 }

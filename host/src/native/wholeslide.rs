@@ -69,7 +69,13 @@ async fn serve_file(app: &App, tenant: &Tenant, barcode: &str, slide: SlideFile)
 }
 
 /// The stored file `relative` on `medium`, streamed as an attachment named `file_name`.
-async fn attachment_response(app: &App, medium: &str, relative: &str, content_type: &str, file_name: &str) -> Result<Response<Body>, ApiError> {
+async fn attachment_response(
+    app: &App,
+    medium: &str,
+    relative: &str,
+    content_type: &str,
+    file_name: &str,
+) -> Result<Response<Body>, ApiError> {
     let (length, bytes) = app.ingest.storage().read(medium, relative).await.map_err(|e| {
         tracing::error!(medium, path = relative, error = %e, "stored slide file cannot be read");
         ApiError::Internal(format!("the slide file `{file_name}` cannot be read"))
@@ -87,10 +93,8 @@ async fn attachment_response(app: &App, medium: &str, relative: &str, content_ty
 /// and non-ASCII replaced by `_`) and, for a name that is not plain ASCII, the exact name as
 /// `filename*` (RFC 6266, UTF-8 percent-encoded).
 fn attachment(file_name: &str) -> String {
-    let plain: String = file_name
-        .chars()
-        .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' })
-        .collect();
+    let plain: String =
+        file_name.chars().map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' }).collect();
     if plain == file_name {
         return format!("attachment; filename=\"{plain}\"");
     }
@@ -111,7 +115,10 @@ mod tests {
     fn file_names_are_quoted_safely() {
         assert_eq!(super::attachment("I23-00102-A-1-1.svs"), "attachment; filename=\"I23-00102-A-1-1.svs\"");
         assert_eq!(super::attachment("a\"b\r\n.svs"), "attachment; filename=\"a_b__.svs\"; filename*=UTF-8''a%22b%0D%0A.svs");
-        assert_eq!(super::attachment("vetrino è.svs"), "attachment; filename=\"vetrino _.svs\"; filename*=UTF-8''vetrino%20%C3%A8.svs");
+        assert_eq!(
+            super::attachment("vetrino è.svs"),
+            "attachment; filename=\"vetrino _.svs\"; filename*=UTF-8''vetrino%20%C3%A8.svs"
+        );
     }
 }
 

@@ -66,13 +66,9 @@ impl LoadedPlugin {
         let version = wit_version(engine, &component)?;
         let pre = match version {
             version if v0_1_1::SERVES.contains(&version) => {
-                let instance_pre = linkers
-                    .v0_1_1
-                    .instantiate_pre(&component)
-                    .map_err(|source| LoadError::World { version, source })?;
-                PluginPre::V0_1_1(
-                    v0_1_1::PluginPre::new(instance_pre).map_err(|source| LoadError::World { version, source })?,
-                )
+                let instance_pre =
+                    linkers.v0_1_1.instantiate_pre(&component).map_err(|source| LoadError::World { version, source })?;
+                PluginPre::V0_1_1(v0_1_1::PluginPre::new(instance_pre).map_err(|source| LoadError::World { version, source })?)
             }
             _ => return Err(LoadError::UnknownVersion(SERVED_VERSIONS.join(", "))),
         };

@@ -66,10 +66,15 @@ impl PluginSpec {
     pub fn settings_as_strings(&self) -> Vec<(String, String)> {
         self.settings
             .iter()
-            .map(|(k, v)| (k.clone(), match v {
-                toml::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            }))
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    match v {
+                        toml::Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    },
+                )
+            })
             .collect()
     }
 
@@ -82,8 +87,7 @@ impl PluginSpec {
 impl Manifest {
     /// Reads plugins.toml, resolving component paths against its folder.
     pub fn load(path: &Path) -> Result<Self, ManifestError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ManifestError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read { path: path.to_owned(), source })?;
         let mut manifest: Manifest =
             toml::from_str(&text).map_err(|source| ManifestError::Parse { path: path.to_owned(), source })?;
         let base = path.parent().unwrap_or(Path::new("."));

@@ -58,11 +58,7 @@ impl PluginRequest {
 
 impl From<v0_1_1::Response> for PluginResponse {
     fn from(r: v0_1_1::Response) -> Self {
-        PluginResponse {
-            status: r.status,
-            headers: r.headers.into_iter().map(|h| (h.name, h.value)).collect(),
-            body: r.body,
-        }
+        PluginResponse { status: r.status, headers: r.headers.into_iter().map(|h| (h.name, h.value)).collect(), body: r.body }
     }
 }
 

@@ -5,8 +5,8 @@ pub mod bindings;
 mod cache;
 mod engine;
 mod loaded;
-mod message;
 pub mod manifest;
+mod message;
 pub mod reload;
 
 use std::collections::BTreeMap;
@@ -19,13 +19,13 @@ use wasmtime::{Store, StoreLimitsBuilder, Trap};
 
 use crate::capabilities::{Capability, RequestState};
 use crate::config::RuntimeConfig;
-use crate::db::{Database, now_text};
 use crate::db::events::StudyEvent;
+use crate::db::{Database, now_text};
 use crate::error::ApiError;
 use crate::ingest::Ingest;
 pub use cache::CompileCache;
 pub use engine::{EpochClock, PluginEngine};
-pub use loaded::{LoadError, LoadedPlugin, Linkers, PluginPre};
+pub use loaded::{Linkers, LoadError, LoadedPlugin, PluginPre};
 pub use manifest::{Manifest, PluginSpec};
 pub use message::{PluginRequest, PluginResponse};
 
@@ -100,14 +100,17 @@ impl PluginRuntime {
                 ms = started.elapsed().as_millis() as u64, "plugin loaded"
             );
             let name: Arc<str> = Arc::from(spec.name.as_str());
-            slots.insert(name.clone(), PluginSlot {
-                name,
-                grants: spec.grants.iter().copied().collect(),
-                settings: Arc::new(spec.settings_as_strings()),
-                spec: spec.clone(),
-                current: ArcSwap::from_pointee(loaded),
-                last_reload: Mutex::new(None),
-            });
+            slots.insert(
+                name.clone(),
+                PluginSlot {
+                    name,
+                    grants: spec.grants.iter().copied().collect(),
+                    settings: Arc::new(spec.settings_as_strings()),
+                    spec: spec.clone(),
+                    current: ArcSwap::from_pointee(loaded),
+                    last_reload: Mutex::new(None),
+                },
+            );
         }
         tracing::info!(pooling = engine.pooling, plugins = slots.len(), "plugin runtime ready");
         Ok(Self { engine, linkers, cache, db, ingest, slots })
@@ -292,10 +295,8 @@ impl PluginRuntime {
                 if old.digest == loaded.digest {
                     ReloadOutcome { at: now_text(), ok: true, message: format!("unchanged ({})", loaded.digest) }
                 } else {
-                    let message = format!(
-                        "now serving {} (was {}) after {} ms",
-                        loaded.digest, old.digest, started.elapsed().as_millis()
-                    );
+                    let message =
+                        format!("now serving {} (was {}) after {} ms", loaded.digest, old.digest, started.elapsed().as_millis());
                     slot.current.store(Arc::new(loaded));
                     tracing::info!(plugin, %message, "plugin reloaded");
                     ReloadOutcome { at: now_text(), ok: true, message }
@@ -313,11 +314,7 @@ impl PluginRuntime {
 
     /// Names of plugins whose component is the file at `path`.
     pub fn plugins_at(&self, path: &std::path::Path) -> Vec<String> {
-        self.slots
-            .values()
-            .filter(|s| s.spec.component == path)
-            .map(|s| s.name.to_string())
-            .collect()
+        self.slots.values().filter(|s| s.spec.component == path).map(|s| s.name.to_string()).collect()
     }
 
     /// What is loaded, for the admin endpoint.

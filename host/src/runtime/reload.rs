@@ -42,11 +42,8 @@ pub fn watch(runtime: Arc<PluginRuntime>, debounce: Duration) -> notify::Result<
     let (tx, mut rx) = mpsc::unbounded_channel::<Vec<PathBuf>>();
     let mut debouncer = new_debouncer(debounce, None, move |result: DebounceEventResult| match result {
         Ok(events) => {
-            let paths: Vec<PathBuf> = events
-                .iter()
-                .filter(|e| is_content_change(&e.kind))
-                .flat_map(|e| e.paths.iter().cloned())
-                .collect();
+            let paths: Vec<PathBuf> =
+                events.iter().filter(|e| is_content_change(&e.kind)).flat_map(|e| e.paths.iter().cloned()).collect();
             if !paths.is_empty() {
                 let _ = tx.send(paths);
             }
@@ -57,10 +54,7 @@ pub fn watch(runtime: Arc<PluginRuntime>, debounce: Duration) -> notify::Result<
             }
         }
     })?;
-    let folders: BTreeSet<PathBuf> = runtime
-        .specs()
-        .filter_map(|s| s.component.parent().map(|p| p.to_path_buf()))
-        .collect();
+    let folders: BTreeSet<PathBuf> = runtime.specs().filter_map(|s| s.component.parent().map(|p| p.to_path_buf())).collect();
     for folder in &folders {
         debouncer.watch(folder, notify::RecursiveMode::NonRecursive)?;
         tracing::info!(folder = %folder.display(), "watching plugin components for hot reload");

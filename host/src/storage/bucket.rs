@@ -85,12 +85,20 @@ impl Bucket {
 
     /// The object at `relative`, as its length and a stream of its bytes (of its first
     /// `first` bytes only, when given).
-    pub async fn read(&self, relative: &str, first: Option<u64>) -> Result<(u64, BoxStream<'static, io::Result<Bytes>>), StorageError> {
+    pub async fn read(
+        &self,
+        relative: &str,
+        first: Option<u64>,
+    ) -> Result<(u64, BoxStream<'static, io::Result<Bytes>>), StorageError> {
         let (size, chunks) = self.get(relative, first).await?;
         Ok((size, chunks.map_err(io::Error::other).boxed()))
     }
 
-    async fn get(&self, relative: &str, first: Option<u64>) -> Result<(u64, BoxStream<'static, object_store::Result<Bytes>>), StorageError> {
+    async fn get(
+        &self,
+        relative: &str,
+        first: Option<u64>,
+    ) -> Result<(u64, BoxStream<'static, object_store::Result<Bytes>>), StorageError> {
         let options = GetOptions { range: first.map(|n| GetRange::Bounded(0..n)), ..GetOptions::default() };
         let got = self.store.get_opts(&self.key(relative), options).await.map_err(self.failed())?;
         Ok((got.meta.size, got.into_stream()))
@@ -164,7 +172,12 @@ impl Bucket {
 
     /// Writes the object at `relative` into `file` (a staging file), digesting it with
     /// `algorithm` and syncing it; returns its length and digest.
-    pub async fn download(&self, relative: &str, file: &mut StagingFile, algorithm: Algorithm) -> Result<(u64, String), StorageError> {
+    pub async fn download(
+        &self,
+        relative: &str,
+        file: &mut StagingFile,
+        algorithm: Algorithm,
+    ) -> Result<(u64, String), StorageError> {
         let (writer, _) = self.write_into(relative, file, algorithm, None).await?;
         let path = file.path().to_owned();
         tokio::task::spawn_blocking(move || writer.finish())

@@ -470,7 +470,8 @@ pub fn set_aside(root: &Path, relative: &str, inode: u64, grace: std::time::Dura
 
 /// Renames `from` to `to` unless `to` exists.
 fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
-    rustix::fs::renameat_with(rustix::fs::CWD, from, rustix::fs::CWD, to, rustix::fs::RenameFlags::NOREPLACE).map_err(io::Error::from)
+    rustix::fs::renameat_with(rustix::fs::CWD, from, rustix::fs::CWD, to, rustix::fs::RenameFlags::NOREPLACE)
+        .map_err(io::Error::from)
 }
 
 /// The later of a file's modification and status change times. Placing a file renames it, which
@@ -498,7 +499,12 @@ pub fn sync_folders<'a>(folders: impl IntoIterator<Item = &'a PathBuf>) -> Resul
 /// created: its new entry must be synced too. With `fresh`, each folder is noted there before it
 /// is created, so that a placement finding it already there knows its entry may not be synced
 /// yet (see [`Storage::place_all`]).
-fn create_folders(root: &Path, folder: &Path, changed: &mut BTreeSet<PathBuf>, fresh: Option<&Mutex<BTreeSet<PathBuf>>>) -> io::Result<()> {
+fn create_folders(
+    root: &Path,
+    folder: &Path,
+    changed: &mut BTreeSet<PathBuf>,
+    fresh: Option<&Mutex<BTreeSet<PathBuf>>>,
+) -> io::Result<()> {
     if folder == root || folder.is_dir() {
         return Ok(());
     }
@@ -537,10 +543,8 @@ pub fn slide_path(tenant: &str, study_uid: &str, series_uid: &str, sop_uid: &str
 }
 
 fn safe(part: &str) -> String {
-    let cleaned: String = part
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_' { c } else { '_' })
-        .collect();
+    let cleaned: String =
+        part.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_' { c } else { '_' }).collect();
     match cleaned.as_str() {
         "" | "." | ".." => format!("_{cleaned}"),
         _ => cleaned,
@@ -569,7 +573,13 @@ mod tests {
     }
 
     fn storage_in(dir: &Path) -> Storage {
-        let config = StorageConfig { data_dir: dir.to_owned(), media: Vec::new(), buckets: Vec::new(), default_medium: None, relocation_keep_s: 0 };
+        let config = StorageConfig {
+            data_dir: dir.to_owned(),
+            media: Vec::new(),
+            buckets: Vec::new(),
+            default_medium: None,
+            relocation_keep_s: 0,
+        };
         Storage::new(&config).expect("storage")
     }
 
@@ -611,8 +621,12 @@ mod tests {
         assert_eq!(found, vec![series.clone()]);
         assert!(changed.contains(&study), "the study folder is synced too: {changed:?}");
         // Placing a file there syncs it, and forgets the folder; so does placing into new folders.
-        storage.place_all("default", &[(staged(&storage, b"one"), instance_path("t", "1.2", "1.2.3", "1.2.3.1", "a"))]).expect("placed");
-        storage.place_all("default", &[(staged(&storage, b"two"), instance_path("t", "1.7", "1.7.3", "1.7.3.1", "a"))]).expect("placed");
+        storage
+            .place_all("default", &[(staged(&storage, b"one"), instance_path("t", "1.2", "1.2.3", "1.2.3.1", "a"))])
+            .expect("placed");
+        storage
+            .place_all("default", &[(staged(&storage, b"two"), instance_path("t", "1.7", "1.7.3", "1.7.3.1", "a"))])
+            .expect("placed");
         assert!(storage.fresh_folders.lock().expect("lock").is_empty(), "every fresh folder was synced and forgotten");
     }
 
@@ -646,10 +660,16 @@ mod tests {
         assert_eq!(set_aside(root, relative, first + 1, Duration::ZERO).expect("look"), SetAside::Changed, "another file");
         assert!(root.join(relative).exists());
         let orphans = root.join(ORPHANS).join("t/1.2/1.2.3");
-        assert_eq!(set_aside(root, relative, first, Duration::ZERO).expect("move"), SetAside::Moved(orphans.join("1.2.3.4_a.dcm")));
+        assert_eq!(
+            set_aside(root, relative, first, Duration::ZERO).expect("move"),
+            SetAside::Moved(orphans.join("1.2.3.4_a.dcm"))
+        );
         assert!(!root.join(relative).exists());
         let second = write(b"two");
-        assert_eq!(set_aside(root, relative, second, Duration::ZERO).expect("move"), SetAside::Moved(orphans.join("1.2.3.4_a.dcm.1")));
+        assert_eq!(
+            set_aside(root, relative, second, Duration::ZERO).expect("move"),
+            SetAside::Moved(orphans.join("1.2.3.4_a.dcm.1"))
+        );
         assert_eq!(std::fs::read(orphans.join("1.2.3.4_a.dcm")).expect("first"), b"one");
         assert_eq!(std::fs::read(orphans.join("1.2.3.4_a.dcm.1")).expect("second"), b"two");
     }

@@ -9,8 +9,8 @@ use dicom_object::InMemDicomObject;
 use dicom_object::meta::FileMetaTableBuilder;
 use wasmpacs_sdk::archive::{Patient, Study};
 
-use wasmpacs_sdk::clock::Stamp;
 use crate::rules::{Concept, ItemKind, KOS_SOP_CLASS};
+use wasmpacs_sdk::clock::Stamp;
 
 const EXPLICIT_VR_LITTLE_ENDIAN: &str = "1.2.840.10008.1.2.1";
 /// The wasmpacs implementation (the same as the host's DICOM listener announces).

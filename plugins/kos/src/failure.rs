@@ -72,10 +72,13 @@ impl Failure {
 
     /// The answer; its status (400 or more) rolls back anything the request changed.
     pub fn into_response(self) -> Response {
-        json(self.code.status(), &json!({
-            "success": false,
-            "errorCode": self.code.as_str(),
-            "message": self.message,
-        }))
+        json(
+            self.code.status(),
+            &json!({
+                "success": false,
+                "errorCode": self.code.as_str(),
+                "message": self.message,
+            }),
+        )
     }
 }

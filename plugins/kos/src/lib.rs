@@ -36,9 +36,12 @@ fn create(request: &Request) -> Result<Response, Failure> {
     let body: serde_json::Value = serde_json::from_slice(&request.body)
         .map_err(|e| Failure::new(Code::MalformedJson, format!("the request body is not valid JSON: {e}")))?;
     let field = |key: &str| {
-        body.get(key).and_then(|v| v.as_str()).map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned).ok_or_else(|| {
-            Failure::new(Code::MalformedJson, format!("`{key}` is missing or is not a non-blank string"))
-        })
+        body.get(key)
+            .and_then(|v| v.as_str())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+            .ok_or_else(|| Failure::new(Code::MalformedJson, format!("`{key}` is missing or is not a non-blank string")))
     };
     let study_uid = field("studyInstanceUid")?;
     let calling_ae = field("callingAE")?;
@@ -68,10 +71,7 @@ fn generate(request: &Request) -> Result<Response, Failure> {
         status: 200,
         headers: vec![
             Header { name: "content-type".into(), value: "application/dicom".into() },
-            Header {
-                name: "content-disposition".into(),
-                value: format!("attachment; filename=\"{}\"", kos.sop_instance_uid),
-            },
+            Header { name: "content-disposition".into(), value: format!("attachment; filename=\"{}\"", kos.sop_instance_uid) },
         ],
         body: kos.part10,
     })

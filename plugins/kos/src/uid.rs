@@ -12,11 +12,13 @@ const TIME_DIGITS: usize = 13;
 pub fn check_root(root: &str) -> Result<(), String> {
     let room = 64usize.saturating_sub(root.len() + 1);
     if room < TIME_DIGITS + MIN_RANDOM_DIGITS {
-        return Err(format!("uid_root `{root}` is too long: it leaves {room} of the {} digits a unique UID needs", TIME_DIGITS + MIN_RANDOM_DIGITS));
+        return Err(format!(
+            "uid_root `{root}` is too long: it leaves {room} of the {} digits a unique UID needs",
+            TIME_DIGITS + MIN_RANDOM_DIGITS
+        ));
     }
-    let valid = root.split('.').all(|c| {
-        !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()) && (c == "0" || !c.starts_with('0'))
-    });
+    let valid =
+        root.split('.').all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()) && (c == "0" || !c.starts_with('0')));
     if valid { Ok(()) } else { Err(format!("uid_root `{root}` is not a UID root (digits and dots, no leading zeros)")) }
 }
 

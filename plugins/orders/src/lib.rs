@@ -45,7 +45,10 @@ fn create(request: &Request) -> Answer {
     if let Some(content_type) = request.header("content-type") {
         let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
         if !matches!(essence.as_str(), "text/json" | "application/json") {
-            return Err(error(415, format!("Content-Type `{content_type}` is not supported; send text/json or application/json")));
+            return Err(error(
+                415,
+                format!("Content-Type `{content_type}` is not supported; send text/json or application/json"),
+            ));
         }
     }
     let body = JsonBody::parse(request)?;
@@ -95,12 +98,15 @@ fn create(request: &Request) -> Answer {
         "start": format!("{} {}", order.start_date, order.start_time),
     });
     events::emit("ORDER_CREATED", Some(&order.study_uid), &detail.to_string())?;
-    Ok(wasmpacs_sdk::json(200, &json!({
-        "message": "order created",
-        "StudyInstanceUID": order.study_uid,
-        "AccessionNumber": order.accession_number,
-        "PatientID": patient.patient_id,
-    })))
+    Ok(wasmpacs_sdk::json(
+        200,
+        &json!({
+            "message": "order created",
+            "StudyInstanceUID": order.study_uid,
+            "AccessionNumber": order.accession_number,
+            "PatientID": patient.patient_id,
+        }),
+    ))
 }
 
 /// `DELETE orders/delete?studyUid=`: the order leaves the worklist.

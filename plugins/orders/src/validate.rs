@@ -42,11 +42,78 @@ const OPTIONAL: &[&str] = &[
 
 /// Modalities (DICOM defined terms of Modality, PS3.3 C.7.3.1.1.1) accepted on a worklist.
 const MODALITIES: &[&str] = &[
-    "AR", "ASMT", "AU", "BDUS", "BI", "BMD", "CR", "CT", "CTPROTOCOL", "DG", "DOC", "DX", "ECG", "EPS", "ES",
-    "FID", "GM", "HC", "HD", "IO", "IOL", "IVOCT", "IVUS", "KER", "KO", "LEN", "LS", "MG", "MR", "M3D", "NM",
-    "OAM", "OCT", "OP", "OPM", "OPT", "OPTBSV", "OPTENF", "OPV", "OSS", "OT", "PA", "PLAN", "POS", "PR", "PT",
-    "PX", "REG", "RESP", "RF", "RG", "RTDOSE", "RTIMAGE", "RTINTENT", "RTPLAN", "RTRAD", "RTRECORD", "RTSEGANN",
-    "RTSTRUCT", "RWV", "SEG", "SM", "SMR", "SR", "SRF", "STAIN", "TEXTUREMAP", "TG", "US", "VA", "XA", "XAPROTOCOL",
+    "AR",
+    "ASMT",
+    "AU",
+    "BDUS",
+    "BI",
+    "BMD",
+    "CR",
+    "CT",
+    "CTPROTOCOL",
+    "DG",
+    "DOC",
+    "DX",
+    "ECG",
+    "EPS",
+    "ES",
+    "FID",
+    "GM",
+    "HC",
+    "HD",
+    "IO",
+    "IOL",
+    "IVOCT",
+    "IVUS",
+    "KER",
+    "KO",
+    "LEN",
+    "LS",
+    "MG",
+    "MR",
+    "M3D",
+    "NM",
+    "OAM",
+    "OCT",
+    "OP",
+    "OPM",
+    "OPT",
+    "OPTBSV",
+    "OPTENF",
+    "OPV",
+    "OSS",
+    "OT",
+    "PA",
+    "PLAN",
+    "POS",
+    "PR",
+    "PT",
+    "PX",
+    "REG",
+    "RESP",
+    "RF",
+    "RG",
+    "RTDOSE",
+    "RTIMAGE",
+    "RTINTENT",
+    "RTPLAN",
+    "RTRAD",
+    "RTRECORD",
+    "RTSEGANN",
+    "RTSTRUCT",
+    "RWV",
+    "SEG",
+    "SM",
+    "SMR",
+    "SR",
+    "SRF",
+    "STAIN",
+    "TEXTUREMAP",
+    "TG",
+    "US",
+    "VA",
+    "XA",
+    "XAPROTOCOL",
     "XC",
 ];
 
@@ -91,7 +158,11 @@ pub fn order(body: &JsonBody) -> Result<(), Response> {
     };
     let text = |key: &str| body.text(key).unwrap_or_default();
     check("ScheduledProcedureStepStartDate", is_date(&text("ScheduledProcedureStepStartDate")), "a YYYYMMDD date");
-    check("ScheduledProcedureStepStartTime", is_time(&text("ScheduledProcedureStepStartTime")), "a DICOM time (HH, HHMM or HHMMSS[.ffffff])");
+    check(
+        "ScheduledProcedureStepStartTime",
+        is_time(&text("ScheduledProcedureStepStartTime")),
+        "a DICOM time (HH, HHMM or HHMMSS[.ffffff])",
+    );
     check("Modality", MODALITIES.contains(&text("Modality").to_ascii_uppercase().as_str()), "a DICOM modality code");
     check("StudyInstanceUID", is_uid(&text("StudyInstanceUID")), "a DICOM UID");
     let aet = text("ScheduledStationAETitle");
@@ -115,7 +186,10 @@ mod tests {
         assert!(is_time("155430") && is_time("155430.123456") && is_time("000000") && is_time("1554") && is_time("15"));
         assert!(!is_time("255430") && !is_time("1560") && !is_time("24") && !is_time("155430.") && !is_time("1554.5"));
         assert!(!is_time("15:54:30") && !is_time("155") && !is_time("") && !is_time("155430.1234567"));
-        assert_eq!((full_time("15"), full_time("1554"), full_time("155430.5")), ("150000".into(), "155400".into(), "155430.5".into()));
+        assert_eq!(
+            (full_time("15"), full_time("1554"), full_time("155430.5")),
+            ("150000".into(), "155400".into(), "155430.5".into())
+        );
         assert!(is_uid("1.2.752.24.5.2584605181.20150129083013.816906") && is_uid("2.25.0"));
         assert!(!is_uid("1..2") && !is_uid("1.02") && !is_uid("abc") && !is_uid(&"1.".repeat(40)));
     }

@@ -79,9 +79,7 @@ impl Node {
         }
         let (tag, vr) = lookup(leaf, path)?;
         if vr == VR::SQ {
-            return Err(Problem::Invalid(format!(
-                "`{path}` is a sequence: give the attributes of its item as `{path}/Keyword`"
-            )));
+            return Err(Problem::Invalid(format!("`{path}` is a sequence: give the attributes of its item as `{path}/Keyword`")));
         }
         let value = primitive(path, vr, values).map_err(Problem::Invalid)?;
         node.0.insert(tag, Entry::Value(vr, value));
@@ -109,9 +107,7 @@ fn lookup(keyword: &str, path: &str) -> Result<(Tag, VR), Problem> {
         .or_else(|| keyword.ends_with("AET").then(|| dictionary.by_name(&format!("{keyword}itle"))).flatten())
         .ok_or_else(|| Problem::Unknown(keyword.to_owned()))?;
     let TagRange::Single(tag) = entry.tag else {
-        return Err(Problem::Invalid(format!(
-            "`{keyword}` in `{path}` is a repeating-group attribute, not supported here"
-        )));
+        return Err(Problem::Invalid(format!("`{keyword}` in `{path}` is a repeating-group attribute, not supported here")));
     };
     if matches!(tag.group(), 0x0000 | 0x0002 | 0xFFFE) || tag.element() == 0 {
         return Err(Problem::Invalid(format!("`{keyword}` in `{path}` is not a data set attribute")));
@@ -135,19 +131,9 @@ fn primitive(path: &str, vr: VR, values: &[String]) -> Result<PrimitiveValue, St
         }
     };
     Ok(match vr {
-        VR::AE
-        | VR::AS
-        | VR::CS
-        | VR::DT
-        | VR::LO
-        | VR::LT
-        | VR::PN
-        | VR::SH
-        | VR::ST
-        | VR::TM
-        | VR::UC
-        | VR::UR
-        | VR::UT => texts(),
+        VR::AE | VR::AS | VR::CS | VR::DT | VR::LO | VR::LT | VR::PN | VR::SH | VR::ST | VR::TM | VR::UC | VR::UR | VR::UT => {
+            texts()
+        }
         VR::DA => {
             each(&|v| is_date(v), "a date YYYYMMDD")?;
             PrimitiveValue::Strs(values.iter().map(|v| v.trim().to_owned()).collect())
@@ -276,8 +262,7 @@ mod tests {
 
     #[test]
     fn blank_values_are_empty_elements() {
-        let o = resolve(&given(&[("PatientBirthDate", &[""]), ("PatientSex", &[])]))
-            .unwrap_or_else(|r| panic!("{}", message(r)));
+        let o = resolve(&given(&[("PatientBirthDate", &[""]), ("PatientSex", &[])])).unwrap_or_else(|r| panic!("{}", message(r)));
         assert!(o.element(tags::PATIENT_BIRTH_DATE).unwrap().is_empty());
         assert!(o.element(tags::PATIENT_SEX).unwrap().is_empty());
     }

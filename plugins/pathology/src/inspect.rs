@@ -41,8 +41,7 @@ pub fn check(bytes: &[u8], file_name: &str, kind: Kind) -> Result<Sidecar, Respo
         (tags::SERIES_INSTANCE_UID, "SeriesInstanceUID"),
         (tags::SOP_INSTANCE_UID, "SOPInstanceUID"),
     ];
-    let missing: Vec<&str> =
-        required.iter().filter(|(tag, _)| read_text(&object, *tag).is_none()).map(|(_, k)| *k).collect();
+    let missing: Vec<&str> = required.iter().filter(|(tag, _)| read_text(&object, *tag).is_none()).map(|(_, k)| *k).collect();
     if !missing.is_empty() {
         return Err(error(400, format!("the sidecar lacks {}", missing.join(", "))));
     }
@@ -51,9 +50,7 @@ pub fn check(bytes: &[u8], file_name: &str, kind: Kind) -> Result<Sidecar, Respo
     if !referenced.eq_ignore_ascii_case(file_name) {
         return Err(error(
             400,
-            format!(
-                "the sidecar does not reference the sent file: it references `{referenced}`, the file part is `{file_name}`"
-            ),
+            format!("the sidecar does not reference the sent file: it references `{referenced}`, the file part is `{file_name}`"),
         ));
     }
     let described = Kind::of_referenced(&referenced);
@@ -73,11 +70,8 @@ pub fn check(bytes: &[u8], file_name: &str, kind: Kind) -> Result<Sidecar, Respo
 /// The file name in Referenced File ID: its last component, without folders.
 fn referenced_name(object: &dicom_object::InMemDicomObject) -> Option<String> {
     let components = object.get(tags::REFERENCED_FILE_ID)?.to_multi_str().ok()?;
-    let last = components
-        .iter()
-        .rev()
-        .map(|c| c.trim_matches(|c: char| c == '\0' || c.is_whitespace()))
-        .find(|c| !c.is_empty())?;
+    let last =
+        components.iter().rev().map(|c| c.trim_matches(|c: char| c == '\0' || c.is_whitespace())).find(|c| !c.is_empty())?;
     let name = last.rsplit(['/', '\\']).next().unwrap_or(last).trim();
     (!name.is_empty()).then(|| name.to_owned())
 }

@@ -17,19 +17,13 @@ pub fn check(parts: &Parts, mirax_descriptor: Option<&str>) -> Result<(), Respon
     {
         return Err(error(
             409,
-            format!(
-                "fileLength does not match: expected {expected} bytes, the received file has {} bytes",
-                parts.file.size
-            ),
+            format!("fileLength does not match: expected {expected} bytes, the received file has {} bytes", parts.file.size),
         ));
     }
     if let Some(expected) = hash {
         let (computed, of_what) = computed_hash(parts.file, mirax_descriptor)?;
         if expected != computed {
-            return Err(error(
-                409,
-                format!("fileHash does not match: expected {expected}, computed {computed} ({of_what})"),
-            ));
+            return Err(error(409, format!("fileHash does not match: expected {expected}, computed {computed} ({of_what})")));
         }
     }
     Ok(())

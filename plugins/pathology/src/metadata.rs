@@ -49,8 +49,7 @@ impl Metadata {
         for (path, value) in given {
             match values(value) {
                 Some(values) => attributes.push((path.clone(), values)),
-                None => problems
-                    .push(format!("`{path}` must be a string, a number, null or an array of strings and numbers")),
+                None => problems.push(format!("`{path}` must be a string, a number, null or an array of strings and numbers")),
             }
         }
         let single = |keyword: &str| -> Option<String> {
@@ -60,8 +59,7 @@ impl Metadata {
             }
         };
         let mandatory = MANDATORY.map(single);
-        let missing: Vec<&str> =
-            MANDATORY.iter().zip(&mandatory).filter(|(_, v)| v.is_none()).map(|(k, _)| *k).collect();
+        let missing: Vec<&str> = MANDATORY.iter().zip(&mandatory).filter(|(_, v)| v.is_none()).map(|(k, _)| *k).collect();
         if !missing.is_empty() {
             problems.insert(0, format!("the attributes must hold a non-empty, single-valued {}", missing.join(", ")));
         }

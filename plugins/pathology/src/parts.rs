@@ -86,10 +86,7 @@ pub fn sidecar(part: &StagedFile) -> Result<Vec<u8>, Response> {
 /// Every byte of a small staged part, read in chunks.
 fn bytes(part: &StagedFile, limit: u64) -> Result<Vec<u8>, Response> {
     if part.size > limit {
-        return Err(error(
-            400,
-            format!("the `{}` part is {} bytes; at most {limit} are accepted", part.part, part.size),
-        ));
+        return Err(error(400, format!("the `{}` part is {} bytes; at most {limit} are accepted", part.part, part.size)));
     }
     let mut bytes = Vec::with_capacity(part.size as usize);
     while (bytes.len() as u64) < part.size {

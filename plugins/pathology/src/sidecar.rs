@@ -9,10 +9,10 @@ use dicom_object::meta::FileMetaTableBuilder;
 use dicom_object::{InMemDicomObject, Tag};
 use wasmpacs_sdk::{Response, error};
 
-use wasmpacs_sdk::clock::Stamp;
 use crate::elements::{read_text, sequence, text};
 use crate::metadata::Metadata;
 use crate::{attributes, hierarchy, uid};
+use wasmpacs_sdk::clock::Stamp;
 
 /// SOP Class UID of the PACS's slide sidecars (custom, from the seed).
 pub const SOP_CLASS: &str = "1.2.826.0.1.3680043.2.619.20220407.1";
@@ -48,10 +48,8 @@ impl Draft {
             problems.push(format!("`SpecificCharacterSet` can only be `{UTF8}`: the sidecar's text is UTF-8"));
         }
         if !metadata.hierarchy.is_empty() && o.get(tags::SPECIMEN_DESCRIPTION_SEQUENCE).is_some() {
-            problems.push(
-                "give the specimens either as `hierarchy` or as `SpecimenDescriptionSequence` attributes, not both"
-                    .into(),
-            );
+            problems
+                .push("give the specimens either as `hierarchy` or as `SpecimenDescriptionSequence` attributes, not both".into());
         }
         if !problems.is_empty() {
             return Err(error(400, format!("invalid metadata attributes: {}", problems.join("; "))));
@@ -120,10 +118,7 @@ impl Draft {
             .transfer_syntax(EXPLICIT_VR_LITTLE_ENDIAN)
             .implementation_class_uid(IMPLEMENTATION_CLASS_UID)
             .implementation_version_name(IMPLEMENTATION_VERSION_NAME);
-        let file = self
-            .object
-            .with_meta(meta)
-            .map_err(|e| error(500, format!("cannot build the sidecar's file meta: {e}")))?;
+        let file = self.object.with_meta(meta).map_err(|e| error(500, format!("cannot build the sidecar's file meta: {e}")))?;
         let mut bytes = Vec::with_capacity(4096);
         file.write_all(&mut bytes).map_err(|e| error(500, format!("cannot encode the sidecar: {e}")))?;
         Ok(bytes)
@@ -145,10 +140,7 @@ mod tests {
     }
 
     fn read(bytes: &[u8]) -> dicom_object::DefaultDicomObject {
-        dicom_object::OpenFileOptions::new()
-            .read_preamble(dicom_object::file::ReadPreamble::Always)
-            .from_reader(bytes)
-            .unwrap()
+        dicom_object::OpenFileOptions::new().read_preamble(dicom_object::file::ReadPreamble::Always).from_reader(bytes).unwrap()
     }
 
     #[test]
@@ -159,8 +151,8 @@ mod tests {
                "hierarchy": {"specimen": {"alias": "B", "bodySite": "Colon", "identifier": "213", "procedure": "Excision"},
                              "slide": {"identifier": "222", "stain": {"code": "EE"}}}}"#,
         );
-        let draft = Draft::new(&m, "I23-00102-A-1-1.svs", &now())
-            .unwrap_or_else(|r| panic!("{}", String::from_utf8_lossy(&r.body)));
+        let draft =
+            Draft::new(&m, "I23-00102-A-1-1.svs", &now()).unwrap_or_else(|r| panic!("{}", String::from_utf8_lossy(&r.body)));
         assert!(draft.needs_study_uid());
         let study = uid::study("I23-00102");
         let bytes = draft.finish(Some(&study)).unwrap();

@@ -27,11 +27,7 @@ impl Kind {
     /// The kind a sidecar describes, from the file name it references: `*.zip` or `*.mrxs` is a
     /// MIRAX archive.
     pub fn of_referenced(name: &str) -> Kind {
-        if ends_with_ignore_case(name, ".zip") || ends_with_ignore_case(name, ".mrxs") {
-            Kind::Mirax
-        } else {
-            Kind::Single
-        }
+        if ends_with_ignore_case(name, ".zip") || ends_with_ignore_case(name, ".mrxs") { Kind::Mirax } else { Kind::Single }
     }
 
     pub fn label(self) -> &'static str {
@@ -57,10 +53,7 @@ pub fn mirax_descriptor(file: &StagedFile) -> Result<String, Response> {
         Some(first) if others.is_empty() => Ok(first),
         Some(first) => Err(error(
             400,
-            format!(
-                "the archive contains more than one MIRAX descriptor (.mrxs): `{first}`, `{}`",
-                others.join("`, `")
-            ),
+            format!("the archive contains more than one MIRAX descriptor (.mrxs): `{first}`, `{}`", others.join("`, `")),
         )),
     }
 }

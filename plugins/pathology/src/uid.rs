@@ -25,10 +25,7 @@ pub fn specimen(accession_number: &str, level: &str, identifier: &str) -> String
     // The accession scopes the identifier (specimen "A" exists in every case); the level keeps
     // a block and a slide that share an identifier apart. Lengths prefix each part so that no
     // two different triples make the same name.
-    derive(
-        "specimen",
-        &format!("{}:{accession_number}:{level}:{}:{identifier}", accession_number.len(), identifier.len()),
-    )
+    derive("specimen", &format!("{}:{accession_number}:{level}:{}:{identifier}", accession_number.len(), identifier.len()))
 }
 
 /// `2.25.<uuid as decimal>` for `wasmpacs:<namespace>:<name>`.
@@ -47,9 +44,7 @@ fn derive(namespace: &str, name: &str) -> String {
 pub fn is_valid(uid: &str) -> bool {
     !uid.is_empty()
         && uid.len() <= 64
-        && uid
-            .split('.')
-            .all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()) && (c == "0" || !c.starts_with('0')))
+        && uid.split('.').all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()) && (c == "0" || !c.starts_with('0')))
 }
 
 #[cfg(test)]

@@ -56,10 +56,7 @@ fn create(request: &Request) -> Answer {
 /// names several). Orders of the patient show the new demographics, as they refer to it.
 fn update(request: &Request) -> Answer {
     let body = JsonBody::parse(request)?;
-    body.check(
-        &["patientID", "patientName", "userName"],
-        &["patientBirthDate", "patientSex", "operatorName", "idIssuer"],
-    )?;
+    body.check(&["patientID", "patientName", "userName"], &["patientBirthDate", "patientSex", "operatorName", "idIssuer"])?;
     let (birth_date, sex) = demographics(&body)?;
     let patient_id = body.text("patientID").unwrap_or_default();
     let issuer = body.text("idIssuer");
@@ -129,22 +126,22 @@ fn merge(request: &Request) -> Answer {
         "operatorName": body.text("operatorName"),
     });
     emit_for_studies("STUDY_MERGED", &studies, &detail)?;
-    Ok(wasmpacs_sdk::json(200, &json!({
-        "message": "patients merged",
-        "sourcePatientID": source_id,
-        "targetPatientID": target_id,
-        "studies": studies.iter().map(|s| s.study_uid.clone()).collect::<Vec<_>>(),
-    })))
+    Ok(wasmpacs_sdk::json(
+        200,
+        &json!({
+            "message": "patients merged",
+            "sourcePatientID": source_id,
+            "targetPatientID": target_id,
+            "studies": studies.iter().map(|s| s.study_uid.clone()).collect::<Vec<_>>(),
+        }),
+    ))
 }
 
 /// `POST studies/move`: the study goes to the patient with the target ID, created when missing.
 /// The seed answers 409 both for an unknown study and for an ambiguous patient ID.
 fn move_study(request: &Request) -> Answer {
     let body = JsonBody::parse(request)?;
-    body.check(
-        &["studyInstanceUid", "targetPatientID", "patientName", "userName"],
-        &["patientBirthDate", "patientSex"],
-    )?;
+    body.check(&["studyInstanceUid", "targetPatientID", "patientName", "userName"], &["patientBirthDate", "patientSex"])?;
     let (birth_date, sex) = demographics(&body)?;
     let study_uid = body.text("studyInstanceUid").unwrap_or_default();
     let target_id = body.text("targetPatientID").unwrap_or_default();
@@ -166,11 +163,14 @@ fn move_study(request: &Request) -> Answer {
             json!({ "from": patient_json(&previous), "to": patient_json(&target), "userName": body.text("userName") }),
         )?;
     }
-    Ok(wasmpacs_sdk::json(200, &json!({
-        "message": if previous.key != target.key { "study moved" } else { "study already belongs to the target patient" },
-        "studyInstanceUid": study_uid,
-        "patient": patient_json(&target),
-    })))
+    Ok(wasmpacs_sdk::json(
+        200,
+        &json!({
+            "message": if previous.key != target.key { "study moved" } else { "study already belongs to the target patient" },
+            "studyInstanceUid": study_uid,
+            "patient": patient_json(&target),
+        }),
+    ))
 }
 
 /// `POST studies/reconcile`: every series of the source study moves to the target study, which
@@ -192,10 +192,15 @@ fn reconcile(request: &Request) -> Answer {
     if source_uid == target_uid {
         return Err(error(400, "sourceStudyInstanceUID and targetStudyInstanceUID are the same study"));
     }
-    let source = archive::find_study(&source_uid)?
-        .ok_or_else(|| error(404, format!("source study `{source_uid}` not found")))?;
+    let source = archive::find_study(&source_uid)?.ok_or_else(|| error(404, format!("source study `{source_uid}` not found")))?;
     // A target created is made of what the request gives: `patientName` is not mandatory here.
-    let patient = PatientFields { patient_id: patient_id.clone(), issuer: String::new(), name: body.text("patientName").unwrap_or_default(), birth_date, sex };
+    let patient = PatientFields {
+        patient_id: patient_id.clone(),
+        issuer: String::new(),
+        name: body.text("patientName").unwrap_or_default(),
+        birth_date,
+        sex,
+    };
     let study = StudyFields {
         study_uid: target_uid.clone(),
         accession_number: body.text("accessionNumber"),
@@ -217,13 +222,16 @@ fn reconcile(request: &Request) -> Answer {
     emit("STUDY_RECONCILED", Some(&target_uid), detail.clone())?;
     // The image availability notice for the target study.
     emit("IMAGE_AVAILABLE", Some(&target_uid), detail)?;
-    Ok(wasmpacs_sdk::json(200, &json!({
-        "message": "study reconciled",
-        "sourceStudyInstanceUID": source_uid,
-        "targetStudyInstanceUID": target_uid,
-        "seriesMoved": moved,
-        "targetCreated": created,
-    })))
+    Ok(wasmpacs_sdk::json(
+        200,
+        &json!({
+            "message": "study reconciled",
+            "sourceStudyInstanceUID": source_uid,
+            "targetStudyInstanceUID": target_uid,
+            "seriesMoved": moved,
+            "targetCreated": created,
+        }),
+    ))
 }
 
 /// The target study of a reconcile: the one with the UID of `study` when it belongs to the
@@ -239,10 +247,10 @@ fn reconcile_target(study: &StudyFields, patient: &PatientFields) -> Result<(Stu
         if let Some(target) = archive::find_study(target_uid)? {
             let owner = archive::get_patient(target.patient_key)?;
             if owner.patient_id != *patient_id {
-                return Err(error(409, format!(
-                    "target study `{target_uid}` belongs to patientID `{}`, not `{patient_id}`",
-                    owner.patient_id
-                )));
+                return Err(error(
+                    409,
+                    format!("target study `{target_uid}` belongs to patientID `{}`, not `{patient_id}`", owner.patient_id),
+                ));
             }
             return Ok((target, false));
         }
@@ -274,11 +282,14 @@ fn swap(request: &Request) -> Answer {
     });
     emit("STUDY_SWAPPED", Some(&source_uid), detail.clone())?;
     emit("STUDY_SWAPPED", Some(&target_uid), detail)?;
-    Ok(wasmpacs_sdk::json(200, &json!({
-        "message": "series swapped",
-        "sourceStudyInstanceUID": source_uid,
-        "targetStudyInstanceUID": target_uid,
-    })))
+    Ok(wasmpacs_sdk::json(
+        200,
+        &json!({
+            "message": "series swapped",
+            "sourceStudyInstanceUID": source_uid,
+            "targetStudyInstanceUID": target_uid,
+        }),
+    ))
 }
 
 /// The optional birth date and sex, checked: a 400 names the malformed one.

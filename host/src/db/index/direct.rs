@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, Statement, ToSql};
 
-use super::{ADD_SERIES, ADD_SIZE, Entry, FILED, Filed, INSERT_CHUNK, Inserted, Registrar, Registration, STORED_INSTANCE, insert_instances_sql};
+use super::{
+    ADD_SERIES, ADD_SIZE, Entry, FILED, Filed, INSERT_CHUNK, Inserted, Registrar, Registration, STORED_INSTANCE,
+    insert_instances_sql,
+};
 use crate::db::{SqliteSync, now_text};
 
 /// A failure of the direct connection.
@@ -82,7 +85,11 @@ impl Registrar {
     /// Registers in `unit`, as [`Registrar::register_all`] would, those of `entries` whose
     /// study and series exist already with the series in that study; answers `None` for each
     /// other one (something to create, or a conflict), left for the general way.
-    pub fn register_existing(&mut self, unit: &DirectUnit<'_>, entries: &[Entry<'_>]) -> Result<Vec<Option<Registration>>, DirectError> {
+    pub fn register_existing(
+        &mut self,
+        unit: &DirectUnit<'_>,
+        entries: &[Entry<'_>],
+    ) -> Result<Vec<Option<Registration>>, DirectError> {
         let conn = &*unit.conn;
         let mut keys = Vec::with_capacity(entries.len());
         for entry in entries {

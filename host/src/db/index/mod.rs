@@ -305,11 +305,7 @@ async fn where_series_are(conn: &mut AnyConnection, keys: &[i64]) -> Result<Hash
 
 /// The key of the instance `sop_instance_uid` when it is stored already.
 async fn stored_instance(conn: &mut AnyConnection, tenant: &str, sop_instance_uid: &str) -> Result<Option<i64>, OpError> {
-    let row = sqlx::query(STORED_INSTANCE)
-        .bind(tenant)
-        .bind(sop_instance_uid)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let row = sqlx::query(STORED_INSTANCE).bind(tenant).bind(sop_instance_uid).fetch_optional(&mut *conn).await?;
     Ok(row.map(|row| row.try_get(0)).transpose()?)
 }
 
@@ -421,21 +417,13 @@ fn insert_instances_sql(rows: usize) -> String {
 /// Inserts the rows of instances (each with its series' key) with one statement; answers the
 /// rows inserted. An instance stored already is left out, and so are all entries of an instance
 /// but one.
-async fn insert_instances(
-    conn: &mut AnyConnection,
-    rows: &[(&Entry<'_>, i64)],
-    now: &str,
-) -> Result<Inserted, OpError> {
+async fn insert_instances(conn: &mut AnyConnection, rows: &[(&Entry<'_>, i64)], now: &str) -> Result<Inserted, OpError> {
     let sql = insert_instances_sql(rows.len());
     // Only placeholders are built into the text; every value is bound.
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
     for (entry, series_key) in rows {
         let Entry { tenant, header, .. } = **entry;
-        query = query
-            .bind(tenant)
-            .bind(&header.sop_instance_uid)
-            .bind(&header.sop_class_uid)
-            .bind(*series_key);
+        query = query.bind(tenant).bind(&header.sop_instance_uid).bind(&header.sop_class_uid).bind(*series_key);
         query = bind_row_values(query, entry, now);
     }
     let mut inserted = HashMap::with_capacity(rows.len());

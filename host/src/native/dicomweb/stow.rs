@@ -11,9 +11,9 @@ use serde_json::{Value, json};
 
 use super::{NativeCall, element, number, path_uid, retrieve_url};
 use crate::app::{App, deliver_events};
+use crate::db::events::StudyEvent;
 use crate::dicom::header::InstanceHeader;
 use crate::error::ApiError;
-use crate::db::events::StudyEvent;
 use crate::ingest::{Ingest, IngestError, StagedInstance};
 use crate::response::Body;
 use crate::storage::Algorithm;
@@ -31,7 +31,11 @@ mod reason {
 enum PartOutcome {
     /// Archived now, or already archived before (a re-send).
     Stored(Arc<InstanceHeader>),
-    Failed { header: Option<Arc<InstanceHeader>>, reason: i64, unsupported_type: bool },
+    Failed {
+        header: Option<Arc<InstanceHeader>>,
+        reason: i64,
+        unsupported_type: bool,
+    },
 }
 
 /// Serves a STOW-RS request. A refusal may come before the body is read: it then closes the
@@ -67,7 +71,11 @@ async fn receive_all(app: &App, call: NativeCall) -> Result<Response<Body>, ApiE
         let part_type = field.content_type().map(|m| m.essence_str().to_ascii_lowercase());
         if part_type.as_deref().is_some_and(|t| t != "application/dicom") {
             tracing::warn!(tenant, aet, part_type = ?part_type, "STOW part of an unsupported type");
-            parts.push(Part::Done(PartOutcome::Failed { header: None, reason: reason::CANNOT_UNDERSTAND, unsupported_type: true }));
+            parts.push(Part::Done(PartOutcome::Failed {
+                header: None,
+                reason: reason::CANNOT_UNDERSTAND,
+                unsupported_type: true,
+            }));
             continue;
         }
         let written = match write_field(app.ingest.storage(), &mut field, u64::MAX, Algorithm::Xxh3).await {
@@ -76,7 +84,11 @@ async fn receive_all(app: &App, call: NativeCall) -> Result<Response<Body>, ApiE
             Err(UploadError::TooLarge(limit)) => return Err(ApiError::PayloadTooLarge(limit)),
             Err(UploadError::Storage(e)) => {
                 tracing::error!(tenant, aet, error = %e, "cannot stage a STOW part");
-                parts.push(Part::Done(PartOutcome::Failed { header: None, reason: reason::OUT_OF_RESOURCES, unsupported_type: false }));
+                parts.push(Part::Done(PartOutcome::Failed {
+                    header: None,
+                    reason: reason::OUT_OF_RESOURCES,
+                    unsupported_type: false,
+                }));
                 continue;
             }
         };
@@ -137,7 +149,8 @@ async fn settle(part: Part) -> PartOutcome {
 /// Settles the oldest part still being archived, keeping its place in the answer.
 async fn settle_oldest(parts: &mut [Part]) {
     if let Some(part) = parts.iter_mut().find(|p| matches!(p, Part::Storing(_))) {
-        let storing = std::mem::replace(part, Part::Done(PartOutcome::Failed { header: None, reason: 0, unsupported_type: false }));
+        let storing =
+            std::mem::replace(part, Part::Done(PartOutcome::Failed { header: None, reason: 0, unsupported_type: false }));
         *part = Part::Done(settle(storing).await);
     }
 }
@@ -175,22 +188,37 @@ fn malformed(e: multer::Error, parts: usize) -> ApiError {
 }
 
 /// Checks and archives one staged part; returns what became of it and the events it recorded.
-async fn store(ingest: &Ingest, tenant: &str, aet: &str, study: Option<&str>, mut staged: StagedInstance) -> (PartOutcome, Vec<StudyEvent>) {
+async fn store(
+    ingest: &Ingest,
+    tenant: &str,
+    aet: &str,
+    study: Option<&str>,
+    mut staged: StagedInstance,
+) -> (PartOutcome, Vec<StudyEvent>) {
     // Read once here; ingest reuses it.
     let header = match staged.header().await {
         Ok(header) => header,
         Err(IngestError::Invalid(e)) => {
             tracing::warn!(tenant, aet, error = %e, "STOW part is not a DICOM instance");
-            return (PartOutcome::Failed { header: None, reason: reason::CANNOT_UNDERSTAND, unsupported_type: false }, Vec::new());
+            return (
+                PartOutcome::Failed { header: None, reason: reason::CANNOT_UNDERSTAND, unsupported_type: false },
+                Vec::new(),
+            );
         }
         Err(e) => {
             tracing::error!(error = %e, "header task failed");
-            return (PartOutcome::Failed { header: None, reason: reason::PROCESSING_FAILURE, unsupported_type: false }, Vec::new());
+            return (
+                PartOutcome::Failed { header: None, reason: reason::PROCESSING_FAILURE, unsupported_type: false },
+                Vec::new(),
+            );
         }
     };
     if let Some(study) = study.filter(|s| *s != header.study_uid) {
         tracing::warn!(tenant, aet, sop = %header.sop_instance_uid, study, "STOW instance of another study than the path's");
-        return (PartOutcome::Failed { header: Some(header), reason: reason::STUDY_MISMATCH, unsupported_type: false }, Vec::new());
+        return (
+            PartOutcome::Failed { header: Some(header), reason: reason::STUDY_MISMATCH, unsupported_type: false },
+            Vec::new(),
+        );
     }
     match ingest.store(tenant, aet, staged).await {
         Ok(outcome) => (PartOutcome::Stored(outcome.header), outcome.events),
@@ -225,10 +253,8 @@ fn answer(base: &str, study: Option<&str>, outcomes: &[PartOutcome]) -> Response
                 }));
             }
             PartOutcome::Failed { header, reason, .. } => {
-                let (class, instance) = header
-                    .as_ref()
-                    .map(|h| (h.sop_class_uid.clone(), h.sop_instance_uid.clone()))
-                    .unwrap_or_default();
+                let (class, instance) =
+                    header.as_ref().map(|h| (h.sop_class_uid.clone(), h.sop_instance_uid.clone())).unwrap_or_default();
                 failed.push(json!({
                     "00081150": element("UI", [class]),
                     "00081155": element("UI", [instance]),

@@ -55,14 +55,14 @@ pub async fn metadata(app: &App, call: &NativeCall, level: Level) -> Result<Resp
     let items = stream::iter(parts.into_iter().enumerate()).then(move |(n, part)| {
         let storage = storage.clone();
         async move {
-        let json = metadata_of(&storage, &part).await?;
-        let mut chunk = Vec::with_capacity(json.len() + 2);
-        chunk.push(if n == 0 { b'[' } else { b',' });
-        chunk.extend_from_slice(&json);
-        if n + 1 == count {
-            chunk.push(b']');
-        }
-        Ok::<_, io::Error>(Bytes::from(chunk))
+            let json = metadata_of(&storage, &part).await?;
+            let mut chunk = Vec::with_capacity(json.len() + 2);
+            chunk.push(if n == 0 { b'[' } else { b',' });
+            chunk.extend_from_slice(&json);
+            if n + 1 == count {
+                chunk.push(b']');
+            }
+            Ok::<_, io::Error>(Bytes::from(chunk))
         }
     });
     let body = response::stream(items);
@@ -210,7 +210,11 @@ enum Step {
 }
 
 /// The multipart body over `parts`, each file read from its medium a chunk at a time.
-fn multipart(storage: Storage, parts: Vec<StoredFile>, boundary: String) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
+fn multipart(
+    storage: Storage,
+    parts: Vec<StoredFile>,
+    boundary: String,
+) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
     let shared = Arc::new((storage, parts, boundary));
     stream::unfold(Step::Part(0), move |step| {
         let shared = shared.clone();
@@ -223,7 +227,8 @@ fn multipart(storage: Storage, parts: Vec<StoredFile>, boundary: String) -> impl
                     Ok((_, bytes)) => {
                         let lead = if n == 0 { "" } else { "\r\n" };
                         let syntax = &parts[n].transfer_syntax;
-                        let head = format!("{lead}--{boundary}\r\nContent-Type: application/dicom; transfer-syntax={syntax}\r\n\r\n");
+                        let head =
+                            format!("{lead}--{boundary}\r\nContent-Type: application/dicom; transfer-syntax={syntax}\r\n\r\n");
                         (Ok(Bytes::from(head)), Step::Bytes(n, bytes))
                     }
                     Err(e) => (Err(io::Error::other(e)), Step::Done),
@@ -252,7 +257,9 @@ const HEADER_PREFIX: u64 = 256 * 1024;
 /// whole object.
 async fn metadata_of(storage: &Storage, part: &StoredFile) -> io::Result<Vec<u8>> {
     let prefix = storage.local_prefix(&part.medium, &part.relative_path, Some(HEADER_PREFIX)).await.map_err(io::Error::other)?;
-    let read = blocking(move || if prefix.is_whole() { header_json(prefix.path()).map(Some) } else { header_json_within(prefix.path()) });
+    let read = blocking(
+        move || if prefix.is_whole() { header_json(prefix.path()).map(Some) } else { header_json_within(prefix.path()) },
+    );
     if let Some(json) = read.await? {
         return Ok(json);
     }
@@ -348,7 +355,12 @@ mod tests {
             std::fs::write(&cut, &bytes[..len]).unwrap();
             match header_json_within(&cut).unwrap() {
                 Some(json) => {
-                    assert!(json == whole, "a prefix of {len} bytes read as {} of the header's {} bytes of JSON", json.len(), whole.len());
+                    assert!(
+                        json == whole,
+                        "a prefix of {len} bytes read as {} of the header's {} bytes of JSON",
+                        json.len(),
+                        whole.len()
+                    );
                     answered += 1;
                 }
                 None => {}

@@ -8,8 +8,8 @@ use serde_json::json;
 
 use super::Fields;
 use crate::app::App;
-use crate::db::{UnitOfWork, events};
 use crate::db::lifecycle::{self, Lookup, SeriesKey, StudyKey};
+use crate::db::{UnitOfWork, events};
 use crate::error::ApiError;
 use crate::native::NativeCall;
 use crate::response::Body;
@@ -40,7 +40,10 @@ pub async fn deprecate_series(app: &App, call: NativeCall) -> Result<Response<Bo
         }
     };
     if series.study_deprecated {
-        return Err(ApiError::Conflict(format!("the study `{}` of series `{}` is deprecated already", series.study_uid, series.series_uid)));
+        return Err(ApiError::Conflict(format!(
+            "the study `{}` of series `{}` is deprecated already",
+            series.study_uid, series.series_uid
+        )));
     }
     let deprecated = match series.deprecated {
         true => None,

@@ -21,7 +21,8 @@ pub async fn forward_series(app: &App, call: NativeCall) -> Result<Response<Body
     fields.check("forward")?;
     let job = app.config.forward.as_ref().ok_or_else(|| ApiError::Internal("forward job not configured".into()))?;
     if by == "containerIdentifier" {
-        let endpoint = job.slide_endpoint.as_deref().ok_or_else(|| ApiError::Internal("forward endpoint not configured".into()))?;
+        let endpoint =
+            job.slide_endpoint.as_deref().ok_or_else(|| ApiError::Internal("forward endpoint not configured".into()))?;
         return forward_slides(app, &tenant, &value, endpoint, &author).await.map(|()| fields.success("forward queued"));
     }
     let node = job.node.as_deref().ok_or_else(|| ApiError::Internal("forward node not configured".into()))?;

@@ -49,7 +49,9 @@ pub async fn relocate_study(app: &App, call: NativeCall) -> Result<Response<Body
     let storage = app.ingest.storage().clone();
     if target_kind == "bucketName" {
         if let Some(why) = storage.unusable_bucket(&target) {
-            return Err(ApiError::Conflict(format!("bucket error: the configuration of bucket `{target}` cannot be loaded: {why}")));
+            return Err(ApiError::Conflict(format!(
+                "bucket error: the configuration of bucket `{target}` cannot be loaded: {why}"
+            )));
         }
         if storage.bucket(&target).is_none() {
             return Err(ApiError::Conflict(format!("bucket error: no bucket named `{target}` is configured")));
@@ -74,7 +76,17 @@ pub async fn relocate_study(app: &App, call: NativeCall) -> Result<Response<Body
     // cut half way would leave its parts in the bucket) and are kept or removed, and a commit is
     // followed by its clean-up.
     let keep = std::time::Duration::from_secs(app.config.storage.relocation_keep_s);
-    let relocation = Relocation { db: app.db.clone(), storage, remover: app.remover.clone(), tenant: tenant.clone(), study, target, target_kind, author, keep };
+    let relocation = Relocation {
+        db: app.db.clone(),
+        storage,
+        remover: app.remover.clone(),
+        tenant: tenant.clone(),
+        study,
+        target,
+        target_kind,
+        author,
+        keep,
+    };
     let event = tokio::spawn(relocation.run(files)).await.map_err(system_error)??;
     if let Some(event) = event {
         app.deliver_events(&tenant, vec![event]);
@@ -201,7 +213,10 @@ fn refuse_bucket_to_bucket(storage: &Storage, files: &[StoredFile], target: &str
     if storage.bucket(target).is_none() {
         return Ok(());
     }
-    match files.iter().find(|f| f.medium != target && (storage.bucket(&f.medium).is_some() || storage.unusable_bucket(&f.medium).is_some())) {
+    match files
+        .iter()
+        .find(|f| f.medium != target && (storage.bucket(&f.medium).is_some() || storage.unusable_bucket(&f.medium).is_some()))
+    {
         Some(file) => Err(ApiError::Conflict(format!(
             "relocation not supported: the study is in bucket `{}` and cannot move to another bucket; relocate it to a physical medium first",
             file.medium
@@ -261,15 +276,19 @@ async fn copy_one(storage: &Storage, file: StoredFile, target: &str) -> Result<(
         (Copied::Uploaded { object, relative }, len, digest)
     } else if let Some(bucket) = storage.bucket(&file.medium) {
         let (stage, target_c) = (storage.clone(), target.to_owned());
-        let mut copy = tokio::task::spawn_blocking(move || stage.stage(&target_c)).await.map_err(system_error)?.map_err(system_error)?;
-        let (len, digest) = bucket.download(&file.relative_path, &mut copy, algorithm).await.map_err(copy_failed(&file.medium))?;
+        let mut copy =
+            tokio::task::spawn_blocking(move || stage.stage(&target_c)).await.map_err(system_error)?.map_err(system_error)?;
+        let (len, digest) =
+            bucket.download(&file.relative_path, &mut copy, algorithm).await.map_err(copy_failed(&file.medium))?;
         (Copied::Staged(copy), len, digest)
     } else {
-        let (storage, relative, medium, target) = (storage.clone(), file.relative_path.clone(), file.medium.clone(), target.to_owned());
-        let (copy, len, digest) = tokio::task::spawn_blocking(move || storage.copy_to_staging(&medium, &relative, &target, algorithm))
-            .await
-            .map_err(system_error)?
-            .map_err(system_error)?;
+        let (storage, relative, medium, target) =
+            (storage.clone(), file.relative_path.clone(), file.medium.clone(), target.to_owned());
+        let (copy, len, digest) =
+            tokio::task::spawn_blocking(move || storage.copy_to_staging(&medium, &relative, &target, algorithm))
+                .await
+                .map_err(system_error)?
+                .map_err(system_error)?;
         (Copied::Staged(copy), len, digest)
     };
     if digest != file.digest {

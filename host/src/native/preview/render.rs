@@ -65,11 +65,8 @@ impl Thumbnail {
                 undecodable(reason)
             }
         })?;
-        let image = if image.width().max(image.height()) > self.max_side {
-            image.thumbnail(self.max_side, self.max_side)
-        } else {
-            image
-        };
+        let image =
+            if image.width().max(image.height()) > self.max_side { image.thumbnail(self.max_side, self.max_side) } else { image };
         // JPEG carries 8-bit grey or RGB.
         let image = match image {
             DynamicImage::ImageLuma8(_) | DynamicImage::ImageRgb8(_) => image,
@@ -206,7 +203,8 @@ fn dicom_object_text(object: &DefaultDicomObject, tag: dicom_core::Tag) -> Optio
 /// A palette-colour frame mapped through its red, green and blue lookup tables.
 fn palette_image(object: &DefaultDicomObject, indices: &[u16], columns: u32, rows: u32) -> Result<DynamicImage, String> {
     let red = palette_lut(object, tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR, tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DATA)?;
-    let green = palette_lut(object, tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR, tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DATA)?;
+    let green =
+        palette_lut(object, tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR, tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DATA)?;
     let blue = palette_lut(object, tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR, tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DATA)?;
     let mut pixels = Vec::with_capacity(indices.len() * 3);
     for &index in indices {
@@ -232,11 +230,8 @@ impl PaletteLut {
 
 fn palette_lut(object: &DefaultDicomObject, descriptor: dicom_core::Tag, data: dicom_core::Tag) -> Result<PaletteLut, String> {
     let missing = || format!("palette colour lookup table {data} is missing or malformed");
-    let descriptor: Vec<i64> = object
-        .get(descriptor)
-        .and_then(|e| e.to_multi_int::<i64>().ok())
-        .filter(|d| d.len() == 3)
-        .ok_or_else(missing)?;
+    let descriptor: Vec<i64> =
+        object.get(descriptor).and_then(|e| e.to_multi_int::<i64>().ok()).filter(|d| d.len() == 3).ok_or_else(missing)?;
     // Entries of 0 mean 65536; the first mapped value is unsigned here in practice.
     let count = if descriptor[0] == 0 { 65536 } else { descriptor[0] as usize };
     let (first, bits) = (descriptor[1] & 0xFFFF, descriptor[2]);
