@@ -15,6 +15,9 @@ impl wit::Host for RequestState {
         if kind.trim().is_empty() {
             return Ok(Err(HostError::Invalid("an event needs a kind".into())));
         }
+        if let Err(e) = crate::db::values::event_study(study_uid.as_deref()) {
+            return Ok(Err(HostError::Invalid(e.to_string())));
+        }
         if serde_json::from_str::<serde_json::Value>(&detail).is_err() {
             return Ok(Err(HostError::Invalid("event detail must be JSON".into())));
         }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AssertSqlSafe, Row};
 
-use super::{is_postgres, is_unique_violation, lock_studies, now_text, series_locked_in_key_order};
+use super::{is_postgres, is_unique_violation, lock_studies, now_text, series_locked_in_key_order, values};
 
 /// Why a domain operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +22,13 @@ pub enum OpError {
 }
 
 type OpResult<T> = Result<T, OpError>;
+
+/// A value that breaks its DICOM VR (see [`values`]) is an invalid argument.
+impl From<wasmpacs_vr::FieldError> for OpError {
+    fn from(e: wasmpacs_vr::FieldError) -> Self {
+        OpError::Invalid(e.to_string())
+    }
+}
 
 /// A patient's demographics.
 #[derive(Debug, Clone, PartialEq)]
@@ -205,6 +212,7 @@ pub async fn get_patient(conn: &mut AnyConnection, tenant: &str, key: i64) -> Op
 /// Creates a patient; `Conflict` when the ID and issuer are taken (also under a race: the
 /// unique index decides, and the loser of the race gets the conflict).
 pub async fn create_patient(conn: &mut AnyConnection, tenant: &str, f: &PatientFields) -> OpResult<Patient> {
+    values::patient(f)?;
     validate_patient(f)?;
     let now = now_text();
     let row = sqlx::query(
@@ -254,6 +262,7 @@ pub async fn update_patient(
     left_out: LeftOut,
 ) -> OpResult<Patient> {
     validate_patient(f)?;
+    values::patient_update(f, &get_patient(conn, tenant, key).await?)?;
     let sql = match left_out {
         LeftOut::Kept => {
             "UPDATE patients SET patient_id = $3, issuer = $4, name = $5, birth_date = COALESCE($6, birth_date), \
@@ -291,34 +300,18 @@ fn validate_patient(f: &PatientFields) -> OpResult<()> {
     if f.patient_id.trim().is_empty() {
         return Err(OpError::Invalid("a patient needs a non-empty ID".into()));
     }
-    if let Some(d) = &f.birth_date {
-        check_date(d).map_err(|_| OpError::Invalid(format!("birth date `{d}` is not a YYYYMMDD date")))?;
-    }
-    if let Some(s) = &f.sex {
-        if !matches!(s.as_str(), "M" | "F" | "O") {
-            return Err(OpError::Invalid(format!("sex `{s}` is not one of M, F, O")));
-        }
+    // Beyond CS: Patient Sex's enumerated values.
+    if let Some(s) = &f.sex
+        && !matches!(s.as_str(), "M" | "F" | "O")
+    {
+        return Err(OpError::Invalid(format!("sex `{s}` is not one of M, F, O")));
     }
     Ok(())
 }
 
 /// Checks a DICOM DA value (YYYYMMDD, a real calendar day).
 pub fn check_date(d: &str) -> Result<(), ()> {
-    if d.len() != 8 || !d.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(());
-    }
-    let year: u32 = d[0..4].parse().map_err(|_| ())?;
-    let month: u32 = d[4..6].parse().map_err(|_| ())?;
-    let day: u32 = d[6..8].parse().map_err(|_| ())?;
-    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-    let days = match month {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if leap => 29,
-        2 => 28,
-        _ => return Err(()),
-    };
-    if day == 0 || day > days { Err(()) } else { Ok(()) }
+    if d.is_empty() { Err(()) } else { wasmpacs_vr::Vr::DA.check(d).map_err(|_| ()) }
 }
 
 const STUDY_SELECT: &str = "SELECT s.id, s.study_uid, s.patient_fk, s.accession_number, s.description, \
@@ -389,9 +382,7 @@ pub async fn create_study(conn: &mut AnyConnection, tenant: &str, patient_key: i
     if f.study_uid.trim().is_empty() {
         return Err(OpError::Invalid("a study needs a Study Instance UID".into()));
     }
-    if let Some(d) = &f.study_date {
-        check_date(d).map_err(|_| OpError::Invalid(format!("study date `{d}` is not a YYYYMMDD date")))?;
-    }
+    values::study(f)?;
     get_patient(conn, tenant, patient_key).await?;
     let inserted = sqlx::query(
         "INSERT INTO studies (tenant, study_uid, patient_fk, accession_number, description, study_date, \
@@ -605,6 +596,7 @@ pub async fn list_instances(conn: &mut AnyConnection, tenant: &str, study_key: i
 
 /// Creates an order; `Conflict` when one exists for the Study Instance UID.
 pub async fn create_order(conn: &mut AnyConnection, tenant: &str, order: &Order) -> OpResult<()> {
+    values::order(order)?;
     let body = serde_json::to_string(order).map_err(|e| OpError::Invalid(e.to_string()))?;
     // One statement checks that the patient is the tenant's and inserts; why nothing was
     // inserted is asked only when that happens.

@@ -13,6 +13,7 @@ pub mod query;
 pub mod removals;
 pub mod retrieve;
 pub mod slides;
+pub mod values;
 pub mod worklist;
 
 use std::path::PathBuf;

@@ -7,7 +7,7 @@ mod validate;
 use serde_json::json;
 use wasmpacs_sdk::archive::{self, Order, Patient, PatientFields};
 use wasmpacs_sdk::patients;
-use wasmpacs_sdk::{JsonBody, Plugin, Request, Response, StudyEvent, error, events};
+use wasmpacs_sdk::{JsonBody, Plugin, Request, Response, StudyEvent, error, events, vr};
 
 struct Orders;
 
@@ -62,7 +62,8 @@ fn create(request: &Request) -> Answer {
         birth_date: text("PatientBirthDate"),
         sex: text("PatientSex").map(|s| s.to_ascii_uppercase()),
     };
-    let patient = patients::find_or_create(&fields, "PatientID")?;
+    // The body names fields by their DICOM keywords, as the host's refusals do.
+    let patient = patients::find_or_create(&fields, "PatientID", &[])?;
     let order = Order {
         study_uid: text("StudyInstanceUID").unwrap_or_default(),
         accession_number: text("AccessionNumber").unwrap_or_default(),
@@ -89,7 +90,11 @@ fn create(request: &Request) -> Answer {
         service_episode_id: text("ServiceEpisodeID"),
         extra: Vec::new(),
     };
-    archive::create_order(&order)?;
+    // The one field the body may name otherwise than by its keyword.
+    let performing =
+        ["ScheduledPerformingPhysiciansName", "ScheduledPerformingPhysicianName"].into_iter().find(|k| text(k).is_some());
+    let names = performing.map(|name| (vr::SCHEDULED_PERFORMING_PHYSICIAN_NAME, name));
+    archive::create_order(&order).map_err(|e| e.naming(names.as_slice()))?;
     let detail = json!({
         "patient": patient_json(&patient),
         "accessionNumber": order.accession_number,

@@ -1,6 +1,7 @@
 //! What makes an orders/create body valid: the seed's mandatory fields, and DICOM value formats
 //! for the fields the worklist serves. One 400 names every problem.
 
+use wasmpacs_sdk::vr::Vr;
 use wasmpacs_sdk::{JsonBody, Response, error, is_date};
 
 /// The seed's mandatory fields.
@@ -120,16 +121,7 @@ const MODALITIES: &[&str] = &[
 /// True for a DICOM TM value: HH, HHMM or HHMMSS, the last with an optional fraction of one to
 /// six digits (PS3.5 6.2).
 pub fn is_time(t: &str) -> bool {
-    let (main, fraction) = match t.split_once('.') {
-        Some((main, fraction)) => (main, Some(fraction)),
-        None => (t, None),
-    };
-    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-    if !matches!(main.len(), 2 | 4 | 6) || !digits(main) || (fraction.is_some() && main.len() != 6) {
-        return false;
-    }
-    let part = |i: usize| main.get(i..i + 2).map_or(0, |p| p.parse::<u32>().unwrap_or(99));
-    part(0) < 24 && part(2) < 60 && part(4) < 61 && fraction.is_none_or(|f| (1..=6).contains(&f.len()) && digits(f))
+    !t.is_empty() && Vr::TM.check(t).is_ok()
 }
 
 /// A valid TM value as stored: HH and HHMM completed to HHMMSS with zeros, so that stored times
@@ -143,11 +135,11 @@ pub fn full_time(t: &str) -> String {
 
 /// True for a DICOM UID: digits and dots, at most 64 characters, no empty or zero-led component.
 pub fn is_uid(uid: &str) -> bool {
-    uid.len() <= 64
-        && uid.split('.').all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()) && (c == "0" || !c.starts_with('0')))
+    !uid.is_empty() && Vr::UI.check(uid).is_ok()
 }
 
-/// Checks an orders/create body.
+/// Checks an orders/create body: what the worklist needs beyond the DICOM value rules, which the
+/// host applies to every field (AE title, Accession Number and the rest) when the order is written.
 pub fn order(body: &JsonBody) -> Result<(), Response> {
     body.check(&[MANDATORY, STRICT_MANDATORY].concat(), OPTIONAL)?;
     let mut problems = Vec::new();
@@ -165,15 +157,12 @@ pub fn order(body: &JsonBody) -> Result<(), Response> {
     );
     check("Modality", MODALITIES.contains(&text("Modality").to_ascii_uppercase().as_str()), "a DICOM modality code");
     check("StudyInstanceUID", is_uid(&text("StudyInstanceUID")), "a DICOM UID");
-    let aet = text("ScheduledStationAETitle");
-    check("ScheduledStationAETitle", aet.len() <= 16 && !aet.contains('\\'), "an AE title of at most 16 characters");
     check("PatientBirthDate", body.text("PatientBirthDate").is_none_or(|d| is_date(&d)), "a YYYYMMDD date");
     check(
         "PatientSex",
         body.text("PatientSex").is_none_or(|s| matches!(s.to_ascii_uppercase().as_str(), "M" | "F" | "O")),
         "M, F or O",
     );
-    check("AccessionNumber", text("AccessionNumber").len() <= 16, "at most 16 characters");
     if problems.is_empty() { Ok(()) } else { Err(error(400, problems.join("; "))) }
 }
 

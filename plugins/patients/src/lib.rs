@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 use wasmpacs_sdk::archive::{self, Patient, PatientFields, Study, StudyFields};
 use wasmpacs_sdk::patients;
-use wasmpacs_sdk::{HostError, JsonBody, Plugin, Request, Response, error, events, is_date};
+use wasmpacs_sdk::{HostError, JsonBody, Plugin, Request, Response, error, events, is_date, vr};
 
 struct Patients;
 
@@ -47,7 +47,7 @@ fn create(request: &Request) -> Answer {
         birth_date,
         sex,
     };
-    let patient = archive::create_patient(&fields)?;
+    let patient = archive::create_patient(&fields).map_err(|e| e.naming(&patient_names("patientID")))?;
     emit("PATIENT_CREATED", None, json!({ "patient": patient_json(&patient), "userName": body.text("userName") }))?;
     Ok(wasmpacs_sdk::json(200, &json!({ "message": "patient created", "patient": patient_json(&patient) })))
 }
@@ -70,7 +70,7 @@ fn update(request: &Request) -> Answer {
         birth_date,
         sex,
     };
-    let updated = archive::update_patient(patient.key, &fields)?;
+    let updated = archive::update_patient(patient.key, &fields).map_err(|e| e.naming(&patient_names("patientID")))?;
     let detail = json!({
         "patient": patient_json(&updated),
         "previous": patient_json(&patient),
@@ -113,7 +113,7 @@ fn merge(request: &Request) -> Answer {
         birth_date,
         sex,
     };
-    let target = patients::find_or_create(&fields, "target patientID")?;
+    let target = patients::find_or_create(&fields, "target patientID", &patient_names("targetPatientID"))?;
     // The studies the source still has now: one moved away meanwhile by another request stays.
     let studies = archive::move_studies_of_patient(source.key, target.key)?;
     if studies.is_empty() {
@@ -153,7 +153,7 @@ fn move_study(request: &Request) -> Answer {
         birth_date,
         sex,
     };
-    let target = patients::find_or_create(&fields, "targetPatientID")?;
+    let target = patients::find_or_create(&fields, "targetPatientID", &patient_names("targetPatientID"))?;
     let previous = archive::get_patient(study.patient_key)?;
     if previous.key != target.key {
         archive::assign_study(study.key, target.key)?;
@@ -254,11 +254,11 @@ fn reconcile_target(study: &StudyFields, patient: &PatientFields) -> Result<(Stu
             }
             return Ok((target, false));
         }
-        let owner = patients::find_or_create(patient, "patientID")?;
+        let owner = patients::find_or_create(patient, "patientID", &patient_names("patientID"))?;
         match archive::create_study(owner.key, study) {
             Ok(created) => return Ok((created, true)),
             Err(HostError::Conflict(_)) if attempts > 0 => continue,
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e.naming(&STUDY_NAMES).into()),
         }
     }
 }
@@ -313,6 +313,26 @@ fn one_patient(patient_id: &str, issuer: Option<&str>) -> Result<Option<Patient>
         many => Err(error(409, format!("patientID `{patient_id}` identifies {} patients", many.len()))),
     }
 }
+
+/// How this family's requests name the patient fields the host checks, the Patient ID as `id`:
+/// a value the host refuses is named so in the 400.
+fn patient_names(id: &str) -> [(vr::Field, &str); 5] {
+    [
+        (vr::PATIENT_ID, id),
+        (vr::ISSUER_OF_PATIENT_ID, "idIssuer"),
+        (vr::PATIENT_NAME, "patientName"),
+        (vr::PATIENT_BIRTH_DATE, "patientBirthDate"),
+        (vr::PATIENT_SEX, "patientSex"),
+    ]
+}
+
+/// How `studies/reconcile` names the fields of the target study it creates.
+const STUDY_NAMES: [(vr::Field, &str); 4] = [
+    (vr::STUDY_INSTANCE_UID, "targetStudyInstanceUID"),
+    (vr::ACCESSION_NUMBER, "accessionNumber"),
+    (vr::STUDY_DESCRIPTION, "studyDescription"),
+    (vr::STUDY_DATE, "studyDate"),
+];
 
 fn patient_json(p: &Patient) -> Value {
     json!({

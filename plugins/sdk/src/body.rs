@@ -70,17 +70,5 @@ impl JsonBody {
 
 /// True for a DICOM DA value: YYYYMMDD, a real calendar day.
 pub fn is_date(d: &str) -> bool {
-    if d.len() != 8 || !d.bytes().all(|b| b.is_ascii_digit()) {
-        return false;
-    }
-    let (y, m, day): (u32, u32, u32) = (d[0..4].parse().unwrap(), d[4..6].parse().unwrap(), d[6..8].parse().unwrap());
-    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    let days = match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if leap => 29,
-        2 => 28,
-        _ => return false,
-    };
-    (1..=days).contains(&day)
+    !d.is_empty() && crate::vr::Vr::DA.check(d).is_ok()
 }

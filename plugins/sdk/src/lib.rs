@@ -27,6 +27,8 @@ pub mod bindings {
 pub use bindings::wasmpacs::plugin::{archive, events, log, settings, staging, types};
 pub use body::{JsonBody, is_date};
 pub use types::{Header, HostError, Request, Response, StudyEvent};
+/// DICOM value rules: the fields the host checks (see [`HostError::naming`]).
+pub use wasmpacs_vr as vr;
 
 /// What a plugin implements; `export_plugin!` turns it into the component's exports.
 pub trait Plugin {
@@ -90,6 +92,19 @@ impl From<HostError> for Response {
             HostError::NotFound(m) => error(404, m),
             HostError::Invalid(m) => error(400, m),
             HostError::Internal(m) => error(500, m),
+        }
+    }
+}
+
+impl HostError {
+    /// The same error, with a field the host refused (named by its DICOM keyword, e.g.
+    /// "PatientName: PN allows at most 64 characters per component group") named as the client
+    /// sent it: `names` pairs fields with the request's names, e.g. `(vr::PATIENT_NAME,
+    /// "patientName")`.
+    pub fn naming(self, names: &[(vr::Field, &str)]) -> HostError {
+        match self {
+            HostError::Invalid(m) => HostError::Invalid(vr::renamed(&m, names).unwrap_or(m)),
+            other => other,
         }
     }
 }
