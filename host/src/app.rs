@@ -43,6 +43,7 @@ impl App {
             .await?;
         tracing::info!(backend = ?db.backend(), "database ready");
         let storage = Storage::new(&config.storage)?;
+        crate::storage::sweep::spawn(&storage, std::time::Duration::from_secs(config.storage.staging_grace_s));
         let ingest = Ingest::new(db.clone(), storage.clone());
         let manifest = Manifest::load(&config.plugins.manifest)?;
         let router = build_router(&manifest)?;

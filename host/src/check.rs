@@ -9,7 +9,9 @@
 //! and is only counted. (The old copies of a study relocated within `relocation_keep_s`, kept
 //! for readers that found them just before, are no longer named and may be set aside.)
 //! Buckets are checked the same way, by their listing; an object no row names is reported, and
-//! never moved.
+//! never moved. Files in the media's staging folders (uploads and copies under way, or left by a
+//! crash: removed by a server once idle for `[storage] staging_grace_s`) are listed with their
+//! sizes, and left alone.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -92,6 +94,22 @@ pub struct CheckReport {
     pub foreign: Findings<String>,
     /// Folders or entries on a medium that could not be listed (what is under them is unchecked).
     pub unlisted: Findings<String>,
+    /// Files in the media's staging folders: under way, or left by a crash (see [`check_staging`]).
+    pub staging: Findings<StagingFinding>,
+    /// Their bytes in all.
+    pub staging_bytes: u64,
+}
+
+/// A file in a medium's staging folder.
+#[derive(Debug, Serialize)]
+pub struct StagingFinding {
+    pub medium: String,
+    /// Its path under the medium's root.
+    pub path: String,
+    pub bytes: u64,
+    /// Seconds since it was last modified: one idle for longer than `[storage] staging_grace_s`
+    /// was left by a crash, and the next server start (or a running server's sweep) removes it.
+    pub idle_s: u64,
 }
 
 impl CheckReport {
@@ -167,6 +185,7 @@ pub async fn run(config: &Config, options: &CheckOptions) -> Result<CheckReport,
     let result = async {
         check_named_files(&index, &roots, &buckets, options, &mut report).await?;
         check_media(&index, &roots, options, &mut report).await?;
+        check_staging(&roots, &mut report).await?;
         check_buckets(&index, &buckets, options, &mut report).await
     }
     .await;
@@ -404,6 +423,29 @@ async fn check_media(
         walker.await.map_err(|e| CheckError::Task(e.to_string()))?;
     }
     tracing::info!(files = report.files_checked, orphans = report.orphans.count, "files on the media checked");
+    Ok(())
+}
+
+/// Lists the files in every medium's staging folder, with their sizes: what a server is receiving
+/// or copying now, or what a killed one left (never indexed; its space is taken until a server
+/// sweeps it).
+async fn check_staging(roots: &BTreeMap<String, PathBuf>, report: &mut CheckReport) -> Result<(), CheckError> {
+    let roots = roots.clone();
+    let found = tokio::task::spawn_blocking(move || {
+        let list = |(medium, root): (String, PathBuf)| {
+            crate::storage::sweep::list(&root.join(STAGING)).into_iter().map(move |file| (medium.clone(), file))
+        };
+        roots.into_iter().flat_map(list).collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|e| CheckError::Task(e.to_string()))?;
+    for (medium, file) in found {
+        let path = format!("{STAGING}/{}", file.path.file_name().unwrap_or_default().to_string_lossy());
+        let idle_s = file.idle.as_secs();
+        tracing::warn!(medium, path, bytes = file.bytes, idle_s, "a file in staging");
+        report.staging_bytes += file.bytes;
+        report.staging.add(StagingFinding { medium, path, bytes: file.bytes, idle_s });
+    }
     Ok(())
 }
 

@@ -182,10 +182,18 @@ pub struct StorageConfig {
     /// before the relocation committed.
     #[serde(default = "default_relocation_keep")]
     pub relocation_keep_s: u64,
+    /// Seconds a staging file may go unmodified before it is taken for what a crash left and
+    /// removed (at start and while running); see [`crate::storage::sweep`].
+    #[serde(default = "default_staging_grace")]
+    pub staging_grace_s: u64,
 }
 
 fn default_relocation_keep() -> u64 {
     60
+}
+
+fn default_staging_grace() -> u64 {
+    15 * 60
 }
 
 /// `[[storage.medium]]`: a named filesystem root.
@@ -366,6 +374,7 @@ impl Default for StorageConfig {
             buckets: Vec::new(),
             default_medium: None,
             relocation_keep_s: default_relocation_keep(),
+            staging_grace_s: default_staging_grace(),
         }
     }
 }

@@ -7,6 +7,7 @@
 pub mod bucket;
 pub mod digest;
 mod staged;
+pub mod sweep;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
@@ -60,7 +61,8 @@ fn io_at(path: &Path) -> impl FnOnce(io::Error) -> StorageError + '_ {
 
 impl Storage {
     /// The configured media plus `default` (`<data_dir>/archive`) unless configured otherwise.
-    /// Creates the roots and their staging folders.
+    /// Creates the roots and their staging folders, and removes what a crash left in those
+    /// (see [`sweep`]).
     pub fn new(config: &StorageConfig) -> Result<Self, StorageError> {
         let media = Self::roots_of(config);
         let default = config.default_medium.clone().unwrap_or_else(|| "default".to_owned());
@@ -70,7 +72,7 @@ impl Storage {
         for root in media.values() {
             let staging = root.join(STAGING);
             std::fs::create_dir_all(&staging).map_err(io_at(&staging))?;
-            sweep_staging(&staging, STALE_STAGING);
+            sweep::sweep(&staging, std::time::Duration::from_secs(config.staging_grace_s));
         }
         Ok(Self { media, buckets: Self::buckets_of(config), default, fresh_folders: Arc::default() })
     }
@@ -398,26 +400,6 @@ pub const STAGING: &str = ".staging";
 /// The folder of a medium's root where the storage check sets aside files no row names.
 pub const ORPHANS: &str = ".orphans";
 
-/// Age after which a staging file is taken for the leftover of a crash: a file being received is
-/// written to far more often (and a slow upload of a whole slide well within it).
-const STALE_STAGING: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
-
-/// Removes staging files not written to for `stale`: what a crash (power loss, kill) left
-/// behind, never indexed. Younger ones may belong to another server sharing the medium.
-fn sweep_staging(staging: &Path, stale: std::time::Duration) {
-    let Ok(entries) = std::fs::read_dir(staging) else { return };
-    let mut removed = 0usize;
-    for entry in entries.flatten() {
-        let old = entry.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok()).is_some_and(|age| age >= stale);
-        if old && entry.path().is_file() && std::fs::remove_file(entry.path()).is_ok() {
-            removed += 1;
-        }
-    }
-    if removed > 0 {
-        tracing::warn!(folder = %staging.display(), removed, "removed staging files left by an earlier crash");
-    }
-}
-
 /// What became of a file the storage check meant to set aside.
 #[derive(Debug, PartialEq, Eq)]
 pub enum SetAside {
@@ -579,6 +561,7 @@ mod tests {
             buckets: Vec::new(),
             default_medium: None,
             relocation_keep_s: 0,
+            staging_grace_s: 3600,
         };
         Storage::new(&config).expect("storage")
     }
@@ -672,18 +655,5 @@ mod tests {
         );
         assert_eq!(std::fs::read(orphans.join("1.2.3.4_a.dcm")).expect("first"), b"one");
         assert_eq!(std::fs::read(orphans.join("1.2.3.4_a.dcm.1")).expect("second"), b"two");
-    }
-
-    #[test]
-    fn leftovers_of_a_crash_are_swept_from_staging() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let storage = storage_in(dir.path());
-        let left = staged(&storage, b"left by a crash");
-        let staging = left.parent().expect("staging folder").to_owned();
-        assert!(left.exists());
-        sweep_staging(&staging, std::time::Duration::from_secs(3600));
-        assert!(left.exists(), "a recent staging file may be in use");
-        sweep_staging(&staging, std::time::Duration::ZERO);
-        assert!(!left.exists(), "an old one is removed");
     }
 }

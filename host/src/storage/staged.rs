@@ -1,14 +1,37 @@
 //! A staging file: written as bytes arrive, digested and counted on the fly, synced to disk
-//! before it is placed. Dropped without being placed, it deletes itself.
+//! before it is placed. Dropped without being placed, it deletes itself (also when its request
+//! fails, panics or is dropped mid-way); while it lives it is in this process's list of live
+//! staging files, whose times [`super::sweep`] keeps fresh.
 
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::digest::{Algorithm, Hasher};
 
 static NEXT: AtomicU64 = AtomicU64::new(0);
+
+/// Staging files of this process not yet placed nor removed: a file written whole and waiting
+/// (a relocation's copies until the last is done, a form's parts while its plugin runs) is not
+/// modified, yet in use.
+static LIVE: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
+
+/// The staging files of this process in use now.
+pub(super) fn live() -> Vec<PathBuf> {
+    LIVE.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).iter().cloned().collect()
+}
+
+fn set_live(path: &Path, live: bool) {
+    let mut set = LIVE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if live {
+        set.insert(path.to_owned());
+    } else {
+        set.remove(path);
+    }
+}
 
 /// Writes smaller than this are gathered; larger ones (a PDU's data, a body chunk) go straight
 /// to the file, sparing a copy of most of an instance's bytes.
@@ -42,6 +65,7 @@ impl StagingFile {
     pub(super) fn create(dir: &Path) -> io::Result<Self> {
         let path = dir.join(format!("{}.part", unique_token()));
         let created = File::create_new(&path)?;
+        set_live(&path, true);
         Ok(Self { path, keep: false, created: Some(created) })
     }
 
@@ -67,6 +91,7 @@ impl StagingFile {
     /// Stops the file from deleting itself (it has been placed, or handed on).
     pub fn keep(mut self) -> PathBuf {
         self.keep = true;
+        set_live(&self.path, false);
         std::mem::take(&mut self.path)
     }
 }
@@ -75,6 +100,7 @@ impl Drop for StagingFile {
     fn drop(&mut self) {
         if !self.keep && !self.path.as_os_str().is_empty() {
             let _ = std::fs::remove_file(&self.path);
+            set_live(&self.path, false);
         }
     }
 }
