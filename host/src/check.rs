@@ -1,8 +1,9 @@
 //! The storage check (`wasmpacs check`): compares the archive's files with the index, both ways.
 //! Every file a row names must be on its medium with its recorded size (and, when asked, its
-//! recorded digest); every file on a medium must be named by a row. A file no row names (left
-//! by a crash between placing a file and committing its row, or by a lost COMMIT answer) is
-//! reported and, when asked, set aside in the medium's `.orphans` folder: the check never
+//! recorded digest and, for an instance on a filesystem medium, a data set that parses to its
+//! end: see [`crate::dicom::completeness`]); every file on a medium must be named by a row. A
+//! file no row names (left by a crash between placing a file and committing its row, or by a
+//! lost COMMIT answer) is reported and, when asked, set aside in the medium's `.orphans` folder: the check never
 //! deletes a file. It opens the index read-only (no migration, no file created) and may run
 //! beside a live server: a file
 //! placed or written within the grace period may be one whose row is being committed right now,
@@ -34,7 +35,9 @@ use crate::storage::{Bucket, ORPHANS, STAGING, SetAside, Storage, changed_at, se
 /// What to do besides looking.
 #[derive(Debug, Clone)]
 pub struct CheckOptions {
-    /// Read every named file whole and compare its digest with the recorded one.
+    /// Read every named file whole and compare its digest with the recorded one; walk each
+    /// instance's data set on a filesystem medium too, which finds a copy an older version
+    /// stored cut short (its digest recorded of the cut bytes).
     pub verify_digests: bool,
     /// Move files no row names (and older than `grace`) to the medium's `.orphans` folder.
     pub set_aside_orphans: bool,
@@ -82,6 +85,9 @@ pub struct CheckReport {
     pub wrong_size: Findings<Finding>,
     /// The file's digest is not the recorded one.
     pub damaged: Findings<Finding>,
+    /// The file's data set is not whole (cut, malformed, or its pixel data short), though its
+    /// digest may match: checked with the digests.
+    pub incomplete: Findings<Finding>,
     /// The file is there but cannot be read.
     pub unreadable: Findings<Finding>,
     /// Files of the archive's layout that no row names, older than the grace period.
@@ -118,6 +124,7 @@ impl CheckReport {
         self.missing.count == 0
             && self.wrong_size.count == 0
             && self.damaged.count == 0
+            && self.incomplete.count == 0
             && self.unreadable.count == 0
             && self.unlisted.count == 0
     }
@@ -211,6 +218,7 @@ enum Verdict {
     Missing(&'static str),
     WrongSize(u64),
     Damaged(String),
+    Incomplete(String),
     Unreadable(io::Error),
 }
 
@@ -262,6 +270,10 @@ async fn check_named_files(
                         tracing::error!(sop = %file.sop_instance_uid, path = %file.relative_path, digest, recorded = file.digest, "a stored file does not match its digest");
                         report.damaged.add(Finding::of(&file, format!("digest {digest}, {} recorded", file.digest)));
                     }
+                    Verdict::Incomplete(damage) => {
+                        tracing::error!(sop = %file.sop_instance_uid, path = %file.relative_path, %damage, "a stored instance is not whole");
+                        report.incomplete.add(Finding::of(&file, damage));
+                    }
                     Verdict::Unreadable(e) => {
                         tracing::error!(sop = %file.sop_instance_uid, path = %file.relative_path, error = %e, "a stored file cannot be read");
                         report.unreadable.add(Finding::of(&file, e.to_string()));
@@ -300,8 +312,20 @@ fn examine(roots: &BTreeMap<String, PathBuf>, file: &IndexedFile, verify: bool) 
         Err(e) => return Verdict::Unreadable(e),
     };
     match digest_to_check(file, len, verify) {
-        Ok(algorithm) => digest_verdict(file, digest_of(&path, algorithm)),
+        Ok(algorithm) => match digest_verdict(file, digest_of(&path, algorithm)) {
+            Verdict::Intact if !file.slide => structure_verdict(&path),
+            verdict => verdict,
+        },
         Err(verdict) => verdict,
+    }
+}
+
+/// The verdict on an instance's file whose digest matches: is its data set whole?
+fn structure_verdict(path: &Path) -> Verdict {
+    match crate::dicom::completeness::check_file(path) {
+        Ok(Ok(())) => Verdict::Intact,
+        Ok(Err(damage)) => Verdict::Incomplete(damage.to_string()),
+        Err(e) => Verdict::Unreadable(e),
     }
 }
 

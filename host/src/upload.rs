@@ -89,17 +89,13 @@ pub struct WrittenPart {
 
 impl WrittenPart {
     /// Syncs the file on a blocking thread, then runs `complete` there with the file, its length
-    /// and digest. A failure removes the staging file.
+    /// and digest, while the file's pages are cached. A failure removes the staging file.
     pub async fn finish<T: Send + 'static>(
         self,
         complete: impl FnOnce(StagingFile, u64, String) -> T + Send + 'static,
     ) -> Result<T, UploadError> {
         let Self { file, writer } = self;
-        blocking(move || {
-            let (size, digest) = writer.finish().map_err(|e| e.to_string())?;
-            Ok(complete(file, size, digest))
-        })
-        .await
+        blocking(move || writer.finish_then(|size, digest| complete(file, size, digest)).map_err(|e| e.to_string())).await
     }
 }
 

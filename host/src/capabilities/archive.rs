@@ -207,6 +207,7 @@ pub(super) fn instance_of(outcome: &Outcome, size: u64) -> Instance {
 pub(super) fn ingest_error(plugin: &str, e: IngestError) -> HostError {
     match e {
         IngestError::Invalid(e) => HostError::Invalid(format!("not a storable DICOM instance: {e}")),
+        IngestError::Damaged { damage, .. } => HostError::Invalid(format!("not a whole DICOM instance: {damage}")),
         IngestError::Conflict(m) => HostError::Conflict(m),
         IngestError::Storage(e) => {
             tracing::error!(plugin, error = %e, "storing an instance failed");

@@ -20,6 +20,7 @@ use super::dimse::{self, Command, field, status};
 use super::pdu_reader::{PduReader, Received};
 use super::worklist;
 use crate::app::App;
+use crate::dicom::completeness::Damage;
 use crate::ingest::{IngestError, PlacedInstance, StagedInstance};
 use crate::storage::{Algorithm, StagedWriter, StagingFile, StorageError};
 
@@ -327,15 +328,19 @@ fn begin_store(app: &App, command: Command, context_id: u8, transfer_syntax: &st
     Ok(Incoming { command, context_id, file, writer })
 }
 
-/// Completes a C-STORE: sync the staged file, read its header and place it (in one trip to a
-/// blocking thread), register it, and build the response.
+/// Completes a C-STORE: sync the staged file, read its header, check its data set is whole and
+/// place it (in one trip to a blocking thread), register it, and build the response: 0xC000 for
+/// a data set that does not parse to its end, 0xA900 for pixel data that does not match the
+/// image, with nothing stored.
 async fn finish_store(app: &App, tenant: &str, calling: &str, done: Incoming) -> Vec<u8> {
     let Incoming { command, writer, file, .. } = done;
     let (storage, owner) = (app.ingest.storage().clone(), tenant.to_owned());
     let finished = tokio::task::spawn_blocking(move || {
-        let (size, digest) =
-            writer.finish().map_err(|e| IngestError::Storage(StorageError::Io { path: file.path().to_owned(), source: e }))?;
-        PlacedInstance::place(&storage, &owner, StagedInstance::new(file, size, digest))
+        let path = file.path().to_owned();
+        // Checked (header read, data set walked) and placed while the file's pages are cached.
+        let placed = writer
+            .finish_then(|size, digest| PlacedInstance::place(&storage, &owner, StagedInstance::completed(file, size, digest)));
+        placed.map_err(|source| IngestError::Storage(StorageError::Io { path, source }))?
     })
     .await
     .unwrap_or_else(|e| Err(IngestError::Database(format!("staging task failed: {e}"))));
@@ -350,7 +355,8 @@ async fn finish_store(app: &App, tenant: &str, calling: &str, done: Incoming) ->
         }
         Err(e) => {
             let code = match &e {
-                IngestError::Invalid(_) => status::CANNOT_UNDERSTAND,
+                IngestError::Damaged { damage: Damage::PixelData(_), .. } => status::DATA_SET_DOES_NOT_MATCH,
+                IngestError::Invalid(_) | IngestError::Damaged { .. } => status::CANNOT_UNDERSTAND,
                 IngestError::Conflict(_) => status::CANNOT_UNDERSTAND,
                 IngestError::Storage(_) | IngestError::Database(_) => status::OUT_OF_RESOURCES,
             };

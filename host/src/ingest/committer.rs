@@ -35,8 +35,12 @@ struct Request {
     tenant: String,
     calling_aet: String,
     placed: PlacedInstance,
-    reply: oneshot::Sender<Result<Outcome, IngestError>>,
+    reply: oneshot::Sender<Result<Committed, IngestError>>,
 }
+
+/// A committed instance's outcome and, for a re-send, the copy placed (removed when dropped),
+/// which replaces a damaged stored copy (see [`super::repair`]).
+pub(super) type Committed = (Outcome, Option<PlacedInstance>);
 
 /// The handle senders use; the committing task ends when the last handle is dropped.
 #[derive(Clone)]
@@ -70,7 +74,7 @@ impl Committer {
     }
 
     /// Queues an instance and waits until it is committed (or refused).
-    pub async fn submit(&self, tenant: &str, calling_aet: &str, placed: PlacedInstance) -> Result<Outcome, IngestError> {
+    pub async fn submit(&self, tenant: &str, calling_aet: &str, placed: PlacedInstance) -> Result<Committed, IngestError> {
         let (reply, answer) = oneshot::channel();
         let request = Request { tenant: tenant.to_owned(), calling_aet: calling_aet.to_owned(), placed, reply };
         let stopped = || IngestError::Database("the ingest committer has stopped".into());
@@ -298,8 +302,9 @@ async fn commit_unit(
     result
 }
 
-/// Answers the requests of a unit: a stored instance keeps its file, a re-send's copy is
-/// removed before its sender hears back, and on a failure every file is removed.
+/// Answers the requests of a unit: a stored instance keeps its file, a re-send's copy goes back
+/// to its sender (who removes it unless the stored copy is damaged), and on a failure every
+/// file is removed.
 fn answer(requests: Vec<Request>, result: Result<Vec<Outcome>, Refusal>) {
     match result {
         Ok(outcomes) => {
@@ -307,12 +312,14 @@ fn answer(requests: Vec<Request>, result: Result<Vec<Outcome>, Refusal>) {
             tracing::debug!(instances = outcomes.len(), stored, "instances stored");
             for (request, outcome) in requests.into_iter().zip(outcomes) {
                 let Request { placed, reply, .. } = request;
-                if outcome.stored {
+                let copy = if outcome.stored {
                     placed.keep();
+                    None
                 } else {
-                    drop(placed);
-                }
-                let _ = reply.send(Ok(outcome));
+                    Some(placed)
+                };
+                // A sender gone drops the copy, which removes it.
+                let _ = reply.send(Ok((outcome, copy)));
             }
         }
         Err(Refusal::Refused(e) | Refusal::Failed(e)) => {

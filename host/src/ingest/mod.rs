@@ -1,8 +1,10 @@
 //! Ingest: a complete Part-10 file staged on a medium becomes an archived instance. Its header is
-//! read, its file is placed under a name of its own, and only then is its row committed (in a
-//! unit of work, or by one statement that commits on its own); a failure leaves neither the file
-//! nor a row, except when whether the row committed cannot be known (the database connection
-//! broke), where the file stays. Re-sending a stored instance is a success that changes nothing.
+//! read and its data set checked whole ([`crate::dicom::completeness`]: a damaged instance is
+//! never acknowledged), its file is placed under a name of its own, and only then is its row
+//! committed (in a unit of work, or by one statement that commits on its own); a failure leaves
+//! neither the file nor a row, except when whether the row committed cannot be known (the
+//! database connection broke), where the file stays. Re-sending a stored instance is a success
+//! that changes nothing, unless the stored copy is damaged ([`repair`]).
 //! Instances arriving together are committed as a group ([`committer`]). The core also runs
 //! inside a caller's unit of work (a plugin's `archive.store-instance`), handing back the placed
 //! file to keep once it commits.
@@ -17,10 +19,12 @@ use crate::db::events::{self, StudyEvent};
 use crate::db::index::direct::{DirectError, DirectUnit};
 use crate::db::index::{Entry, FileRecord, Registrar, Registration, one_statement};
 use crate::db::{Database, DbError};
+use crate::dicom::completeness::{self, Damage};
 use crate::dicom::header::{HeaderError, InstanceHeader, read_header};
 use crate::storage::{Algorithm, StagingFile, Storage, StorageError, instance_path};
 
 pub mod committer;
+mod repair;
 
 use committer::Committer;
 
@@ -30,36 +34,66 @@ pub struct StagedInstance {
     pub file: StagingFile,
     pub size: u64,
     pub digest: String,
-    /// The file's header, once read (see [`StagedInstance::header`]).
-    header: Option<Arc<InstanceHeader>>,
+    /// The file's header and whether its data set is whole, once read (see
+    /// [`StagedInstance::header`]).
+    checked: Option<Checked>,
+}
+
+/// A staged file's header, read, and its data set, walked.
+#[derive(Debug, Clone)]
+enum Checked {
+    Whole(Arc<InstanceHeader>),
+    Damaged(Arc<InstanceHeader>, Damage),
+}
+
+impl Checked {
+    fn into_result(self) -> Result<Arc<InstanceHeader>, IngestError> {
+        match self {
+            Checked::Whole(header) => Ok(header),
+            Checked::Damaged(header, damage) => Err(IngestError::Damaged { header, damage }),
+        }
+    }
+}
+
+/// Reads the header of the Part-10 file at `path` and walks its data set (blocking). The walk
+/// reads the pages the header reader has just read, and element headers beyond: call it while
+/// the file is still in the page cache (see [`crate::storage::StagedWriter::finish_then`]).
+fn check(path: &std::path::Path) -> Result<Checked, IngestError> {
+    let header = Arc::new(read_header(path)?);
+    let walked = completeness::check_file(path).map_err(|source| StorageError::Io { path: path.to_owned(), source })?;
+    Ok(match walked {
+        Ok(()) => Checked::Whole(header),
+        Err(damage) => Checked::Damaged(header, damage),
+    })
 }
 
 impl StagedInstance {
     pub fn new(file: StagingFile, size: u64, digest: String) -> Self {
-        Self { file, size, digest, header: None }
+        Self { file, size, digest, checked: None }
     }
 
-    /// A staged file just completed, from a blocking thread: its header is read there and then,
-    /// while the file is hot, sparing a later trip to a blocking thread. A file whose header
-    /// cannot be read is still returned; [`StagedInstance::header`] then says why.
+    /// A staged file just completed, from a blocking thread: its header is read and its data
+    /// set walked there and then, while the file is hot, sparing a later trip to a blocking
+    /// thread. A file that cannot be read is still returned; [`StagedInstance::header`] then
+    /// says why.
     pub fn completed(file: StagingFile, size: u64, digest: String) -> Self {
-        let header = read_header(file.path()).ok().map(Arc::new);
-        Self { file, size, digest, header }
+        let checked = check(file.path()).ok();
+        Self { file, size, digest, checked }
     }
 
     /// The indexed attributes of the staged file, read (off the async executor) on first use
     /// only, so that a caller who looks before ingesting does not make ingest read it again.
+    /// A file whose data set is not whole is an [`IngestError::Damaged`].
     pub async fn header(&mut self) -> Result<Arc<InstanceHeader>, IngestError> {
-        if let Some(header) = &self.header {
-            return Ok(header.clone());
+        if let Some(checked) = &self.checked {
+            return checked.clone().into_result();
         }
         let path = self.file.path().to_owned();
-        let header = tokio::task::spawn_blocking(move || read_header(&path))
+        let checked = tokio::task::spawn_blocking(move || check(&path))
             .await
             .map_err(|e| IngestError::Database(format!("header task failed: {e}")))??;
-        let header = Arc::new(header);
-        self.header = Some(header.clone());
-        Ok(header)
+        self.checked = Some(checked.clone());
+        checked.into_result()
     }
 }
 
@@ -68,6 +102,10 @@ impl StagedInstance {
 pub enum IngestError {
     #[error("{0}")]
     Invalid(#[from] HeaderError),
+    /// The header reads, but the data set is not whole (cut, malformed, or its pixel data does
+    /// not match its image attributes): nothing is stored.
+    #[error("{damage}")]
+    Damaged { header: Arc<InstanceHeader>, damage: Damage },
     #[error("{0}")]
     Conflict(String),
     #[error("storage failure: {0}")]
@@ -143,9 +181,13 @@ impl Ingest {
         self.store_placed(tenant, calling_aet, placed).await
     }
 
-    /// Archives an instance already placed (see [`PlacedInstance::place`]).
+    /// Archives an instance already placed (see [`PlacedInstance::place`]). A re-send whose
+    /// stored copy is damaged replaces it ([`repair`]).
     pub async fn store_placed(&self, tenant: &str, calling_aet: &str, placed: PlacedInstance) -> Result<Outcome, IngestError> {
-        self.committer.submit(tenant, calling_aet, placed).await
+        match self.committer.submit(tenant, calling_aet, placed).await? {
+            (outcome, Some(copy)) => repair::resent(&self.db, &self.storage, tenant, outcome, copy).await,
+            (outcome, None) => Ok(outcome),
+        }
     }
 
     /// Places a staged file for `tenant` (reading its header first if needed), off the async
@@ -214,17 +256,19 @@ pub struct PlacedInstance {
 }
 
 impl PlacedInstance {
-    /// Reads the staged file's header (unless read already), moves the file to its place for
+    /// Reads the staged file's header and walks its data set (unless done already), refusing a
+    /// damaged one, moves the file to its place for
     /// `tenant` and syncs the folders that changed, so that the file survives a crash once its
     /// row commits. Each store syncs its own folders: syncs of stores arriving together then
     /// overlap each other and the committer's commits, where syncing a group's folders in the
     /// committer (once per folder) would add them to every group's commit. Blocking: call it
     /// off the async threads.
     pub fn place(storage: &Storage, tenant: &str, staged: StagedInstance) -> Result<Self, IngestError> {
-        let header = match staged.header {
-            Some(header) => header,
-            None => Arc::new(read_header(staged.file.path())?),
+        let checked = match staged.checked {
+            Some(checked) => checked,
+            None => check(staged.file.path())?,
         };
+        let header = checked.into_result()?;
         let medium = storage.default_medium().to_owned();
         let relative =
             instance_path(tenant, &header.study_uid, &header.series_uid, &header.sop_instance_uid, staged.file.token());

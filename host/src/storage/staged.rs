@@ -126,12 +126,20 @@ impl StagedWriter {
     /// index's and the readers' (and, on a virtual machine that hands free memory back to its
     /// host, draw every new page from the host at a cost). Advice only: a failure is ignored.
     pub fn finish(self) -> io::Result<(u64, String)> {
+        self.finish_then(|len, digest| (len, digest))
+    }
+
+    /// As [`StagedWriter::finish`], running `read` with the length and digest after the sync
+    /// and before the pages leave the cache: a check that reads the file (ingest walks an
+    /// instance's data set) then reads memory, not the disk.
+    pub fn finish_then<T>(self, read: impl FnOnce(u64, String) -> T) -> io::Result<T> {
         let (file, len, digest) = self.finish_unsynced()?;
         file.sync_all()?;
+        let answer = read(len, digest);
         if len > HEADER_CACHED {
             let _ = rustix::fs::fadvise(&file, HEADER_CACHED, None, rustix::fs::Advice::DontNeed);
         }
-        Ok((len, digest))
+        Ok(answer)
     }
 
     /// Flushes without syncing, for a copy that is read once and removed (a file fetched from a

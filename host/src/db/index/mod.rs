@@ -12,6 +12,7 @@ use crate::dicom::header::InstanceHeader;
 
 pub mod direct;
 pub mod one_statement;
+pub mod replace;
 
 /// Where the instance's file is and what it weighs.
 #[derive(Debug, Clone)]

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use super::{NativeCall, element, number, path_uid, retrieve_url};
 use crate::app::{App, deliver_events};
 use crate::db::events::StudyEvent;
+use crate::dicom::completeness::Damage;
 use crate::dicom::header::InstanceHeader;
 use crate::error::ApiError;
 use crate::ingest::{Ingest, IngestError, StagedInstance};
@@ -23,7 +24,9 @@ use crate::upload::{UploadError, write_field};
 mod reason {
     pub const PROCESSING_FAILURE: i64 = 0x0110;
     pub const OUT_OF_RESOURCES: i64 = 0xA700;
-    pub const STUDY_MISMATCH: i64 = 0xA900;
+    /// "Data set does not match SOP class": another study than the path's, or pixel data that
+    /// does not match the image attributes.
+    pub const DATA_SET_MISMATCH: i64 = 0xA900;
     pub const CANNOT_UNDERSTAND: i64 = 0xC000;
 }
 
@@ -205,6 +208,11 @@ async fn store(
                 Vec::new(),
             );
         }
+        Err(IngestError::Damaged { header, damage }) => {
+            tracing::warn!(tenant, aet, sop = %header.sop_instance_uid, error = %damage, "STOW instance is damaged");
+            let reason = damage_reason(&damage);
+            return (PartOutcome::Failed { header: Some(header), reason, unsupported_type: false }, Vec::new());
+        }
         Err(e) => {
             tracing::error!(error = %e, "header task failed");
             return (
@@ -216,7 +224,7 @@ async fn store(
     if let Some(study) = study.filter(|s| *s != header.study_uid) {
         tracing::warn!(tenant, aet, sop = %header.sop_instance_uid, study, "STOW instance of another study than the path's");
         return (
-            PartOutcome::Failed { header: Some(header), reason: reason::STUDY_MISMATCH, unsupported_type: false },
+            PartOutcome::Failed { header: Some(header), reason: reason::DATA_SET_MISMATCH, unsupported_type: false },
             Vec::new(),
         );
     }
@@ -225,12 +233,22 @@ async fn store(
         Err(e) => {
             let reason = match &e {
                 IngestError::Invalid(_) => reason::CANNOT_UNDERSTAND,
+                IngestError::Damaged { damage, .. } => damage_reason(damage),
                 IngestError::Conflict(_) | IngestError::Database(_) => reason::PROCESSING_FAILURE,
                 IngestError::Storage(_) => reason::OUT_OF_RESOURCES,
             };
             tracing::warn!(tenant, aet, sop = %header.sop_instance_uid, error = %e, "STOW instance refused");
             (PartOutcome::Failed { header: Some(header), reason, unsupported_type: false }, Vec::new())
         }
+    }
+}
+
+/// The failure reason of a damaged instance: 0xC000 when its data set does not parse to its end,
+/// 0xA900 when it does but its pixel data does not match its image attributes.
+fn damage_reason(damage: &Damage) -> i64 {
+    match damage {
+        Damage::Structure { .. } => reason::CANNOT_UNDERSTAND,
+        Damage::PixelData(_) => reason::DATA_SET_MISMATCH,
     }
 }
 
