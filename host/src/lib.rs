@@ -19,6 +19,7 @@ pub mod dicom;
 pub mod dispatch;
 pub mod error;
 pub mod forward;
+pub mod heap;
 pub mod ingest;
 pub mod native;
 pub mod removal;

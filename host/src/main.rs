@@ -57,6 +57,7 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     wasmpacs::quiet_library_backtraces();
+    wasmpacs::heap::bound_heap_growth();
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run())
 }
 

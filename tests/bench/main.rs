@@ -6,11 +6,13 @@
 //! - reload latency, from component file replaced to new version serving;
 //! - `studies/kos` latency for a study of 1,000 instances (`bench kos` runs only this one).
 //! - `studies/count` p50/p99 at 1,000,000 studies and `preview` p50 of a 512x512 CT
-//!   (`bench queries` runs only these).
+//!   (`bench queries` runs only these);
+//! - resident memory of the server binary across 20 rounds of hostile requests (`bench soak`).
 
 mod ingest;
 mod pathology;
 mod queries;
+mod soak;
 mod worklist;
 
 use std::sync::Arc;
@@ -330,6 +332,11 @@ async fn bench() {
         queries::preview_latency().await;
         return;
     }
+    // `bench soak`: only the resident-memory soak under hostile requests.
+    if std::env::args().nth(1).as_deref() == Some("soak") {
+        soak::resident_memory().await;
+        return;
+    }
     println!("wasmpacs foundation benchmarks ({} cores)", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     plugin_overhead().await;
     instantiation().await;
@@ -346,6 +353,7 @@ async fn bench() {
     queries::count_latency(Backend::Postgres).await;
     queries::preview_latency().await;
     ingest::all(None, false).await;
+    soak::resident_memory().await;
     // Last: removing its gigabyte slows file creation for a few minutes on some filesystems.
     pathology::upload_and_download().await;
 }
