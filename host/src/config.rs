@@ -1,10 +1,15 @@
 //! Server configuration: a TOML file (see `wasmpacs.example.toml`) whose every key can be
-//! overridden by a `WASMPACS_<SECTION>_<KEY>` environment variable.
+//! overridden by a `WASMPACS_<SECTION>_<KEY>` environment variable ([`env`]), checked once
+//! deserialized; [`show`] prints it with secrets masked.
+
+pub mod env;
+pub mod shape;
+pub mod show;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -13,12 +18,20 @@ pub enum ConfigError {
     Read { path: PathBuf, source: std::io::Error },
     #[error("config file {path} is not valid TOML: {source}")]
     Parse { path: PathBuf, source: toml::de::Error },
+    /// A key of the wrong type or value, named by its path (`preview.quality`).
+    #[error("configuration key `{key}`: {message}")]
+    Key { key: String, message: String },
+    #[error("unknown configuration variable {0}")]
+    UnknownVariable(String),
+    /// A variable naming a key with a value it cannot take, or naming no key.
+    #[error("configuration variable {variable}: {message}")]
+    Variable { variable: String, message: String },
     #[error("configuration is invalid: {0}")]
     Invalid(String),
 }
 
 /// The whole server configuration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]
@@ -45,12 +58,14 @@ pub struct Config {
     pub nodes: Vec<NodeConfig>,
     #[serde(default)]
     pub preview: PreviewConfig,
+    #[serde(default)]
+    pub log: LogConfig,
     /// The forward job of `POST series/forward`; absent: "forward job not configured".
     pub forward: Option<ForwardConfig>,
 }
 
 /// `[forward]`: where `POST series/forward` sends series, and how hard it tries.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ForwardConfig {
     /// AE title of the destination, a `[[node]]` with host and port.
@@ -76,8 +91,27 @@ fn default_forward_retry_delay() -> u64 {
     30
 }
 
+/// `[log]`: how the server's log lines are written to stdout.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+/// The form of each log line.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// For people: `time level target: message key=value...`.
+    #[default]
+    Text,
+    /// One JSON object per line, fields at its top level: for log collectors.
+    Json,
+}
+
 /// `[preview]`: the JPEG thumbnails of `GET preview`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PreviewConfig {
     /// Longest side of a thumbnail in pixels (aspect ratio kept; smaller images are not enlarged).
@@ -101,7 +135,7 @@ impl Default for PreviewConfig {
 }
 
 /// `[dicom]`: the DICOM listener (C-ECHO, C-STORE, worklist C-FIND).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DicomConfig {
     /// Address of the DIMSE listener; no listener when absent.
@@ -118,7 +152,7 @@ pub struct DicomConfig {
 }
 
 /// `[[node]]`: a DICOM peer.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeConfig {
     pub ae_title: String,
@@ -148,7 +182,7 @@ fn default_dimse_timeout() -> u64 {
 }
 
 /// `[http]`: the REST listener.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     /// Address to listen on; port 0 picks a free port.
@@ -164,7 +198,7 @@ pub struct HttpConfig {
 }
 
 /// `[storage]`: where files live.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
     /// Data directory: default database, default storage medium, compiled plugin cache.
@@ -197,7 +231,7 @@ fn default_staging_grace() -> u64 {
 }
 
 /// `[[storage.medium]]`: a named filesystem root.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MediumConfig {
     pub name: String,
@@ -206,7 +240,7 @@ pub struct MediumConfig {
 
 /// `[[storage.bucket]]`: a named S3-compatible bucket. Credentials not given here are taken from
 /// the standard `AWS_*` environment variables.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BucketConfig {
     /// The name relocation requests use (`bucketName`), distinct from every medium's.
@@ -242,7 +276,7 @@ impl std::fmt::Debug for BucketConfig {
 }
 
 /// `[database]`: the archive index.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseConfig {
     /// `sqlite://path` or `postgres://...`; default: `wasmpacs.db` in the data directory.
@@ -257,7 +291,7 @@ pub struct DatabaseConfig {
 
 /// SQLite's `PRAGMA synchronous` in WAL mode: what a commit survives. Neither setting can corrupt
 /// the database.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum SqliteSync {
     /// The log is synced at every commit: an acknowledged change survives power loss.
@@ -269,7 +303,7 @@ pub enum SqliteSync {
 }
 
 /// `[[tenant]]`: one tenant and its API key.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantConfig {
     pub name: String,
@@ -283,7 +317,7 @@ impl std::fmt::Debug for TenantConfig {
 }
 
 /// `[plugins]`: where the plugins manifest is.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginsConfig {
     /// Path of plugins.toml; relative paths are taken from the config file's folder.
@@ -292,7 +326,7 @@ pub struct PluginsConfig {
 }
 
 /// `[reload]`: hot reload of plugin components (for staging servers).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReloadConfig {
     #[serde(default)]
@@ -303,7 +337,7 @@ pub struct ReloadConfig {
 }
 
 /// `[admin]`: the admin endpoints (`/admin/...`), enabled when a key is set.
-#[derive(Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     pub api_key: Option<String>,
@@ -316,7 +350,7 @@ impl std::fmt::Debug for AdminConfig {
 }
 
 /// `[runtime]`: the WebAssembly engine.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeConfig {
     /// Use the pooling instance allocator when the machine allows it.
@@ -410,12 +444,13 @@ impl Config {
     pub fn from_toml(text: &str, env: impl IntoIterator<Item = (String, String)>, base: &Path) -> Result<Self, ConfigError> {
         let parse_err = |source| ConfigError::Parse { path: PathBuf::from("<config>"), source };
         let mut table: toml::Table = toml::from_str(text).map_err(parse_err)?;
-        for (key, value) in env {
-            if let Some(rest) = key.strip_prefix("WASMPACS_") {
-                apply_override(&mut table, rest, &value)?;
-            }
-        }
-        let mut config: Config = Config::deserialize(toml::Value::Table(table)).map_err(parse_err)?;
+        env::apply_all(&mut table, env)?;
+        // Deserialized once, from file and environment together, so that a wrong value names
+        // its key wherever it came from.
+        let mut config: Config = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+            let key = e.path().to_string();
+            ConfigError::Key { key, message: e.into_inner().message().to_owned() }
+        })?;
         config.resolve_paths(base);
         config.validate()?;
         Ok(config)
@@ -502,72 +537,6 @@ impl Config {
     }
 }
 
-/// Sections whose name is one word; the rest of the variable name is the key.
-const SECTIONS: &[&str] = &["http", "storage", "database", "plugins", "reload", "admin", "runtime", "dicom", "forward"];
-
-/// Arrays of tables, addressed as `<NAME>_<index>_<KEY>`.
-const ARRAYS: &[&str] = &["tenant", "node"];
-
-/// Arrays of tables within a section, addressed as `<SECTION>_<NAME>_<index>_<KEY>`.
-const SECTION_ARRAYS: &[(&str, &str)] = &[("storage", "medium"), ("storage", "bucket")];
-
-/// Applies `SECTION_KEY=value` (or `TENANT_<index>_KEY=value`) to the parsed table.
-fn apply_override(table: &mut toml::Table, name: &str, value: &str) -> Result<(), ConfigError> {
-    let lower = name.to_ascii_lowercase();
-    let unknown = || ConfigError::Invalid(format!("unknown configuration variable WASMPACS_{name}"));
-    let prefixed = |text: &str, prefix: &str| text.strip_prefix(prefix).and_then(|r| r.strip_prefix('_')).map(str::to_owned);
-    let in_section = SECTION_ARRAYS.iter().find_map(|(section, array)| {
-        let rest = prefixed(&lower, section).and_then(|rest| prefixed(&rest, array))?;
-        Some((Some(*section), *array, rest))
-    });
-    let array = in_section.or_else(|| ARRAYS.iter().find_map(|a| prefixed(&lower, a).map(|rest| (None, *a, rest))));
-    if let Some((section, array, rest)) = array {
-        let (index, key) = rest.split_once('_').ok_or_else(unknown)?;
-        let index: usize = index.parse().map_err(|_| unknown())?;
-        let table = match section {
-            Some(section) => table
-                .entry(section)
-                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
-                .as_table_mut()
-                .ok_or_else(unknown)?,
-            None => table,
-        };
-        let entries = table.entry(array).or_insert_with(|| toml::Value::Array(Vec::new())).as_array_mut().ok_or_else(unknown)?;
-        while entries.len() <= index {
-            entries.push(toml::Value::Table(toml::Table::new()));
-        }
-        let entry = entries[index].as_table_mut().ok_or_else(unknown)?;
-        let typed = typed_value(entry.get(key), value);
-        entry.insert(key.to_owned(), typed);
-        return Ok(());
-    }
-    let (section, key) = SECTIONS
-        .iter()
-        .find_map(|s| lower.strip_prefix(s).and_then(|r| r.strip_prefix('_')).map(|k| (*s, k)))
-        .ok_or_else(unknown)?;
-    let section =
-        table.entry(section).or_insert_with(|| toml::Value::Table(toml::Table::new())).as_table_mut().ok_or_else(unknown)?;
-    let typed = typed_value(section.get(key), value);
-    section.insert(key.to_owned(), typed);
-    Ok(())
-}
-
-/// Keeps the type of the value being replaced; otherwise guesses bool, integer, then string.
-fn typed_value(existing: Option<&toml::Value>, raw: &str) -> toml::Value {
-    match existing {
-        Some(toml::Value::String(_)) => toml::Value::String(raw.to_owned()),
-        _ => {
-            if let Ok(b) = raw.parse::<bool>() {
-                toml::Value::Boolean(b)
-            } else if let Ok(i) = raw.parse::<i64>() {
-                toml::Value::Integer(i)
-            } else {
-                toml::Value::String(raw.to_owned())
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -627,5 +596,33 @@ mod tests {
         assert!(err.to_string().contains("configured twice"), "{err}");
         let err = Config::from_toml(BASE, vec![("WASMPACS_NOPE_X".into(), "1".into())], Path::new(".")).unwrap_err();
         assert!(err.to_string().contains("WASMPACS_NOPE_X"), "{err}");
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_names_its_key_from_the_file_or_the_environment() {
+        let err = Config::from_toml(&format!("{BASE}\n[preview]\nquality = \"high\""), vec![], Path::new(".")).unwrap_err();
+        assert!(err.to_string().contains("preview.quality"), "{err}");
+        let env = vec![("WASMPACS_PREVIEW_QUALITY".to_owned(), "300".to_owned())];
+        let err = Config::from_toml(BASE, env, Path::new(".")).unwrap_err();
+        assert!(err.to_string().contains("preview.quality"), "{err}");
+        let env = vec![("WASMPACS_RELOAD_ENABLED".to_owned(), "yes".to_owned())];
+        let err = Config::from_toml(BASE, env, Path::new(".")).unwrap_err();
+        assert!(err.to_string().contains("WASMPACS_RELOAD_ENABLED") && err.to_string().contains("reload.enabled"), "{err}");
+    }
+
+    #[test]
+    fn the_config_path_variable_and_new_sections_are_accepted() {
+        let env = vec![
+            ("WASMPACS_CONFIG".to_owned(), "/etc/wasmpacs.toml".to_owned()),
+            ("WASMPACS_PREVIEW_MAX_SIDE".to_owned(), "512".to_owned()),
+            ("WASMPACS_LOG_FORMAT".to_owned(), "json".to_owned()),
+            ("WASMPACS_NODE_0_AE_TITLE".to_owned(), "CT01".to_owned()),
+            ("WASMPACS_NODE_0_TENANT".to_owned(), "default".to_owned()),
+            ("WASMPACS_NODE_0_PORT".to_owned(), "104".to_owned()),
+        ];
+        let c = Config::from_toml(BASE, env, Path::new(".")).unwrap();
+        assert_eq!(c.preview.max_side, 512);
+        assert_eq!(c.log.format, LogFormat::Json);
+        assert_eq!((c.nodes[0].ae_title.as_str(), c.nodes[0].port), ("CT01", 104));
     }
 }

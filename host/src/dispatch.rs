@@ -1,6 +1,8 @@
-//! One request from start to answer: admin or API, authenticate the tenant, route, and hand the
-//! request to its native handler or its plugin; every failure becomes a JSON error.
+//! One request from start to answer: probe, admin or API, authenticate the tenant, route, and
+//! hand the request to its native handler or its plugin; every failure becomes a JSON error, and
+//! every request one log line.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -17,34 +19,66 @@ use crate::native::{self, Native, NativeCall};
 use crate::response::{self, Body};
 use crate::router::{API_PREFIX, Target};
 use crate::runtime::{PluginRequest, PluginResponse};
-use crate::upload;
+use crate::{health, request_id, upload};
 
-/// Serves one request; never fails (errors are answers).
-pub async fn handle(app: Arc<App>, request: Request<Incoming>) -> Response<Body> {
+/// What routing learned of a request, for its log line.
+#[derive(Default)]
+struct Seen {
+    tenant: Option<Tenant>,
+    route: Option<String>,
+}
+
+/// Serves one request; never fails (errors are answers). Every answer carries the request's id
+/// (`X-Request-Id`), and the request is logged at info with it.
+pub async fn handle(app: Arc<App>, peer: SocketAddr, request: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
+    let id = request_id::of(request.headers());
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let response = match route(&app, request).await {
-        Ok(response) => response,
-        Err(e) => {
-            if e.status().is_server_error() {
-                tracing::warn!(%method, %path, error = %e, "request failed");
+    let mut seen = Seen::default();
+    let mut response = request_id::scope(id.clone(), async {
+        match route(&app, request, &mut seen).await {
+            Ok(response) => response,
+            Err(e) => {
+                if e.status().is_server_error() {
+                    tracing::warn!(request_id = id.to_str().unwrap_or_default(), %method, %path, error = %e, "request failed");
+                }
+                e.into_response()
             }
-            e.into_response()
         }
-    };
-    tracing::debug!(%method, %path, status = response.status().as_u16(), us = started.elapsed().as_micros() as u64, "request");
+    })
+    .await;
+    response.headers_mut().insert(request_id::HEADER, id.clone());
+    // Latency to the answer's head: a streamed body may go on after it.
+    tracing::info!(
+        request_id = id.to_str().unwrap_or_default(),
+        tenant = seen.tenant.as_ref().map_or("-", Tenant::name),
+        route = seen.route.as_deref().unwrap_or("-"),
+        %method,
+        %path,
+        status = response.status().as_u16(),
+        latency_us = started.elapsed().as_micros() as u64,
+        %peer,
+        "request"
+    );
     response
 }
 
-async fn route(app: &Arc<App>, request: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+async fn route(app: &Arc<App>, request: Request<Incoming>, seen: &mut Seen) -> Result<Response<Body>, ApiError> {
     let path = request.uri().path().to_owned();
     let key = request.headers().get(AUTHORIZATION).map(|v| v.as_bytes());
+    // Probes of load balancers and orchestrators: no key.
+    if let Some(probe) = health::Probe::at(&path) {
+        seen.route = Some(path.clone());
+        return Ok(probe.answer(app).await);
+    }
     if path == "/admin/plugins" {
+        seen.route = Some(path.clone());
         app.auth.admin(key)?;
         return Ok(native::admin_plugins(app));
     }
     if path == "/admin/forward" {
+        seen.route = Some(path.clone());
         app.auth.admin(key)?;
         return native::admin_forward_jobs(app).await;
     }
@@ -57,7 +91,9 @@ async fn route(app: &Arc<App>, request: Request<Incoming>) -> Result<Response<Bo
     };
     // Authentication comes before routing: an unknown path without a key is a 401, not a 404.
     let tenant = app.auth.tenant(key)?;
+    seen.tenant = Some(tenant.clone());
     let matched = app.router.route(request.method(), &below)?;
+    seen.route = Some(matched.route.to_owned());
     let query = parse_query(request.uri().query());
     match matched.target {
         Target::Native(native) => {

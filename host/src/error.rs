@@ -56,13 +56,17 @@ impl ApiError {
         }
     }
 
-    /// The JSON response for this error: `{"error": <status text>, "message": <what went wrong>}`.
+    /// The JSON response for this error: `{"error": <status text>, "message": <what went wrong>,
+    /// "requestId": <the request's id>}`.
     pub fn into_response(self) -> Response<Body> {
         let status = self.status();
         let mut body = json!({
             "error": status.canonical_reason().unwrap_or("error"),
             "message": self.to_string(),
         });
+        if let Some(id) = crate::request_id::current() {
+            body["requestId"] = json!(id);
+        }
         if let ApiError::Plugin { plugin, .. } = &self {
             body["plugin"] = json!(plugin);
         }

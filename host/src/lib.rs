@@ -7,7 +7,8 @@
 //! through the [`dicom`] server (or DICOMweb) and are archived by [`ingest`] onto [`storage`];
 //! [`forward`] sends queued series on to other DICOM nodes, and non-DICOM slides to other
 //! archives; [`upload`] streams multipart forms to staging files for plugins. [`check`] compares
-//! the files on the media with the index (`wasmpacs check`).
+//! the files on the media with the index (`wasmpacs check`). [`health`] answers `/health` and
+//! `/ready`; [`request_id`] and [`logging`] make each request's log line findable.
 
 pub mod app;
 pub mod auth;
@@ -20,9 +21,12 @@ pub mod dispatch;
 pub mod error;
 pub mod forward;
 pub mod heap;
+pub mod health;
 pub mod ingest;
+pub mod logging;
 pub mod native;
 pub mod removal;
+pub mod request_id;
 pub mod response;
 pub mod router;
 pub mod runtime;

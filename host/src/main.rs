@@ -1,14 +1,15 @@
-//! The `wasmpacs` command line: `wasmpacs serve --config wasmpacs.toml`, and the storage check
-//! `wasmpacs check --config wasmpacs.toml`.
+//! The `wasmpacs` command line: `wasmpacs serve --config wasmpacs.toml`, the storage check
+//! `wasmpacs check --config wasmpacs.toml`, and `wasmpacs config check --config wasmpacs.toml`.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
 use wasmpacs::check::CheckOptions;
+use wasmpacs::config::{LogFormat, show};
+use wasmpacs::logging::{self, Sink};
 use wasmpacs::{Config, RunningServer};
 
 /// wasmpacs: a PACS server (O3-DPACS REST APIs) whose business rules are WebAssembly plugins.
@@ -25,7 +26,8 @@ enum Command {
     ///
     /// Every key of the config file can be overridden by an environment variable named
     /// WASMPACS_<SECTION>_<KEY> (e.g. WASMPACS_HTTP_LISTEN, WASMPACS_DATABASE_URL,
-    /// WASMPACS_TENANT_0_API_KEY). Log verbosity follows RUST_LOG (default: info).
+    /// WASMPACS_TENANT_0_API_KEY). Log verbosity follows RUST_LOG (default: info), the form of
+    /// the lines `[log] format`.
     Serve {
         /// The config file (see wasmpacs.example.toml).
         #[arg(long, short, env = "WASMPACS_CONFIG", default_value = "wasmpacs.toml")]
@@ -53,6 +55,26 @@ enum Command {
         #[arg(long, default_value_t = 60)]
         grace_minutes: u64,
     },
+    /// Work with the configuration.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigAction {
+    /// Load the config file with its WASMPACS_* environment overrides, check it and the plugins
+    /// manifest it names, and print the effective configuration (defaults filled in, secrets
+    /// masked). Exits with 1, naming the problem, when anything is wrong.
+    Check {
+        /// The config file (see wasmpacs.example.toml).
+        #[arg(long, short, env = "WASMPACS_CONFIG", default_value = "wasmpacs.toml")]
+        config: PathBuf,
+        /// How to print the configuration.
+        #[arg(long, value_enum, default_value = "toml")]
+        format: show::Format,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -63,21 +85,10 @@ fn main() -> anyhow::Result<()> {
 
 async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    match &cli.command {
-        // The report goes to stdout; the log beside it to stderr.
-        Command::Check { .. } => tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_ansi(std::io::stderr().is_terminal())
-            .with_writer(std::io::stderr)
-            .init(),
-        Command::Serve { .. } => {
-            tracing_subscriber::fmt().with_env_filter(filter).with_ansi(std::io::stdout().is_terminal()).init()
-        }
-    }
     match cli.command {
         Command::Serve { config } => {
             let config = Config::load(&config).with_context(|| format!("loading {}", config.display()))?;
+            logging::init(config.log.format, Sink::Stdout);
             let server = RunningServer::start(config).await?;
             shutdown_signal().await;
             tracing::info!("shutdown requested");
@@ -85,6 +96,8 @@ async fn run() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Check { config, verify_digests, set_aside_orphans, grace_minutes } => {
+            // The report goes to stdout; the log beside it to stderr.
+            logging::init(LogFormat::Text, Sink::Stderr);
             let options = CheckOptions { verify_digests, set_aside_orphans, grace: Duration::from_secs(grace_minutes * 60) };
             let code = match check(&config, &options).await {
                 Ok(true) => 0,
@@ -96,7 +109,24 @@ async fn run() -> anyhow::Result<()> {
             };
             std::process::exit(code)
         }
+        Command::Config { action: ConfigAction::Check { config, format } } => match check_config(&config, format) {
+            Ok(shown) => {
+                println!("{shown}");
+                Ok(())
+            }
+            Err(e) => {
+                eprintln!("{}: {e:#}", config.display());
+                std::process::exit(1)
+            }
+        },
     }
+}
+
+/// The effective configuration of `path`, once it and its plugins manifest are found sound.
+fn check_config(path: &Path, format: show::Format) -> anyhow::Result<String> {
+    let config = Config::load(path)?;
+    wasmpacs::runtime::Manifest::load(&config.plugins.manifest)?;
+    show::effective(&config, format)
 }
 
 /// Runs the storage check and prints its report; true when the archive is whole.

@@ -37,6 +37,8 @@ enum Segment {
 
 #[derive(Debug)]
 struct Route {
+    /// As logged: `GET rs/studies/{study}`.
+    spec: String,
     method: Method,
     segments: Vec<Segment>,
     target: Target,
@@ -45,6 +47,8 @@ struct Route {
 /// A request matched to its target, with the values of `{name}` segments.
 #[derive(Debug)]
 pub struct Matched<'a> {
+    /// The route, as `METHOD path` with its `{name}` segments.
+    pub route: &'a str,
     pub target: &'a Target,
     pub params: Vec<(String, String)>,
 }
@@ -89,7 +93,7 @@ impl Router {
                 second: target.owner(),
             });
         }
-        self.routes.push(Route { method, segments, target });
+        self.routes.push(Route { spec: format!("{method} {path}"), method, segments, target });
         Ok(())
     }
 
@@ -102,7 +106,7 @@ impl Router {
         for route in &self.routes {
             let Some(params) = match_segments(&route.segments, &parts) else { continue };
             if route.method == *method {
-                return Ok(Matched { target: &route.target, params });
+                return Ok(Matched { route: &route.spec, target: &route.target, params });
             }
             allowed.push(route.method.to_string());
         }

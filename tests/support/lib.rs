@@ -165,7 +165,7 @@ pub struct TestServer {
 }
 
 /// Creates a fresh PostgreSQL database and returns its URL and name.
-async fn fresh_postgres_database() -> anyhow::Result<(String, String)> {
+pub async fn fresh_postgres_database() -> anyhow::Result<(String, String)> {
     install_default_drivers();
     let admin_url = postgres_admin_url();
     let name = format!(
@@ -524,7 +524,7 @@ max_instances = 64
     }
 }
 
-async fn drop_postgres_database(name: &str) {
+pub async fn drop_postgres_database(name: &str) {
     if let Ok(admin) = AnyPoolOptions::new().max_connections(1).connect(&postgres_admin_url()).await {
         let _ = admin.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).await;
         admin.close().await;

@@ -40,6 +40,11 @@ pub enum DbError {
     Sql(#[from] sqlx::Error),
 }
 
+/// The migrations of each dialect, embedded at build time: applied at start, and compared with
+/// what the database has applied by `/ready`.
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
 /// Which SQL engine is behind the pools.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -83,7 +88,7 @@ impl Database {
             Backend::Sqlite => {
                 let url = sqlite_url(url)?;
                 let writer = sqlite_pool(&url, 1, sync).await?;
-                sqlx::migrate!("../migrations/sqlite").run(&writer).await?;
+                SQLITE_MIGRATIONS.run(&writer).await?;
                 let reader = sqlite_pool(&url, max_connections.max(1), sync).await?;
                 let sqlite_file = sqlite_path(&url).map(|path| (path, sync));
                 Database { backend, writer, reader, sqlite_file }
@@ -94,7 +99,7 @@ impl Database {
                 // would for ingest's registering statement. Queries (ranges, patterns) keep
                 // plans made for their values.
                 let writer = postgres_pool(url, max_connections, Some("SET plan_cache_mode = force_generic_plan")).await?;
-                sqlx::migrate!("../migrations/postgres").run(&writer).await?;
+                POSTGRES_MIGRATIONS.run(&writer).await?;
                 let reader = postgres_pool(url, max_connections, None).await?;
                 Database { backend, writer, reader, sqlite_file: None }
             }
@@ -104,6 +109,22 @@ impl Database {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The versions of this binary's migrations that the database has not applied: not empty
+    /// when another host has not migrated it yet, or it was restored from an older backup.
+    pub async fn pending_migrations(&self) -> Result<Vec<i64>, DbError> {
+        let applied: Vec<i64> =
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success").fetch_all(&self.reader).await?;
+        let embedded = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        Ok(embedded
+            .iter()
+            .filter(|m| !m.migration_type.is_down_migration() && !applied.contains(&m.version))
+            .map(|m| m.version)
+            .collect())
     }
 
     /// Pool for read-only queries.

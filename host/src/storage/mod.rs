@@ -110,6 +110,18 @@ impl Storage {
         self.media.keys().map(String::as_str)
     }
 
+    /// Writes and removes a small file in `medium`'s staging folder: fails when new files
+    /// could not be received there (a full, read-only or missing file system).
+    pub fn probe(&self, medium: &str) -> Result<(), StorageError> {
+        use std::io::Write;
+        let root = self.media.get(medium).ok_or_else(|| StorageError::UnknownMedium(medium.to_owned()))?;
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+        let path = root.join(STAGING).join(format!("ready-{}-{nanos}", std::process::id()));
+        let written = std::fs::File::create_new(&path).and_then(|mut file| file.write_all(b"ready"));
+        let removed = std::fs::remove_file(&path);
+        written.and(removed).map_err(io_at(&path))
+    }
+
     /// The bucket named `name`, if `name` is one.
     pub fn bucket(&self, name: &str) -> Option<&Bucket> {
         self.buckets.get(name)?.as_ref().ok()
