@@ -6,7 +6,6 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 
@@ -14,13 +13,14 @@ use crate::app::App;
 use crate::auth::Tenant;
 use crate::error::ApiError;
 use crate::native::{self, Native, NativeCall};
+use crate::net::body::RequestBody;
 use crate::response::{self, Body};
 use crate::router::{API_PREFIX, Target};
 use crate::runtime::{PluginRequest, PluginResponse};
 use crate::upload;
 
 /// Serves one request; never fails (errors are answers).
-pub async fn handle(app: Arc<App>, request: Request<Incoming>) -> Response<Body> {
+pub async fn handle(app: Arc<App>, request: Request<RequestBody>) -> Response<Body> {
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
@@ -37,7 +37,7 @@ pub async fn handle(app: Arc<App>, request: Request<Incoming>) -> Response<Body>
     response
 }
 
-async fn route(app: &Arc<App>, request: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+async fn route(app: &Arc<App>, request: Request<RequestBody>) -> Result<Response<Body>, ApiError> {
     let path = request.uri().path().to_owned();
     let key = request.headers().get(AUTHORIZATION).map(|v| v.as_bytes());
     if path == "/admin/plugins" {
@@ -80,7 +80,7 @@ async fn call_plugin(
     path: String,
     params: Vec<(String, String)>,
     query: Vec<(String, String)>,
-    request: Request<Incoming>,
+    request: Request<RequestBody>,
 ) -> Result<Response<Body>, ApiError> {
     if let Some((_, aet)) = params.iter().find(|(name, _)| name == "callingAet") {
         if !app.config.nodes.iter().any(|n| n.ae_title == *aet && n.tenant == tenant.name()) {
@@ -142,7 +142,7 @@ pub fn parse_query(query: Option<&str>) -> Vec<(String, String)> {
 }
 
 /// Reads a whole (small) request body: 413 beyond `max` bytes, 400 if it cannot be read.
-pub async fn read_body(body: Incoming, max: usize) -> Result<Bytes, ApiError> {
+pub async fn read_body(body: RequestBody, max: usize) -> Result<Bytes, ApiError> {
     Ok(Limited::new(body, max)
         .collect()
         .await
