@@ -36,6 +36,8 @@ fn raise_soft_limit() -> Option<u64> {
             }
         }
     }
+    // rlim_t is u64 on Linux, another width elsewhere.
+    #[allow(clippy::unnecessary_cast)]
     Some(limit.rlim_cur as u64)
 }
 
