@@ -112,6 +112,7 @@ impl RunningServer {
     /// Builds the app from `config`, binds its listener and starts serving.
     pub async fn start(config: Config) -> anyhow::Result<Self> {
         let listen = config.http.listen;
+        crate::net::fd_limit::raise((config.http.max_connections + config.dicom.max_associations) as u64);
         let app = Arc::new(App::build(config).await?);
         let listener = TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
         let addr = listener.local_addr()?;

@@ -146,9 +146,16 @@ pub struct DicomConfig {
     /// Largest PDU this server accepts, in bytes (senders send PDUs up to this size).
     #[serde(default = "default_max_pdu")]
     pub max_pdu_length: u32,
-    /// Seconds without a PDU from the peer before an association is aborted.
+    /// Seconds without a PDU from the peer before an association is aborted (A-ABORT).
     #[serde(default = "default_dimse_timeout")]
     pub timeout_s: u64,
+    /// Seconds a peer has, once connected, to send its A-ASSOCIATE-RQ; then the connection is
+    /// closed.
+    #[serde(default = "default_association_timeout")]
+    pub association_timeout_s: u64,
+    /// Associations open at once; one more is rejected (transient, "local limit exceeded").
+    #[serde(default = "default_max_associations")]
+    pub max_associations: usize,
 }
 
 /// `[[node]]`: a DICOM peer.
@@ -167,7 +174,14 @@ pub struct NodeConfig {
 
 impl Default for DicomConfig {
     fn default() -> Self {
-        Self { listen: None, ae_title: default_ae_title(), max_pdu_length: default_max_pdu(), timeout_s: default_dimse_timeout() }
+        Self {
+            listen: None,
+            ae_title: default_ae_title(),
+            max_pdu_length: default_max_pdu(),
+            timeout_s: default_dimse_timeout(),
+            association_timeout_s: default_association_timeout(),
+            max_associations: default_max_associations(),
+        }
     }
 }
 
@@ -179,6 +193,12 @@ fn default_max_pdu() -> u32 {
 }
 fn default_dimse_timeout() -> u64 {
     60
+}
+fn default_association_timeout() -> u64 {
+    30
+}
+fn default_max_associations() -> usize {
+    200
 }
 
 /// `[http]`: the REST listener.
@@ -195,6 +215,22 @@ pub struct HttpConfig {
     /// bytes; it is streamed to disk, never held in memory.
     #[serde(default = "default_max_upload")]
     pub max_upload_bytes: u64,
+    /// Seconds a client has to send a whole request head, from its first byte.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_s: u64,
+    /// Seconds a connection may wait, with no request in flight, for its next request.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_s: u64,
+    /// Seconds a request body may make no progress (no byte received while the server waits
+    /// for one) before the request is cut; a slow body that keeps coming is never cut.
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout_s: u64,
+    /// Connections open at once, in all; one more is answered 503 and closed.
+    #[serde(default = "default_max_http_connections")]
+    pub max_connections: usize,
+    /// Connections open at once from one IP address; one more is answered 503 and closed.
+    #[serde(default = "default_max_connections_per_peer")]
+    pub max_connections_per_peer: usize,
 }
 
 /// `[storage]`: where files live.
@@ -373,6 +409,21 @@ fn default_max_body() -> usize {
 fn default_max_upload() -> u64 {
     64 << 30
 }
+fn default_header_timeout() -> u64 {
+    30
+}
+fn default_idle_timeout() -> u64 {
+    60
+}
+fn default_body_timeout() -> u64 {
+    60
+}
+fn default_max_http_connections() -> usize {
+    4096
+}
+fn default_max_connections_per_peer() -> usize {
+    512
+}
 fn default_data_dir() -> PathBuf {
     PathBuf::from("data")
 }
@@ -397,7 +448,16 @@ fn default_epoch_tick_ms() -> u64 {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { listen: default_listen(), max_body_bytes: default_max_body(), max_upload_bytes: default_max_upload() }
+        Self {
+            listen: default_listen(),
+            max_body_bytes: default_max_body(),
+            max_upload_bytes: default_max_upload(),
+            header_timeout_s: default_header_timeout(),
+            idle_timeout_s: default_idle_timeout(),
+            body_timeout_s: default_body_timeout(),
+            max_connections: default_max_http_connections(),
+            max_connections_per_peer: default_max_connections_per_peer(),
+        }
     }
 }
 impl Default for StorageConfig {
@@ -502,6 +562,21 @@ impl Config {
                 return Err(ConfigError::Invalid(format!("node `{}` names unknown tenant `{}`", node.ae_title, node.tenant)));
             }
         }
+        let http = &self.http;
+        if [
+            http.header_timeout_s,
+            http.idle_timeout_s,
+            http.body_timeout_s,
+            self.dicom.timeout_s,
+            self.dicom.association_timeout_s,
+        ]
+        .contains(&0)
+            || http.max_connections == 0
+            || http.max_connections_per_peer == 0
+            || self.dicom.max_associations == 0
+        {
+            return Err(ConfigError::Invalid("timeouts and connection limits of [http] and [dicom] must be at least 1".into()));
+        }
         if self.dicom.ae_title.is_empty() || self.dicom.ae_title.len() > 16 {
             return Err(ConfigError::Invalid("dicom.ae_title must be 1 to 16 characters".into()));
         }
@@ -584,6 +659,18 @@ mod tests {
         for text in [include_str!("../../wasmpacs.example.toml"), include_str!("../../wasmpacs.toml")] {
             let c = Config::from_toml(text, vec![], Path::new("/srv")).unwrap();
             assert_eq!(c.tenants[0].name, "default");
+        }
+    }
+
+    #[test]
+    fn connection_timeouts_and_limits_have_safe_defaults_and_are_never_zero() {
+        let c = Config::from_toml(BASE, vec![], Path::new(".")).unwrap();
+        assert_eq!((c.http.header_timeout_s, c.http.idle_timeout_s, c.http.body_timeout_s), (30, 60, 60));
+        assert_eq!((c.http.max_connections, c.http.max_connections_per_peer), (4096, 512));
+        assert_eq!((c.dicom.association_timeout_s, c.dicom.max_associations), (30, 200));
+        for key in ["WASMPACS_HTTP_IDLE_TIMEOUT_S", "WASMPACS_HTTP_MAX_CONNECTIONS_PER_PEER", "WASMPACS_DICOM_MAX_ASSOCIATIONS"] {
+            let err = Config::from_toml(BASE, vec![(key.to_owned(), "0".to_owned())], Path::new(".")).unwrap_err();
+            assert!(err.to_string().contains("at least 1"), "{key}: {err}");
         }
     }
 

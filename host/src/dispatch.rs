@@ -8,7 +8,6 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 
@@ -16,6 +15,7 @@ use crate::app::App;
 use crate::auth::Tenant;
 use crate::error::ApiError;
 use crate::native::{self, Native, NativeCall};
+use crate::net::body::RequestBody;
 use crate::response::{self, Body};
 use crate::router::{API_PREFIX, Target};
 use crate::runtime::{PluginRequest, PluginResponse};
@@ -30,7 +30,7 @@ struct Seen {
 
 /// Serves one request; never fails (errors are answers). Every answer carries the request's id
 /// (`X-Request-Id`), and the request is logged at info with it.
-pub async fn handle(app: Arc<App>, peer: SocketAddr, request: Request<Incoming>) -> Response<Body> {
+pub async fn handle(app: Arc<App>, peer: SocketAddr, request: Request<RequestBody>) -> Response<Body> {
     let started = Instant::now();
     let id = request_id::of(request.headers());
     let method = request.method().clone();
@@ -64,7 +64,7 @@ pub async fn handle(app: Arc<App>, peer: SocketAddr, request: Request<Incoming>)
     response
 }
 
-async fn route(app: &Arc<App>, request: Request<Incoming>, seen: &mut Seen) -> Result<Response<Body>, ApiError> {
+async fn route(app: &Arc<App>, request: Request<RequestBody>, seen: &mut Seen) -> Result<Response<Body>, ApiError> {
     let path = request.uri().path().to_owned();
     let key = request.headers().get(AUTHORIZATION).map(|v| v.as_bytes());
     // Probes of load balancers and orchestrators: no key.
@@ -116,7 +116,7 @@ async fn call_plugin(
     path: String,
     params: Vec<(String, String)>,
     query: Vec<(String, String)>,
-    request: Request<Incoming>,
+    request: Request<RequestBody>,
 ) -> Result<Response<Body>, ApiError> {
     if let Some((_, aet)) = params.iter().find(|(name, _)| name == "callingAet") {
         if !app.config.nodes.iter().any(|n| n.ae_title == *aet && n.tenant == tenant.name()) {
@@ -178,7 +178,7 @@ pub fn parse_query(query: Option<&str>) -> Vec<(String, String)> {
 }
 
 /// Reads a whole (small) request body: 413 beyond `max` bytes, 400 if it cannot be read.
-pub async fn read_body(body: Incoming, max: usize) -> Result<Bytes, ApiError> {
+pub async fn read_body(body: RequestBody, max: usize) -> Result<Bytes, ApiError> {
     Ok(Limited::new(body, max)
         .collect()
         .await

@@ -1,9 +1,10 @@
 //! wasmpacs: a PACS server whose business rules are WebAssembly components.
 //!
-//! A request flows through the modules in this order: [`server`] accepts it, [`dispatch`]
-//! authenticates it ([`auth`]) and routes it ([`router`]) to a [`native`] handler or to a plugin
-//! run by the [`runtime`], which lets the plugin call the host's [`capabilities`] (over the
-//! [`db`]) and turns its answer (or failure, [`error`]) into the [`response`]. Images arrive
+//! A request flows through the modules in this order: [`server`] accepts it (within the
+//! connection limits and timeouts of [`net`]), [`dispatch`] authenticates it ([`auth`]) and
+//! routes it ([`router`]) to a [`native`] handler or to a plugin run by the [`runtime`], which
+//! lets the plugin call the host's [`capabilities`] (over the [`db`]) and turns its answer (or
+//! failure, [`error`]) into the [`response`]. Images arrive
 //! through the [`dicom`] server (or DICOMweb) and are archived by [`ingest`] onto [`storage`];
 //! [`forward`] sends queued series on to other DICOM nodes, and non-DICOM slides to other
 //! archives; [`upload`] streams multipart forms to staging files for plugins. [`check`] compares
@@ -20,11 +21,12 @@ pub mod dicom;
 pub mod dispatch;
 pub mod error;
 pub mod forward;
-pub mod heap;
 pub mod health;
+pub mod heap;
 pub mod ingest;
 pub mod logging;
 pub mod native;
+pub mod net;
 pub mod removal;
 pub mod request_id;
 pub mod response;

@@ -144,7 +144,7 @@ pub fn form_boundary(content_type: Option<&str>) -> Option<String> {
 /// most `max_bytes` in all, and [`MAX_FIELD_BYTES`] for a part without a file name (413 beyond).
 pub async fn stage_form(
     storage: &Storage,
-    body: hyper::body::Incoming,
+    body: crate::net::body::RequestBody,
     boundary: String,
     max_bytes: u64,
 ) -> Result<StagedForm, ApiError> {

@@ -142,11 +142,23 @@ pub struct Options {
     pub postgres_port: Option<u16>,
     /// `[storage] relocation_keep_s`: 0 unless a test needs old copies to stay a while.
     pub relocation_keep_s: u64,
+    /// Extra keys of the `[http]` table (timeouts, connection limits).
+    pub http_config: String,
+    /// Extra keys of the `[dicom]` table.
+    pub dicom_config: String,
 }
 
 impl Options {
     pub fn new(backend: Backend) -> Self {
-        Self { backend, manifest: None, extra_config: String::new(), postgres_port: None, relocation_keep_s: 0 }
+        Self {
+            backend,
+            manifest: None,
+            extra_config: String::new(),
+            postgres_port: None,
+            relocation_keep_s: 0,
+            http_config: String::new(),
+            dicom_config: String::new(),
+        }
     }
 }
 
@@ -213,6 +225,7 @@ impl TestServer {
             r#"
 [http]
 listen = "127.0.0.1:0"
+{http_config}
 [storage]
 data_dir = "{data}"
 relocation_keep_s = {keep}
@@ -232,6 +245,7 @@ api_key = "{ADMIN_KEY}"
 [dicom]
 listen = "127.0.0.1:0"
 ae_title = "{SERVER_AE}"
+{dicom_config}
 [[node]]
 ae_title = "{NODE_A}"
 tenant = "alpha"
@@ -246,6 +260,8 @@ max_instances = 64
             manifest = manifest_path.display(),
             keep = options.relocation_keep_s,
             extra = options.extra_config,
+            http_config = options.http_config,
+            dicom_config = options.dicom_config,
         );
         // Also on disk, for the command line (`wasmpacs check`) to read.
         std::fs::write(data_dir.path().join("wasmpacs.toml"), &config_text)?;

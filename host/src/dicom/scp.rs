@@ -1,6 +1,9 @@
 //! The DIMSE server: accepts associations from configured nodes only, answers C-ECHO, and
 //! streams each C-STORE data set to a staging file (never holding an instance in memory) before
-//! handing it to ingest. A dropped connection leaves nothing behind.
+//! handing it to ingest. A dropped connection leaves nothing behind. No peer holds a connection
+//! forever: one that does not ask for an association within `association_timeout_s` is
+//! closed, an association without a PDU for `timeout_s` is aborted, and beyond
+//! `max_associations` a request is rejected (transient, "local limit exceeded").
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,9 +12,13 @@ use std::time::Duration;
 use dicom_object::FileMetaTableBuilder;
 use dicom_ul::association::Association as _;
 use dicom_ul::association::server::{AccessControl, ServerAssociationOptions};
-use dicom_ul::pdu::{AssociationRJServiceUserReason, PDataValue, PDataValueType, Pdu, UserIdentity};
+use dicom_ul::pdu::{
+    AbortRQServiceProviderReason, AbortRQSource, AssociationRJ, AssociationRJResult,
+    AssociationRJServiceProviderPresentationReason, AssociationRJServiceUserReason, AssociationRJSource, PDataValue,
+    PDataValueType, Pdu, UserIdentity,
+};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
 use futures::FutureExt;
 use tokio::io::AsyncWriteExt;
@@ -22,6 +29,7 @@ use super::worklist;
 use crate::app::App;
 use crate::dicom::completeness::Damage;
 use crate::ingest::{IngestError, PlacedInstance, StagedInstance};
+use crate::net::limits::ConnectionLimits;
 use crate::storage::{Algorithm, StagedWriter, StagingFile, StorageError};
 
 /// Root under which this implementation's UIDs are made (a UUID-derived `2.25` root).
@@ -47,6 +55,9 @@ pub const ACCEPTED_TRANSFER_SYNTAXES: &[&str] = &[
     "1.2.840.10008.1.2.4.91", // JPEG 2000
     "1.2.840.10008.1.2.5",    // RLE Lossless
 ];
+
+/// Connections over the limit being answered at once; beyond, one is just closed.
+const REJECTIONS_IN_PROGRESS: usize = 64;
 
 /// Admits associations whose called AE title is ours and whose calling AE title is a node.
 struct NodeAccess {
@@ -81,6 +92,9 @@ impl AccessControl for NodeAccess {
 pub async fn serve(listener: TcpListener, app: Arc<App>, mut stop: watch::Receiver<bool>) {
     let nodes: Arc<HashMap<String, String>> =
         Arc::new(app.config.nodes.iter().map(|n| (n.ae_title.clone(), n.tenant.clone())).collect());
+    // The limit is on associations in all: a modality may rightly open many at once.
+    let limits = ConnectionLimits::new("DICOM", app.config.dicom.max_associations, usize::MAX);
+    let rejections = Arc::new(Semaphore::new(REJECTIONS_IN_PROGRESS));
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -93,8 +107,22 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, mut stop: watch::Receiv
                     }
                 };
                 let _ = socket.set_nodelay(true);
+                let slot = match limits.admit(peer.ip()) {
+                    Ok(slot) => slot,
+                    Err(_) => {
+                        if let Ok(permit) = rejections.clone().try_acquire_owned() {
+                            let (timeout, max_pdu) = (Duration::from_secs(app.config.dicom.association_timeout_s), app.config.dicom.max_pdu_length);
+                            tokio::spawn(async move {
+                                let _permit = permit;
+                                let _ = tokio::time::timeout(timeout, reject_over_limit(socket, max_pdu)).await;
+                            });
+                        }
+                        continue;
+                    }
+                };
                 let (app, nodes) = (app.clone(), nodes.clone());
                 tokio::spawn(async move {
+                    let _slot = slot;
                     if let Err(e) = association(app, nodes, socket).await {
                         tracing::info!(%peer, error = %e, "association ended with an error");
                     }
@@ -103,6 +131,25 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, mut stop: watch::Receiv
             _ = stop.changed() => break,
         }
     }
+}
+
+/// Reads the peer's A-ASSOCIATE-RQ and rejects it: transient, "local limit exceeded", so that
+/// the peer tries again later.
+async fn reject_over_limit(mut socket: TcpStream, max_pdu_length: u32) -> anyhow::Result<()> {
+    let mut reader = PduReader::new(max_pdu_length);
+    if let Received::Pdu(Pdu::AssociationRQ(_)) = reader.next(&mut socket).await? {
+        let rejection = AssociationRJ {
+            result: AssociationRJResult::Transient,
+            source: AssociationRJSource::ServiceProviderPresentation(
+                AssociationRJServiceProviderPresentationReason::LocalLimitExceeded,
+            ),
+        };
+        let mut bytes = Vec::new();
+        dicom_ul::pdu::write_pdu(&mut bytes, &Pdu::from(rejection))?;
+        socket.write_all(&bytes).await?;
+        socket.shutdown().await?;
+    }
+    Ok(())
 }
 
 /// A C-STORE whose data set is arriving.
@@ -131,7 +178,10 @@ async fn association(app: Arc<App>, nodes: Arc<HashMap<String, String>>, socket:
     for ts in ACCEPTED_TRANSFER_SYNTAXES {
         options = options.with_transfer_syntax(*ts);
     }
-    let mut association = options.establish_async(socket).await?;
+    let asked = Duration::from_secs(dicom.association_timeout_s);
+    let mut association = tokio::time::timeout(asked, options.establish_async(socket))
+        .await
+        .map_err(|_| anyhow::anyhow!("no association request within {} s of connecting", asked.as_secs()))??;
     let calling = association.peer_ae_title().trim().to_owned();
     let tenant = nodes.get(&calling).cloned().expect("access control admitted a known node");
     let contexts: HashMap<u8, String> = association
@@ -147,9 +197,12 @@ async fn association(app: Arc<App>, nodes: Arc<HashMap<String, String>>, socket:
     let mut incoming: Option<Incoming> = None;
     let mut collecting: Option<Collecting> = None;
     loop {
-        let received = tokio::time::timeout(read_timeout, reader.next(association.inner_stream()))
-            .await
-            .map_err(|_| anyhow::anyhow!("no PDU from the peer for {} s", read_timeout.as_secs()))?;
+        let Ok(received) = tokio::time::timeout(read_timeout, reader.next(association.inner_stream())).await else {
+            // The peer learns why the association ends, rather than seeing the connection drop.
+            let abort = Pdu::AbortRQ { source: AbortRQSource::ServiceProvider(AbortRQServiceProviderReason::ReasonNotSpecified) };
+            let _ = tokio::time::timeout(read_timeout, association.send(&abort)).await;
+            anyhow::bail!("association aborted: no PDU from the peer for {} s", read_timeout.as_secs());
+        };
         // A connection dropped mid-instance: the staging file deletes itself on drop.
         match received? {
             Received::Value { context_id, command: true, bytes, end } => {

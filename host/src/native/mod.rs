@@ -9,7 +9,6 @@ mod study_events;
 mod study_instances;
 mod wholeslide;
 
-use hyper::body::Incoming;
 use hyper::{Request, Response};
 
 use crate::app::App;
@@ -102,7 +101,7 @@ pub struct NativeCall {
     /// Decoded query pairs, in order.
     pub query: Vec<(String, String)>,
     /// The request itself (headers, streaming body).
-    pub request: Request<Incoming>,
+    pub request: Request<crate::net::body::RequestBody>,
 }
 
 impl NativeCall {
