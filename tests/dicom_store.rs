@@ -400,9 +400,9 @@ async fn the_storage_check_finds_what_is_missing_damaged_or_unnamed(backend: Bac
             .map(|f| f["sop_instance_uid"].as_str().unwrap_or_default().to_owned())
             .collect()
     };
-    assert_eq!(listed("missing"), [gone.clone()], "{report:#}");
-    assert_eq!(listed("damaged"), [changed.clone()], "{report:#}");
-    assert_eq!(listed("wrong_size"), [cut.clone()], "{report:#}");
+    assert_eq!(listed("missing"), [gone.as_str()], "{report:#}");
+    assert_eq!(listed("damaged"), [changed.as_str()], "{report:#}");
+    assert_eq!(listed("wrong_size"), [cut.as_str()], "{report:#}");
     assert_eq!(report["unreadable"]["count"], 0);
     assert_eq!((report["orphans"]["count"].as_u64(), report["unnamed_recent"].as_u64()), (Some(0), Some(2)), "{report:#}");
     assert_eq!(report["foreign"]["listed"], serde_json::json!(["default:notes.txt"]), "{report:#}");

@@ -99,7 +99,9 @@ async fn request_ids_are_answered_and_in_every_error_body(backend: Backend) {
     }
 
     // Every error the host answers carries the id in its header and its body.
-    let cases: [(String, Vec<(&str, &str)>, StatusCode); 6] = [
+    // (URL, headers, the status the host answers)
+    type Case = (String, Vec<(&'static str, &'static str)>, StatusCode);
+    let cases: [Case; 6] = [
         (format!("{api}/studies/count"), vec![], StatusCode::UNAUTHORIZED),
         (format!("{api}/nowhere"), vec![("Authorization", KEY_A)], StatusCode::NOT_FOUND),
         (format!("{root}/elsewhere"), vec![], StatusCode::NOT_FOUND),

@@ -279,7 +279,7 @@ async fn check_named_files(
                         report.unreadable.add(Finding::of(&file, e.to_string()));
                     }
                 }
-                if report.rows_checked % PROGRESS_EVERY == 0 {
+                if report.rows_checked.is_multiple_of(PROGRESS_EVERY) {
                     tracing::info!(rows = report.rows_checked, "checking the files the index names");
                 }
             }
@@ -419,7 +419,7 @@ async fn check_media(
                     }
                     Found::File { relative, inode, changed } => {
                         report.files_checked += 1;
-                        if report.files_checked % PROGRESS_EVERY == 0 {
+                        if report.files_checked.is_multiple_of(PROGRESS_EVERY) {
                             tracing::info!(medium, files = report.files_checked, "checking the files on the media");
                         }
                         if of_the_layout(&relative) {

@@ -118,10 +118,10 @@ async fn call_plugin(
     query: Vec<(String, String)>,
     request: Request<RequestBody>,
 ) -> Result<Response<Body>, ApiError> {
-    if let Some((_, aet)) = params.iter().find(|(name, _)| name == "callingAet") {
-        if !app.config.nodes.iter().any(|n| n.ae_title == *aet && n.tenant == tenant.name()) {
-            return Err(ApiError::BadRequest(format!("calling AE title `{aet}` is not a configured node of this tenant")));
-        }
+    if let Some((_, aet)) = params.iter().find(|(name, _)| name == "callingAet")
+        && !app.config.nodes.iter().any(|n| n.ae_title == *aet && n.tenant == tenant.name())
+    {
+        return Err(ApiError::BadRequest(format!("calling AE title `{aet}` is not a configured node of this tenant")));
     }
     let (parts, body) = request.into_parts();
     let content_type = parts.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());

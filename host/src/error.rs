@@ -71,10 +71,10 @@ impl ApiError {
             body["plugin"] = json!(plugin);
         }
         let mut response = response::json(status, &body);
-        if let ApiError::MethodNotAllowed { allowed, .. } = &self {
-            if let Ok(value) = allowed.parse() {
-                response.headers_mut().insert(hyper::header::ALLOW, value);
-            }
+        if let ApiError::MethodNotAllowed { allowed, .. } = &self
+            && let Ok(value) = allowed.parse()
+        {
+            response.headers_mut().insert(hyper::header::ALLOW, value);
         }
         if matches!(self, ApiError::Unauthorized) {
             response.headers_mut().insert(hyper::header::WWW_AUTHENTICATE, hyper::header::HeaderValue::from_static("ApiKey"));

@@ -90,6 +90,7 @@ pub struct RequestState {
 }
 
 impl RequestState {
+    #[allow(clippy::too_many_arguments, reason = "each is its own part of a request's state, named at the one caller")]
     pub fn new(
         plugin: Arc<str>,
         tenant: Arc<str>,

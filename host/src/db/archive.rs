@@ -309,9 +309,9 @@ fn validate_patient(f: &PatientFields) -> OpResult<()> {
     Ok(())
 }
 
-/// Checks a DICOM DA value (YYYYMMDD, a real calendar day).
-pub fn check_date(d: &str) -> Result<(), ()> {
-    if d.is_empty() { Err(()) } else { wasmpacs_vr::Vr::DA.check(d).map_err(|_| ()) }
+/// Whether `d` is a DICOM DA value (YYYYMMDD, a real calendar day).
+pub fn is_date(d: &str) -> bool {
+    !d.is_empty() && wasmpacs_vr::Vr::DA.check(d).is_ok()
 }
 
 const STUDY_SELECT: &str = "SELECT s.id, s.study_uid, s.patient_fk, s.accession_number, s.description, \
@@ -652,14 +652,14 @@ pub async fn delete_order(conn: &mut AnyConnection, tenant: &str, study_uid: &st
 
 #[cfg(test)]
 mod tests {
-    use super::check_date;
+    use super::is_date;
 
     #[test]
     fn dates_must_be_real_calendar_days() {
-        assert!(check_date("20240229").is_ok());
-        assert!(check_date("20230229").is_err());
-        assert!(check_date("2023-01-01").is_err());
-        assert!(check_date("20231301").is_err());
-        assert!(check_date("20231200").is_err());
+        assert!(is_date("20240229"));
+        assert!(!is_date("20230229"));
+        assert!(!is_date("2023-01-01"));
+        assert!(!is_date("20231301"));
+        assert!(!is_date("20231200"));
     }
 }

@@ -186,10 +186,10 @@ pub fn sqlite_path(url: &str) -> Option<PathBuf> {
 
 /// Adds `mode=rwc` so that the file is created, and creates its folder.
 fn sqlite_url(url: &str) -> Result<String, DbError> {
-    if let Some(path) = sqlite_path(url) {
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| DbError::Folder(parent.display().to_string(), e))?;
-        }
+    if let Some(path) = sqlite_path(url)
+        && let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(parent).map_err(|e| DbError::Folder(parent.display().to_string(), e))?;
     }
     Ok(if url.contains("mode=") {
         url.to_owned()

@@ -154,14 +154,12 @@ fn code_meaning(object: &DefaultDicomObject) -> Option<String> {
     for sequence in [tags::CONCEPT_NAME_CODE_SEQUENCE, tags::VIEW_CODE_SEQUENCE] {
         let Some(element) = object.get(sequence) else { continue };
         let Some(items) = element.items() else { continue };
-        if let Some(item) = items.first() {
-            if let Some(meaning) = item.get(tags::CODE_MEANING) {
-                if let Ok(value) = meaning.to_str() {
-                    if let Some(v) = non_empty(&value) {
-                        return Some(v);
-                    }
-                }
-            }
+        if let Some(item) = items.first()
+            && let Some(meaning) = item.get(tags::CODE_MEANING)
+            && let Ok(value) = meaning.to_str()
+            && let Some(v) = non_empty(&value)
+        {
+            return Some(v);
         }
     }
     None

@@ -202,10 +202,13 @@ mod tests {
 
     /// Reads everything the peer sends: values concatenated per (context, command), with the
     /// number of message ends, and the other PDUs.
-    async fn read_all(bytes: Vec<u8>, step: usize) -> (Vec<(u8, bool, Vec<u8>, bool)>, Vec<Pdu>) {
+    /// A value as read: context, command or data, its bytes, and whether its message ended.
+    type Value = (u8, bool, Vec<u8>, bool);
+
+    async fn read_all(bytes: Vec<u8>, step: usize) -> (Vec<Value>, Vec<Pdu>) {
         let mut socket = Trickle { bytes, at: 0, step };
         let mut reader = PduReader::new(16_384);
-        let (mut values, mut pdus): (Vec<(u8, bool, Vec<u8>, bool)>, Vec<Pdu>) = (Vec::new(), Vec::new());
+        let (mut values, mut pdus): (Vec<Value>, Vec<Pdu>) = (Vec::new(), Vec::new());
         loop {
             match reader.next(&mut socket).await {
                 Ok(Received::Value { context_id, command, bytes, end }) => match values.last_mut() {

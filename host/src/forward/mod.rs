@@ -128,7 +128,7 @@ impl Worker {
             Ok(_) => return self.settle(&job, "failed", 0, Some("the slide is no longer stored".into()), 0).await,
             Err(e) => return self.retry(&job, 0, e.to_string()).await,
         };
-        tracing::info!(job = job.id, container = ?job.container_identifier, endpoint = endpoint.url(), slides = slides.len(), attempt = job.attempts, "forwarding slides");
+        tracing::info!(job = job.id, container = ?job.container_identifier, endpoint = endpoint.shown_url(), slides = slides.len(), attempt = job.attempts, "forwarding slides");
         let mut sent = 0;
         for stored in &slides {
             // On disk (fetched, for a study relocated to a bucket); a bucket that cannot be reached now may be later.
@@ -150,7 +150,7 @@ impl Worker {
             sent += 1;
             tracing::debug!(job = job.id, sop = %stored.sop_instance_uid, bytes = stored.slide.size, "slide forwarded");
         }
-        tracing::info!(job = job.id, container = ?job.container_identifier, endpoint = endpoint.url(), sent, "slides forwarded");
+        tracing::info!(job = job.id, container = ?job.container_identifier, endpoint = endpoint.shown_url(), sent, "slides forwarded");
         self.done(&job, &study_uid, sent as usize).await;
     }
 

@@ -37,7 +37,7 @@ impl SlideEndpoint {
     }
 
     /// The URL without credentials, for logs.
-    pub fn url(&self) -> &str {
+    pub fn shown_url(&self) -> &str {
         &self.shown
     }
 

@@ -32,10 +32,10 @@ pub fn parse_filter(query: &[(String, String)]) -> Result<CountFilter, String> {
     if let Some(value) = single("receivedAt")? {
         let (from, to) = received_range(value)
             .ok_or_else(|| format!("parameter `receivedAt` must be YYYYMMDD-YYYYMMDD (or YYYYMMDD-), not `{value}`"))?;
-        if let (from, Some(to)) = (&from, &to) {
-            if from > to {
-                return Err(format!("parameter `receivedAt`: the range `{value}` ends before it starts"));
-            }
+        if let (from, Some(to)) = (&from, &to)
+            && from > to
+        {
+            return Err(format!("parameter `receivedAt`: the range `{value}` ends before it starts"));
         }
         filter.received_from = Some(from);
         filter.received_to = to;
@@ -83,7 +83,7 @@ fn received_range(value: &str) -> Option<(String, Option<String>)> {
 
 /// A valid calendar date `YYYYMMDD` as `YYYY-MM-DD`.
 fn date(text: &str) -> Option<String> {
-    crate::db::archive::check_date(text).ok()?;
+    crate::db::archive::is_date(text).then_some(())?;
     Some(format!("{}-{}-{}", &text[..4], &text[4..6], &text[6..]))
 }
 

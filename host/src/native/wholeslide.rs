@@ -109,19 +109,6 @@ fn attachment(file_name: &str) -> String {
     format!("attachment; filename=\"{plain}\"; filename*=UTF-8''{encoded}")
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn file_names_are_quoted_safely() {
-        assert_eq!(super::attachment("I23-00102-A-1-1.svs"), "attachment; filename=\"I23-00102-A-1-1.svs\"");
-        assert_eq!(super::attachment("a\"b\r\n.svs"), "attachment; filename=\"a_b__.svs\"; filename*=UTF-8''a%22b%0D%0A.svs");
-        assert_eq!(
-            super::attachment("vetrino è.svs"),
-            "attachment; filename=\"vetrino _.svs\"; filename*=UTF-8''vetrino%20%C3%A8.svs"
-        );
-    }
-}
-
 /// Whether a slide instance is a level and its area, from its header: read from the first
 /// [`HEADER_BYTES`] of a file in a bucket, or from the whole file when its header is longer.
 async fn measure(storage: &Storage, file: &StoredFile) -> Option<(bool, u64)> {
@@ -156,4 +143,17 @@ fn level_and_area(path: &std::path::Path, partial: bool) -> Option<(bool, u64)> 
     let image_type = object.get(tags::IMAGE_TYPE).and_then(|e| e.to_multi_str().ok().map(|v| v.to_vec())).unwrap_or_default();
     let level = !image_type.iter().any(|t| matches!(t.trim(), "LABEL" | "OVERVIEW" | "THUMBNAIL"));
     Some((level, area))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn file_names_are_quoted_safely() {
+        assert_eq!(super::attachment("I23-00102-A-1-1.svs"), "attachment; filename=\"I23-00102-A-1-1.svs\"");
+        assert_eq!(super::attachment("a\"b\r\n.svs"), "attachment; filename=\"a_b__.svs\"; filename*=UTF-8''a%22b%0D%0A.svs");
+        assert_eq!(
+            super::attachment("vetrino è.svs"),
+            "attachment; filename=\"vetrino _.svs\"; filename*=UTF-8''vetrino%20%C3%A8.svs"
+        );
+    }
 }

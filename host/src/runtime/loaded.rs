@@ -80,10 +80,10 @@ impl LoadedPlugin {
 fn wit_version(engine: &Engine, component: &Component) -> Result<&'static str, LoadError> {
     let ty = component.component_type();
     for (name, _) in ty.exports(engine) {
-        if let Some(version) = name.strip_prefix("wasmpacs:plugin/handler@") {
-            if let Some(v) = SERVED_VERSIONS.iter().find(|v| **v == version) {
-                return Ok(v);
-            }
+        if let Some(version) = name.strip_prefix("wasmpacs:plugin/handler@")
+            && let Some(v) = SERVED_VERSIONS.iter().find(|v| **v == version)
+        {
+            return Ok(v);
         }
     }
     Err(LoadError::UnknownVersion(SERVED_VERSIONS.join(", ")))

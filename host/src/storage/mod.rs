@@ -352,10 +352,10 @@ impl Storage {
             }
             return;
         }
-        if let Ok(path) = self.absolute(medium, relative) {
-            if let Err(e) = std::fs::remove_file(&path) {
-                tracing::warn!(path = %path.display(), error = %e, "cannot remove stored file");
-            }
+        if let Ok(path) = self.absolute(medium, relative)
+            && let Err(e) = std::fs::remove_file(&path)
+        {
+            tracing::warn!(path = %path.display(), error = %e, "cannot remove stored file");
         }
     }
 }

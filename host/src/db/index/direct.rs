@@ -73,10 +73,11 @@ impl DirectUnit<'_> {
 
 impl Drop for DirectUnit<'_> {
     fn drop(&mut self) {
-        if self.open && !self.conn.is_autocommit() {
-            if let Err(e) = self.conn.execute_batch("ROLLBACK") {
-                tracing::error!(error = %e, "cannot roll back a unit of work on the committer's connection");
-            }
+        if self.open
+            && !self.conn.is_autocommit()
+            && let Err(e) = self.conn.execute_batch("ROLLBACK")
+        {
+            tracing::error!(error = %e, "cannot roll back a unit of work on the committer's connection");
         }
     }
 }

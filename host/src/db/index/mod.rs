@@ -487,7 +487,7 @@ async fn patient_key(conn: &mut AnyConnection, tenant: &str, h: &InstanceHeader,
     .bind(&h.patient_id)
     .bind(&h.issuer)
     .bind(&h.patient_name)
-    .bind(h.birth_date.as_deref().filter(|d| super::archive::check_date(d).is_ok()))
+    .bind(h.birth_date.as_deref().filter(|d| super::archive::is_date(d)))
     .bind(h.sex.as_deref().filter(|s| matches!(*s, "M" | "F" | "O")))
     .bind(now)
     .execute(&mut *conn)

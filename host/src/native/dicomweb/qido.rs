@@ -486,7 +486,7 @@ fn date_range(value: &str) -> Option<(Option<String>, Option<String>)> {
         if d.is_empty() {
             return Some(None);
         }
-        let ok = d.len() == 8 && d.bytes().all(|b| b.is_ascii_digit()) && crate::db::archive::check_date(d).is_ok();
+        let ok = d.len() == 8 && d.bytes().all(|b| b.is_ascii_digit()) && crate::db::archive::is_date(d);
         ok.then(|| Some(d.to_owned()))
     };
     match value.split_once('-') {

@@ -141,10 +141,11 @@ fn first_frame(object: &DefaultDicomObject) -> Result<DynamicImage, String> {
     if decoded.samples_per_pixel() == 1 && decoded.bits_allocated() == 32 {
         return monochrome_32(&decoded);
     }
-    if photometric == "RGB" && decoded.samples_per_pixel() == 3 {
-        if let Some(image) = rgb_jpeg_as_labelled(object) {
-            return Ok(image);
-        }
+    if photometric == "RGB"
+        && decoded.samples_per_pixel() == 3
+        && let Some(image) = rgb_jpeg_as_labelled(object)
+    {
+        return Ok(image);
     }
     let options = ConvertOptions::new().with_voi_lut(VoiLutOption::First).force_8bit();
     decoded.to_dynamic_image_with_options(0, &options).map_err(|e| e.to_string())
