@@ -24,6 +24,10 @@ pub enum Damage {
     /// The data set does not parse to its end (cut, or an element overruns its container).
     #[error("the data set is cut or malformed at byte {at}: {what}")]
     Structure { at: u64, what: String },
+    /// Sequences nested deeper than [`MAX_DEPTH`]: no real object does that, and a parser that
+    /// follows them recursively (this walk, dicom-rs) would run out of stack.
+    #[error("sequences are nested more than {MAX_DEPTH} deep at byte {at}")]
+    TooDeep { at: u64 },
     /// It parses, but its pixel data does not match its image attributes.
     #[error("the pixel data does not match the image attributes: {0}")]
     PixelData(String),
@@ -64,6 +68,9 @@ type Walk<T> = Result<T, Stop>;
 fn damaged<T>(at: u64, what: impl Into<String>) -> Walk<T> {
     Err(Stop::Damage(Damage::Structure { at, what: what.into() }))
 }
+
+/// Deepest nesting of sequences walked; real objects stay far below it.
+pub const MAX_DEPTH: usize = 64;
 
 const ITEM: Tag = Tag(0xFFFE, 0xE000);
 const ITEM_END: Tag = Tag(0xFFFE, 0xE00D);
@@ -524,6 +531,9 @@ fn walk_items<R: Read + Seek>(
     image: &mut Image,
     native: bool,
 ) -> Walk<()> {
+    if depth >= MAX_DEPTH {
+        return Err(Stop::Damage(Damage::TooDeep { at: source.pos() }));
+    }
     loop {
         if end.is_some_and(|end| source.pos() == end) {
             return Ok(());
@@ -599,13 +609,20 @@ fn check_pixels(image: &Image) -> Walk<()> {
     };
     let samples = image.samples.unwrap_or(1);
     let bits = image.bits_allocated.unwrap_or(8);
-    let pixels = rows * columns * frames;
     // YBR_FULL_422 keeps two samples' worth per pixel (the chrominance halved).
     let per_pixel_bits = match image.photometric.as_deref() {
-        Some("YBR_FULL_422") if samples == 3 => 2 * bits,
-        _ => samples * bits,
+        Some("YBR_FULL_422") if samples == 3 => 2u64.checked_mul(bits),
+        _ => samples.checked_mul(bits),
     };
-    let expected = (pixels * per_pixel_bits).div_ceil(8);
+    // Attributes from the network: a product past u64 describes no file that could hold it.
+    let Some(expected_bits) =
+        rows.checked_mul(columns).and_then(|p| p.checked_mul(frames)).zip(per_pixel_bits).and_then(|(p, b)| p.checked_mul(b))
+    else {
+        return Err(Stop::Damage(Damage::PixelData(format!(
+            "{rows} x {columns} x {samples} samples x {bits} bits x {frames} frames is more than any file holds"
+        ))));
+    };
+    let expected = expected_bits.div_ceil(8);
     // Bytes beyond (the padding byte of an odd length, or more, as some devices write) are
     // let through: a short value is what a cut leaves.
     if actual >= expected {

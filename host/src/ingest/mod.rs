@@ -59,8 +59,12 @@ impl Checked {
 /// reads the pages the header reader has just read, and element headers beyond: call it while
 /// the file is still in the page cache (see [`crate::storage::StagedWriter::finish_then`]).
 fn check(path: &std::path::Path) -> Result<Checked, IngestError> {
-    let header = Arc::new(read_header(path)?);
     let walked = completeness::check_file(path).map_err(|source| StorageError::Io { path: path.to_owned(), source })?;
+    // The header reader follows sequences recursively too: too deep a nesting never reaches it.
+    if let Err(damage @ Damage::TooDeep { .. }) = &walked {
+        return Err(IngestError::Invalid(HeaderError::Unreadable(damage.to_string())));
+    }
+    let header = Arc::new(read_header(path)?);
     Ok(match walked {
         Ok(()) => Checked::Whole(header),
         Err(damage) => Checked::Damaged(header, damage),

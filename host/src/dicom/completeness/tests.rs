@@ -266,3 +266,30 @@ fn walkdir(dir: &std::path::Path) -> Vec<PathBuf> {
     }
     out
 }
+
+#[test]
+fn nesting_past_the_limit_is_refused_without_exhausting_the_stack() {
+    // `levels` undefined-length sequences, each in an item of the one around it.
+    let nested = |levels: usize| {
+        let open = [long(0x0040, 0xA730, b"SQ", u32::MAX, &[]), item(u32::MAX)].concat();
+        let close = [delimiter(0xE00D), delimiter(0xE0DD)].concat();
+        part10(EXPLICIT, &[open.repeat(levels), close.repeat(levels)].concat())
+    };
+    assert_eq!(walk(&nested(MAX_DEPTH - 1)), Ok(()));
+    // Far past any thread's stack were it followed: a few hundred kilobytes of input.
+    assert!(matches!(walk(&nested(20_000)), Err(Damage::TooDeep { .. })));
+}
+
+#[test]
+fn image_attributes_past_any_file_are_damage_not_overflow() {
+    let huge = [
+        short(0x0028, 0x0002, b"US", &1u16.to_le_bytes()),
+        short(0x0028, 0x0008, b"IS", b"999999999999999999"),
+        short(0x0028, 0x0010, b"US", &u16::MAX.to_le_bytes()),
+        short(0x0028, 0x0011, b"US", &u16::MAX.to_le_bytes()),
+        short(0x0028, 0x0100, b"US", &16u16.to_le_bytes()),
+        long(0x7FE0, 0x0010, b"OW", 12, &[7; 12]),
+    ]
+    .concat();
+    assert!(matches!(walk(&part10(EXPLICIT, &huge)), Err(Damage::PixelData(_))));
+}

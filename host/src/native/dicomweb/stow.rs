@@ -247,7 +247,7 @@ async fn store(
 /// 0xA900 when it does but its pixel data does not match its image attributes.
 fn damage_reason(damage: &Damage) -> i64 {
     match damage {
-        Damage::Structure { .. } => reason::CANNOT_UNDERSTAND,
+        Damage::Structure { .. } | Damage::TooDeep { .. } => reason::CANNOT_UNDERSTAND,
         Damage::PixelData(_) => reason::DATA_SET_MISMATCH,
     }
 }
