@@ -40,7 +40,12 @@ pub(super) async fn resent(
         // Replaced or moved meanwhile: the copy goes.
         return Ok(outcome);
     }
-    unit.commit().await?;
+    if let Err(e) = unit.commit().await {
+        // Whether the commit took is unknown (a broken connection): the row may name the new
+        // copy, so it stays; `wasmpacs check` sets it aside if no row names it.
+        copy.keep();
+        return Err(e.into());
+    }
     copy.keep();
     storage.remove(&stored.medium, &stored.relative_path);
     tracing::warn!(

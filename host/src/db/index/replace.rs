@@ -3,7 +3,7 @@
 
 use sqlx::{AnyConnection, AnyPool, Row};
 
-use super::FileRecord;
+use super::{FileRecord, where_series_are};
 use crate::db::archive::OpError;
 use crate::db::lock_studies;
 
@@ -34,15 +34,13 @@ pub async fn stored_file(reader: &AnyPool, key: i64) -> Result<Option<StoredFile
 /// Points the row of the instance `key` at `new` in the unit of work `conn`, if it still names
 /// `old` (a concurrent re-send or relocation may have moved it: then false, nothing changed),
 /// and moves its study's size by the difference (unless its series is deprecated, and so not
-/// counted). The study row is locked first, as every unit that changes a study's totals does
-/// (see [`lock_studies`]).
+/// counted). Its series row is shared and then its study row locked first, as every unit that
+/// adds to a study's totals does (see [`lock_studies`]), so a move cannot slip in between.
 pub async fn replace_file(conn: &mut AnyConnection, key: i64, old: &StoredFile, new: &FileRecord) -> Result<bool, OpError> {
-    let row = sqlx::query("SELECT se.study_fk, se.id FROM instances i JOIN series se ON se.id = i.series_fk WHERE i.id = $1")
-        .bind(key)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let row = sqlx::query("SELECT series_fk FROM instances WHERE id = $1").bind(key).fetch_optional(&mut *conn).await?;
     let Some(row) = row else { return Ok(false) };
-    let (study, series): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+    let series: i64 = row.try_get(0)?;
+    let Some(&(study, deprecated)) = where_series_are(conn, &[series]).await?.get(&series) else { return Ok(false) };
     lock_studies(conn, &[study]).await?;
     let replaced = sqlx::query(
         "UPDATE instances SET medium = $1, file_path = $2, size_bytes = $3, digest = $4 \
@@ -61,14 +59,12 @@ pub async fn replace_file(conn: &mut AnyConnection, key: i64, old: &StoredFile, 
     if replaced.rows_affected() != 1 {
         return Ok(false);
     }
-    sqlx::query(
-        "UPDATE studies SET size_bytes = size_bytes + $2 WHERE id = $1 \
-         AND NOT EXISTS (SELECT 1 FROM series WHERE id = $3 AND deprecated = 1)",
-    )
-    .bind(study)
-    .bind(new.size as i64 - old.size as i64)
-    .bind(series)
-    .execute(&mut *conn)
-    .await?;
+    if !deprecated {
+        sqlx::query("UPDATE studies SET size_bytes = size_bytes + $2 WHERE id = $1")
+            .bind(study)
+            .bind(new.size as i64 - old.size as i64)
+            .execute(&mut *conn)
+            .await?;
+    }
     Ok(true)
 }
