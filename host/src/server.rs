@@ -131,7 +131,10 @@ fn connection(
                     closing = Some(tokio::time::Instant::now() + DRAIN_TIMEOUT);
                 }
                 _ = watch.tick() => match closing {
-                    Some(deadline) if tokio::time::Instant::now() > deadline => {
+                    // Closed for waiting too long, a connection still finishes a request that came
+                    // in meanwhile (an HTTP/2 stream opened before the GOAWAY); at shutdown it
+                    // gets DRAIN_TIMEOUT.
+                    Some(deadline) if tokio::time::Instant::now() > deadline && (*stop.borrow() || !watched.busy()) => {
                         tracing::debug!(%peer, "connection dropped: it did not close when asked");
                         return;
                     }

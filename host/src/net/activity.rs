@@ -72,6 +72,11 @@ impl Activity {
     }
 
     /// Whether the connection has waited too long for a head, or for a request at all.
+    /// Whether a request is being served (its answer not yet fully written).
+    pub fn busy(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) > 0
+    }
+
     pub fn overdue(&self, header_timeout: Duration, idle_timeout: Duration) -> Option<Overdue> {
         if self.in_flight.load(Ordering::Acquire) > 0 {
             return None;
