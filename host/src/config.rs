@@ -30,6 +30,9 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+/// Longest `storage.staging_grace_s`: a week.
+const MAX_STAGING_GRACE_S: u64 = 7 * 24 * 3600;
+
 /// The whole server configuration.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -531,6 +534,13 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        // Zero would sweep other hosts' uploads as they arrive; a grace past a week overflows
+        // the sweep's timer and keeps crash leftovers for no one.
+        if !(1..=MAX_STAGING_GRACE_S).contains(&self.storage.staging_grace_s) {
+            return Err(ConfigError::Invalid(format!(
+                "storage.staging_grace_s must be between 1 and {MAX_STAGING_GRACE_S} seconds"
+            )));
+        }
         let mut names = std::collections::HashSet::new();
         let mut keys = std::collections::HashSet::new();
         for t in &self.tenants {

@@ -48,11 +48,32 @@ fn mask(value: &mut toml::Value) {
     }
 }
 
-/// A URL with a password (`postgres://user:secret@host/db`), with the password masked.
+/// Query parameters that carry secrets in connection URLs (libpq's and sqlx's `password`,
+/// `sslpassword`; tokens and keys of HTTP endpoints).
+const SECRET_PARAMETERS: &[&str] = &["password", "sslpassword", "token", "access_token", "key", "api_key", "secret"];
+
+/// A URL with a password (`postgres://user:secret@host/db`) or a secret query parameter
+/// (`?password=secret`), with those masked; None for any other text.
 fn url_without_password(text: &str) -> Option<String> {
     let mut url = reqwest::Url::parse(text).ok()?;
-    url.password()?;
-    url.set_password(Some(MASK)).ok()?;
+    let secret = |name: &str| SECRET_PARAMETERS.iter().any(|s| name.eq_ignore_ascii_case(s));
+    let has_secret_parameter = url.query_pairs().any(|(name, _)| secret(&name));
+    if url.password().is_none() && !has_secret_parameter {
+        return None;
+    }
+    if url.password().is_some() {
+        url.set_password(Some(MASK)).ok()?;
+    }
+    if has_secret_parameter {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(name, value)| {
+                let value = if secret(&name) { MASK.to_owned() } else { value.into_owned() };
+                (name.into_owned(), value)
+            })
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+    }
     Some(url.to_string())
 }
 
@@ -64,7 +85,7 @@ mod tests {
     fn secrets_are_masked_and_the_rest_kept() {
         let text = r#"
             [database]
-            url = "postgres://pacs:hunter2@db:5432/pacs"
+            url = "postgres://pacs:hunter2@db:5432/pacs?sslmode=require&password=hunter3"
             [admin]
             api_key = "root-key"
             [[tenant]]
@@ -78,10 +99,10 @@ mod tests {
         let config = Config::from_toml(text, vec![], std::path::Path::new("/srv")).unwrap();
         for format in [Format::Toml, Format::Json] {
             let shown = effective(&config, format).unwrap();
-            for secret in ["hunter2", "root-key", "tenant-key", "AKIA", "s3cr3t"] {
+            for secret in ["hunter2", "hunter3", "root-key", "tenant-key", "AKIA", "s3cr3t"] {
                 assert!(!shown.contains(secret), "{secret} shown in {shown}");
             }
-            assert!(shown.contains("postgres://pacs:***@db:5432/pacs") && shown.contains("default"), "{shown}");
+            assert!(shown.contains("postgres://pacs:***@db:5432/pacs?sslmode=require") && shown.contains("default"), "{shown}");
             assert!(shown.contains("max_body_bytes"), "defaults are shown: {shown}");
         }
     }
