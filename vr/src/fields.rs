@@ -3,10 +3,13 @@
 
 use crate::{Field, Vr};
 
+/// `NAME = "Keyword" VR;`, or `VR 1-n` for a field that may hold several values.
 macro_rules! fields {
-    ($($(#[$doc:meta])* $name:ident = $keyword:literal $vr:ident;)*) => {
-        $($(#[$doc])* pub const $name: Field = Field { keyword: $keyword, vr: Vr::$vr };)*
+    ($($(#[$doc:meta])* $name:ident = $keyword:literal $vr:ident $($n:literal - n)?;)*) => {
+        $($(#[$doc])* pub const $name: Field = Field { keyword: $keyword, vr: Vr::$vr, multiple: fields!(@multiple $($n)?) };)*
     };
+    (@multiple) => { false };
+    (@multiple $n:literal) => { true };
 }
 
 fields! {
@@ -33,7 +36,7 @@ fields! {
     CURRENT_PATIENT_LOCATION = "CurrentPatientLocation" LO;
     CONFIDENTIALITY_CONSTRAINT = "ConfidentialityConstraintOnPatientDataDescription" LO;
     PATIENT_STATE = "PatientState" LO;
-    MEDICAL_ALERTS = "MedicalAlerts" LO;
+    MEDICAL_ALERTS = "MedicalAlerts" LO 1-n;
     /// US in DICOM; the order keeps the text it was given and the worklist sends it only when it
     /// is one of the codes 1 to 4, so it is held to LO's rules.
     PREGNANCY_STATUS = "PregnancyStatus" LO;

@@ -14,11 +14,13 @@ mod rules;
 pub use fields::*;
 pub use rules::{Refusal, Vr};
 
-/// A field a plugin writes into the archive: its DICOM keyword and VR.
+/// A field a plugin writes into the archive: its DICOM keyword, VR and whether it may hold
+/// several values (VM 1-n, separated by `\`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Field {
     pub keyword: &'static str,
     pub vr: Vr,
+    pub multiple: bool,
 }
 
 impl Field {
@@ -30,7 +32,11 @@ impl Field {
     /// Checks `value` against the field's VR; a refusal names the field `name` (the name a
     /// client sent it under, e.g. `patientName`).
     pub fn check_as(&self, name: &str, value: &str) -> Result<(), FieldError> {
-        self.vr.check(value).map_err(|refusal| FieldError { name: name.to_owned(), refusal })
+        let refused = |refusal| FieldError { name: name.to_owned(), refusal };
+        if self.multiple {
+            return value.split('\\').try_for_each(|one| self.vr.check(one)).map_err(refused);
+        }
+        self.vr.check(value).map_err(refused)
     }
 
     /// As [`Field::check`], for a value that may be absent.
@@ -81,5 +87,13 @@ mod tests {
         );
         assert_eq!(renamed("PatientNameX: whatever", &names), None);
         assert_eq!(renamed(&refusal, &[(PATIENT_ID, "patientID")]), None);
+    }
+
+    #[test]
+    fn fields_of_several_values_check_each() {
+        assert_eq!(MEDICAL_ALERTS.check("ALLERGY\\DIABETES"), Ok(()));
+        let long = format!("ALLERGY\\{}", "x".repeat(65));
+        assert!(MEDICAL_ALERTS.check(&long).unwrap_err().to_string().contains("64"), "{:?}", MEDICAL_ALERTS.check(&long));
+        assert!(PATIENT_STATE.check("A\\B").is_err(), "a single-valued field refuses a backslash");
     }
 }
