@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
 use sha1::{Digest, Sha1};
-use wasmpacs_tests::{Backend, KEY_A, KEY_B, NODE_A, Options, TestServer, files_under, on_both_backends, repo_root};
+use wasmpacs_tests::{Backend, KEY_A, KEY_B, NODE_A, Options, TestServer, files_under, on_both_backends, pathology_manifest};
 
 on_both_backends!(
     a_slide_is_stored_listed_and_served_back,
@@ -31,18 +31,7 @@ async fn start(backend: Backend) -> TestServer {
 async fn start_with(backend: Backend, extra_config: &str) -> TestServer {
     let mut options = Options::new(backend);
     options.extra_config = extra_config.to_owned();
-    options.manifest = Some(format!(
-        r#"
-[[plugin]]
-name = "pathology"
-component = "{}"
-routes = ["POST pathoRsListener/{{callingAet}}/studies"]
-grants = ["archive", "log", "staging"]
-memory_limit_mb = 64
-timeout_ms = 30000
-"#,
-        repo_root().join("plugins/dist/pathology.wasm").display()
-    ));
+    options.manifest = Some(pathology_manifest());
     TestServer::start_with(options).await.expect("server starts")
 }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use wasmpacs_tests::{Backend, KEY_A, NODE_A, Options, TestServer, on_both_backends, repo_root};
+use wasmpacs_tests::{Backend, KEY_A, NODE_A, Options, TestServer, on_both_backends, pathology_manifest};
 
 on_both_backends!(a_client_gone_mid_upload_leaves_no_staging_file, a_killed_upload_is_reported_then_removed_at_start);
 
@@ -21,18 +21,7 @@ const SENT: usize = 3 << 20;
 
 async fn start(backend: Backend) -> TestServer {
     let mut options = Options::new(backend);
-    options.manifest = Some(format!(
-        r#"
-[[plugin]]
-name = "pathology"
-component = "{}"
-routes = ["POST pathoRsListener/{{callingAet}}/studies"]
-grants = ["archive", "log", "staging"]
-memory_limit_mb = 64
-timeout_ms = 30000
-"#,
-        repo_root().join("plugins/dist/pathology.wasm").display()
-    ));
+    options.manifest = Some(pathology_manifest());
     TestServer::start_with(options).await.expect("server starts")
 }
 

@@ -113,6 +113,22 @@ timeout_ms = {timeout_ms}
     )
 }
 
+/// A manifest serving the bundled pathology plugin (slide uploads).
+pub fn pathology_manifest() -> String {
+    format!(
+        r#"
+[[plugin]]
+name = "pathology"
+component = "{}"
+routes = ["POST pathoRsListener/{{callingAet}}/studies"]
+grants = ["archive", "log", "staging"]
+memory_limit_mb = 64
+timeout_ms = 30000
+"#,
+        component("pathology").display()
+    )
+}
+
 /// The manifest entry of the bundled patients plugin, pointing at `component_path`.
 pub fn patients_manifest(component_path: &Path) -> String {
     format!(
